@@ -1,0 +1,48 @@
+"""The app factory: the same wiring for `trellis serve` and for tests."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from server import errors
+from server.lifespan import lifespan
+from server.middleware import RequestContext
+from server.responses import JSONResponse
+from server.routes import assistants, meta, runs, threads
+from server.routes.meta import VERSION
+from server.settings import Settings
+
+
+def create_app(settings: Settings, *, worker: bool = True) -> FastAPI:
+    """A Trellis app; `worker=False` serves the API without executing runs."""
+    app = FastAPI(
+        title="Trellis",
+        version=VERSION,
+        description="Self-hosted LangGraph orchestration, speaking the LangGraph Server API.",
+        lifespan=lifespan(settings, worker=worker),
+        default_response_class=JSONResponse,
+    )
+    errors.install(app)
+    app.include_router(meta.router)
+    app.include_router(assistants.router)
+    app.include_router(threads.router)
+    app.include_router(runs.thread_runs)
+    app.include_router(runs.stateless_runs)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_credentials=True,
+        allow_methods=["*"],
+        allow_headers=["*"],
+        allow_private_network=True,
+        expose_headers=[
+            "content-location",
+            "location",
+            "x-pagination-next",
+            "x-pagination-total",
+            "x-request-id",
+        ],
+    )
+    app.add_middleware(RequestContext)
+    return app

@@ -1,0 +1,103 @@
+"""The `trellis` command: serve the API, run workers, manage the schema."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from server.settings import Settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, object] = {}
+    if getattr(args, "config", None):
+        overrides["graphs_config"] = Path(args.config).resolve()
+    if getattr(args, "host", None):
+        overrides["host"] = args.host
+    if getattr(args, "port", None):
+        overrides["port"] = args.port
+    return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from server.app import create_app
+    from server.logging import configure
+
+    settings = _settings(args)
+    configure(settings.log_level, settings.log_format)
+    app = create_app(settings, worker=not args.no_worker)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from server.logging import configure
+    from server.worker import run_worker
+
+    settings = _settings(args)
+    if args.concurrency:
+        settings = settings.model_copy(update={"run_concurrency": args.concurrency})
+    configure(settings.log_level, settings.log_format)
+    asyncio.run(run_worker(settings))
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from server.db import migrate
+
+    settings = Settings()
+    if args.action == "downgrade":
+        migrate.downgrade(settings.sqlalchemy_url, args.revision or "-1")
+    else:
+        migrate.upgrade(settings.sqlalchemy_url, settings.psycopg_url, args.revision or "head")
+    print(f"trellis: schema {args.action} done")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    root = argparse.ArgumentParser(prog="trellis", description=__doc__)
+    sub = root.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve the LangGraph Server API")
+    serve.add_argument("--config", help="path to a langgraph.json (default: the project's own)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--no-worker", action="store_true", help="serve the API only")
+    serve.set_defaults(func=_serve)
+
+    worker = sub.add_parser("worker", help="execute queued runs")
+    worker.add_argument("--config", help="path to a langgraph.json")
+    worker.add_argument("--concurrency", type=int, help="runs executed at once")
+    worker.set_defaults(func=_worker)
+
+    migrate = sub.add_parser("migrate", help="apply or revert Trellis' schema")
+    migrate.add_argument("action", nargs="?", choices=["upgrade", "downgrade"], default="upgrade")
+    migrate.add_argument("revision", nargs="?", help="target revision (default head / -1)")
+    migrate.set_defaults(func=_migrate)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `trellis` console script."""
+    args = parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Persistence of Trellis' own resources: assistants, threads and runs."""

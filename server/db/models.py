@@ -1,0 +1,160 @@
+"""SQLAlchemy models for Trellis' own tables.
+
+LangGraph's checkpoint tables are created by `AsyncPostgresSaver.setup()` and are
+not modelled here. Every resource row carries an `owner`; `None` on an assistant
+means a system assistant visible to everyone.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+JsonDict = dict[str, Any]
+
+
+class Base(DeclarativeBase):
+    """Declarative base with a naming convention so migrations are stable."""
+
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {JsonDict: JSONB, uuid.UUID: UUID(as_uuid=True)}
+
+
+def _now() -> Any:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+class Assistant(Base):
+    """An assistant: a graph plus a versioned configuration."""
+
+    __tablename__ = "assistants"
+
+    assistant_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    graph_id: Mapped[str] = mapped_column(Text)
+    owner: Mapped[str | None] = mapped_column(Text)
+    name: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    config: Mapped[JsonDict] = mapped_column(server_default=text("'{}'::jsonb"))
+    context: Mapped[JsonDict] = mapped_column(server_default=text("'{}'::jsonb"))
+    metadata_: Mapped[JsonDict] = mapped_column("metadata", server_default=text("'{}'::jsonb"))
+    version: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+    __table_args__ = (
+        Index("ix_assistants_graph_id", "graph_id"),
+        Index("ix_assistants_metadata", "metadata", postgresql_using="gin"),
+    )
+
+
+class AssistantVersion(Base):
+    """One immutable version of an assistant's configuration."""
+
+    __tablename__ = "assistant_versions"
+
+    assistant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("assistants.assistant_id", ondelete="CASCADE")
+    )
+    version: Mapped[int] = mapped_column(Integer)
+    graph_id: Mapped[str] = mapped_column(Text)
+    name: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    config: Mapped[JsonDict] = mapped_column(server_default=text("'{}'::jsonb"))
+    context: Mapped[JsonDict] = mapped_column(server_default=text("'{}'::jsonb"))
+    metadata_: Mapped[JsonDict] = mapped_column("metadata", server_default=text("'{}'::jsonb"))
+    created_at: Mapped[datetime] = _now()
+
+    __table_args__ = (PrimaryKeyConstraint("assistant_id", "version"),)
+
+
+class Thread(Base):
+    """A conversation thread; its state lives in LangGraph's checkpoint tables."""
+
+    __tablename__ = "threads"
+
+    thread_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    owner: Mapped[str] = mapped_column(Text)
+    metadata_: Mapped[JsonDict] = mapped_column("metadata", server_default=text("'{}'::jsonb"))
+    config: Mapped[JsonDict] = mapped_column(server_default=text("'{}'::jsonb"))
+    status: Mapped[str] = mapped_column(Text, server_default=text("'idle'"))
+    values: Mapped[JsonDict | None] = mapped_column()
+    interrupts: Mapped[JsonDict] = mapped_column(server_default=text("'{}'::jsonb"))
+    error: Mapped[JsonDict | None] = mapped_column()
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+    state_updated_at: Mapped[datetime] = _now()
+
+    __table_args__ = (
+        Index("ix_threads_owner_created", "owner", "created_at"),
+        Index("ix_threads_metadata", "metadata", postgresql_using="gin"),
+    )
+
+
+class Run(Base):
+    """A run of an assistant on a thread; also the unit of the run queue."""
+
+    __tablename__ = "runs"
+
+    run_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    thread_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("threads.thread_id", ondelete="CASCADE")
+    )
+    assistant_id: Mapped[uuid.UUID] = mapped_column()
+    owner: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text, server_default=text("'pending'"))
+    metadata_: Mapped[JsonDict] = mapped_column("metadata", server_default=text("'{}'::jsonb"))
+    kwargs: Mapped[JsonDict] = mapped_column(server_default=text("'{}'::jsonb"))
+    multitask_strategy: Mapped[str] = mapped_column(Text, server_default=text("'enqueue'"))
+    temporary: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    error: Mapped[JsonDict | None] = mapped_column()
+    output: Mapped[JsonDict | None] = mapped_column()
+    not_before: Mapped[datetime] = _now()
+    attempt: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    lease_owner: Mapped[str | None] = mapped_column(Text)
+    lease_epoch: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ix_runs_thread_created", "thread_id", "created_at"),
+        # The database, not a Python dict, guarantees one running run per thread.
+        Index(
+            "uq_runs_one_running_per_thread",
+            "thread_id",
+            unique=True,
+            postgresql_where=text("status = 'running'"),
+        ),
+        Index(
+            "ix_runs_pending",
+            "not_before",
+            "created_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
+    )

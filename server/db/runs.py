@@ -1,0 +1,233 @@
+"""Run rows: the run records the API shows and the queue workers claim from.
+
+A run is `pending` until a worker claims it, then `running` under a lease (owner,
+epoch, expiry) until it ends. The partial unique index on running runs makes
+"one active run per thread" a database guarantee; claim order per thread is
+creation order, so `enqueue` is strict FIFO.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Table, delete, func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server.db.engine import plain
+from server.db.models import Run
+
+R: Table = Run.__table__  # type: ignore[assignment]
+PUBLIC = [
+    R.c.run_id,
+    R.c.thread_id,
+    R.c.assistant_id,
+    R.c.created_at,
+    R.c.updated_at,
+    R.c.status,
+    R.c.metadata,
+    R.c.kwargs,
+    R.c.multitask_strategy,
+]
+ACTIVE = ("pending", "running")
+
+
+def _out(row: Any) -> dict[str, Any]:
+    return plain(row._mapping)
+
+
+async def insert(
+    conn: AsyncConnection,
+    *,
+    run_id: uuid.UUID,
+    thread_id: uuid.UUID,
+    assistant_id: uuid.UUID,
+    owner: str,
+    metadata: dict[str, Any],
+    kwargs: dict[str, Any],
+    multitask_strategy: str,
+    temporary: bool,
+    after_seconds: float,
+) -> dict[str, Any]:
+    """Insert a pending run."""
+    stmt = (
+        R.insert()
+        .values(
+            run_id=run_id,
+            thread_id=thread_id,
+            assistant_id=assistant_id,
+            owner=owner,
+            metadata=metadata,
+            kwargs=kwargs,
+            multitask_strategy=multitask_strategy,
+            temporary=temporary,
+            not_before=func.now() + timedelta(seconds=after_seconds),
+        )
+        .returning(*PUBLIC)
+    )
+    return _out((await conn.execute(stmt)).one())
+
+
+async def get(
+    conn: AsyncConnection, *, owner: str, run_id: uuid.UUID, thread_id: uuid.UUID | None = None
+) -> dict[str, Any] | None:
+    """The run if it belongs to `owner` (and to `thread_id`, when given)."""
+    stmt = select(*PUBLIC).where(R.c.run_id == run_id, R.c.owner == owner)
+    if thread_id is not None:
+        stmt = stmt.where(R.c.thread_id == thread_id)
+    row = (await conn.execute(stmt)).first()
+    return _out(row) if row is not None else None
+
+
+async def output(conn: AsyncConnection, run_id: uuid.UUID) -> tuple[str, Any] | None:
+    """The run's status and final output (values, `__interrupt__` or `__error__`)."""
+    row = (await conn.execute(select(R.c.status, R.c.output).where(R.c.run_id == run_id))).first()
+    return (row[0], row[1]) if row is not None else None
+
+
+async def get_any(conn: AsyncConnection, run_id: uuid.UUID) -> dict[str, Any] | None:
+    """The full run row, for the executor."""
+    row = (await conn.execute(select(R).where(R.c.run_id == run_id))).first()
+    return dict(row._mapping) if row is not None else None
+
+
+async def list_for_thread(
+    conn: AsyncConnection,
+    *,
+    owner: str,
+    thread_id: uuid.UUID,
+    limit: int,
+    offset: int,
+    status: str | None,
+) -> list[dict[str, Any]]:
+    """The thread's runs, newest first."""
+    stmt = select(*PUBLIC).where(R.c.thread_id == thread_id, R.c.owner == owner)
+    if status:
+        stmt = stmt.where(R.c.status == status)
+    stmt = stmt.order_by(R.c.created_at.desc(), R.c.run_id.desc()).limit(limit).offset(offset)
+    return [_out(row) for row in (await conn.execute(stmt)).all()]
+
+
+async def active_for_thread(conn: AsyncConnection, thread_id: uuid.UUID) -> list[dict[str, Any]]:
+    """Pending and running runs of a thread, oldest first."""
+    stmt = (
+        select(R.c.run_id, R.c.status)
+        .where(R.c.thread_id == thread_id, R.c.status.in_(ACTIVE))
+        .order_by(R.c.created_at, R.c.run_id)
+    )
+    return [_out(row) for row in (await conn.execute(stmt)).all()]
+
+
+_CLAIM = text(
+    """
+    UPDATE runs SET status = 'running', attempt = attempt + 1, lease_owner = :worker,
+           lease_epoch = lease_epoch + 1, lease_expires_at = now() + make_interval(secs => :lease),
+           started_at = coalesce(started_at, now()), updated_at = now()
+    WHERE run_id = (
+        SELECT r.run_id FROM runs r
+        WHERE r.status = 'pending' AND r.not_before <= now()
+          AND NOT EXISTS (SELECT 1 FROM runs x
+                          WHERE x.thread_id = r.thread_id AND x.status = 'running')
+          AND NOT EXISTS (SELECT 1 FROM runs y
+                          WHERE y.thread_id = r.thread_id AND y.status = 'pending'
+                            AND (y.created_at, y.run_id) < (r.created_at, r.run_id))
+        ORDER BY r.created_at, r.run_id
+        LIMIT 1
+        FOR UPDATE SKIP LOCKED)
+    RETURNING *
+    """
+)
+
+
+async def claim(conn: AsyncConnection, *, worker: str, lease_seconds: float) -> dict[str, Any] | None:
+    """Claim the next runnable run under a fresh lease, or None."""
+    row = (await conn.execute(_CLAIM, {"worker": worker, "lease": lease_seconds})).first()
+    return dict(row._mapping) if row is not None else None
+
+
+async def next_due(conn: AsyncConnection) -> datetime | None:
+    """When the earliest delayed pending run becomes runnable."""
+    stmt = select(func.min(R.c.not_before)).where(R.c.status == "pending")
+    value: datetime | None = (await conn.execute(stmt)).scalar()
+    return value
+
+
+async def finish(
+    conn: AsyncConnection,
+    run_id: uuid.UUID,
+    *,
+    status: str,
+    worker: str,
+    epoch: int,
+    error: dict[str, Any] | None = None,
+    output: Any = None,
+) -> bool:
+    """End a running run if this worker still holds its lease (fencing); False otherwise."""
+    stmt = (
+        update(R)
+        .where(
+            R.c.run_id == run_id,
+            R.c.status == "running",
+            R.c.lease_owner == worker,
+            R.c.lease_epoch == epoch,
+        )
+        .values(
+            status=status,
+            error=error,
+            output=output,
+            ended_at=func.now(),
+            updated_at=func.now(),
+            lease_owner=None,
+            lease_expires_at=None,
+        )
+        .returning(R.c.run_id)
+    )
+    return (await conn.execute(stmt)).first() is not None
+
+
+async def set_status(conn: AsyncConnection, run_id: uuid.UUID, status: str) -> bool:
+    """Force a status (used when cancelling a run that has not started)."""
+    stmt = (
+        update(R)
+        .where(R.c.run_id == run_id, R.c.status.in_(ACTIVE))
+        .values(status=status, updated_at=func.now(), ended_at=func.now())
+        .returning(R.c.run_id)
+    )
+    return (await conn.execute(stmt)).first() is not None
+
+
+async def renew_leases(
+    conn: AsyncConnection, *, worker: str, run_ids: list[uuid.UUID], lease_seconds: float
+) -> set[uuid.UUID]:
+    """Extend this worker's leases; returns the runs it still holds."""
+    if not run_ids:
+        return set()
+    stmt = (
+        update(R)
+        .where(R.c.run_id.in_(run_ids), R.c.lease_owner == worker, R.c.status == "running")
+        .values(lease_expires_at=func.now() + timedelta(seconds=lease_seconds))
+        .returning(R.c.run_id)
+    )
+    return {row[0] for row in (await conn.execute(stmt)).all()}
+
+
+async def requeue_expired(conn: AsyncConnection) -> list[uuid.UUID]:
+    """Put running runs whose lease lapsed (their worker died) back in the queue."""
+    stmt = (
+        update(R)
+        .where(R.c.status == "running", R.c.lease_expires_at < func.now())
+        .values(status="pending", lease_owner=None, lease_expires_at=None, updated_at=func.now())
+        .returning(R.c.run_id)
+    )
+    return [row[0] for row in (await conn.execute(stmt)).all()]
+
+
+async def delete_run(
+    conn: AsyncConnection, *, owner: str, run_id: uuid.UUID, thread_id: uuid.UUID | None = None
+) -> bool:
+    """Delete a run record."""
+    stmt = delete(R).where(R.c.run_id == run_id, R.c.owner == owner)
+    if thread_id is not None:
+        stmt = stmt.where(R.c.thread_id == thread_id)
+    return (await conn.execute(stmt.returning(R.c.run_id))).first() is not None

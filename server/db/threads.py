@@ -1,0 +1,176 @@
+"""Thread rows: create, read, search and status bookkeeping, always scoped to an owner."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import ColumnElement, Table, and_, delete, func, insert, select, true, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server.db.engine import plain
+from server.db.models import Thread
+from server.schemas import ThreadCount, ThreadSearch
+
+T: Table = Thread.__table__  # type: ignore[assignment]
+PUBLIC = [
+    T.c.thread_id,
+    T.c.created_at,
+    T.c.updated_at,
+    T.c.state_updated_at,
+    T.c.metadata,
+    T.c.status,
+    T.c.config,
+    T.c["values"],
+    T.c.interrupts,
+    T.c.error,
+]
+
+
+def _out(row: Any) -> dict[str, Any]:
+    data = plain(row._mapping)
+    data.pop("owner", None)
+    if data.get("values") is None:
+        data["values"] = {}
+    return data
+
+
+async def create(
+    conn: AsyncConnection,
+    *,
+    owner: str,
+    thread_id: uuid.UUID,
+    metadata: dict[str, Any],
+    if_exists: str = "raise",
+) -> dict[str, Any] | None:
+    """Insert a thread; returns None when the id is taken (the caller decides what that means)."""
+    stmt = (
+        pg_insert(T)
+        .values(thread_id=thread_id, owner=owner, metadata=metadata)
+        .on_conflict_do_nothing(index_elements=[T.c.thread_id])
+        .returning(*PUBLIC)
+    )
+    row = (await conn.execute(stmt)).first()
+    return _out(row) if row is not None else None
+
+
+async def get(
+    conn: AsyncConnection, *, owner: str, thread_id: uuid.UUID, for_update: bool = False
+) -> dict[str, Any] | None:
+    """The thread if it exists and belongs to `owner`."""
+    stmt = select(*PUBLIC).where(T.c.thread_id == thread_id, T.c.owner == owner)
+    if for_update:
+        stmt = stmt.with_for_update()
+    row = (await conn.execute(stmt)).first()
+    return _out(row) if row is not None else None
+
+
+async def exists_for_other_owner(conn: AsyncConnection, thread_id: uuid.UUID) -> bool:
+    """Whether the id is taken at all (used to refuse creating over someone else's thread)."""
+    stmt = select(T.c.thread_id).where(T.c.thread_id == thread_id)
+    return (await conn.execute(stmt)).first() is not None
+
+
+async def patch_metadata(
+    conn: AsyncConnection, *, owner: str, thread_id: uuid.UUID, metadata: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Merge `metadata` into the thread's metadata."""
+    stmt = (
+        update(T)
+        .where(T.c.thread_id == thread_id, T.c.owner == owner)
+        .values(metadata=T.c.metadata.op("||")(metadata), updated_at=func.now())
+        .returning(*PUBLIC)
+    )
+    row = (await conn.execute(stmt)).first()
+    return _out(row) if row is not None else None
+
+
+async def delete_thread(conn: AsyncConnection, *, owner: str, thread_id: uuid.UUID) -> bool:
+    """Delete the thread row (its runs cascade); checkpoints are the caller's job."""
+    stmt = delete(T).where(T.c.thread_id == thread_id, T.c.owner == owner).returning(T.c.thread_id)
+    return (await conn.execute(stmt)).first() is not None
+
+
+def _filters(owner: str, query: ThreadSearch | ThreadCount) -> ColumnElement[bool]:
+    clauses: list[ColumnElement[bool]] = [T.c.owner == owner]
+    if query.metadata:
+        clauses.append(T.c.metadata.contains(query.metadata))
+    if query.values:
+        clauses.append(T.c["values"].contains(query.values))
+    if query.status:
+        clauses.append(T.c.status == query.status)
+    if isinstance(query, ThreadSearch) and query.ids is not None:
+        ids = []
+        for raw in query.ids:
+            try:
+                ids.append(uuid.UUID(raw))
+            except ValueError:
+                continue
+        clauses.append(T.c.thread_id.in_(ids))
+    return and_(true(), *clauses)
+
+
+async def search(conn: AsyncConnection, *, owner: str, query: ThreadSearch) -> list[dict[str, Any]]:
+    """Threads matching the query, newest first unless asked otherwise."""
+    column = T.c[query.sort_by or "created_at"]
+    order = column.asc() if query.sort_order == "asc" else column.desc()
+    stmt = (
+        select(*PUBLIC)
+        .where(_filters(owner, query))
+        .order_by(order, T.c.thread_id)
+        .limit(query.limit)
+        .offset(query.offset)
+    )
+    rows = (await conn.execute(stmt)).all()
+    out = [_out(row) for row in rows]
+    if query.select:
+        keep = set(query.select)
+        out = [{k: v for k, v in item.items() if k in keep} for item in out]
+    return out
+
+
+async def count(conn: AsyncConnection, *, owner: str, query: ThreadCount) -> int:
+    """How many threads match."""
+    stmt = select(func.count()).select_from(T).where(_filters(owner, query))
+    return int((await conn.execute(stmt)).scalar_one())
+
+
+async def set_state(
+    conn: AsyncConnection,
+    thread_id: uuid.UUID,
+    *,
+    status: str,
+    values: Any = None,
+    interrupts: dict[str, Any] | None = None,
+    error: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> None:
+    """Record the thread's status and, when given, a snapshot of its latest state."""
+    changes: dict[str, Any] = {"status": status, "updated_at": func.now(), "error": error}
+    if values is not None:
+        changes["values"] = values
+        changes["interrupts"] = interrupts or {}
+        changes["state_updated_at"] = func.now()
+    if metadata:
+        changes["metadata"] = T.c.metadata.op("||")(metadata)
+    await conn.execute(update(T).where(T.c.thread_id == thread_id).values(**changes))
+
+
+async def copy(
+    conn: AsyncConnection, *, owner: str, source: uuid.UUID, target: uuid.UUID
+) -> dict[str, Any] | None:
+    """A new thread with the source's metadata and state snapshot."""
+    cols = [T.c.metadata, T.c.config, T.c["values"], T.c.interrupts]
+    src = select(
+        *[func.cast(target, T.c.thread_id.type).label("thread_id")],
+        T.c.owner,
+        *cols,
+        T.c.status,
+    ).where(T.c.thread_id == source, T.c.owner == owner)
+    stmt = insert(T).from_select(
+        ["thread_id", "owner", "metadata", "config", "values", "interrupts", "status"], src
+    )
+    result = await conn.execute(stmt.returning(*PUBLIC))
+    row = result.first()
+    return _out(row) if row is not None else None

@@ -1,0 +1,35 @@
+"""FastAPI dependencies as `Annotated` aliases, so route signatures read like prose."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from server.lifespan import Services
+from server.runs.manager import RunManager
+
+ANONYMOUS = "anonymous"
+"""The owner of every resource while authentication is off."""
+
+
+def get_services(request: Request) -> Services:
+    """The process' services, opened by the lifespan."""
+    services: Services = request.app.state.services
+    return services
+
+
+def get_runs(request: Request) -> RunManager:
+    """The run manager."""
+    return get_services(request).runs
+
+
+def get_owner(request: Request) -> str:
+    """The identity that owns what this request creates and sees."""
+    owner: str = getattr(request.state, "owner", ANONYMOUS)
+    return owner
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+RunsDep = Annotated[RunManager, Depends(get_runs)]
+OwnerDep = Annotated[str, Depends(get_owner)]

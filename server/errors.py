@@ -1,0 +1,121 @@
+"""The error tree of Trellis and its one mapping to HTTP.
+
+    TrellisError                    every domain error: carries `detail` and a stable `code`
+    ├── NotFound                    404: missing, or not visible to the caller
+    ├── Conflict                    409
+    │   ├── AlreadyExists
+    │   └── ThreadBusy              a run is active and the strategy is `reject`
+    ├── InvalidRequest              422: well-formed JSON that makes no sense
+    │   └── NothingToResume         `command.resume` on a thread with no pending interrupt
+    └── Unavailable                 503: a backing service cannot be reached
+
+Domain code raises these without knowing about HTTP; `install` maps them to a
+JSON body `{"detail": ..., "code": ...}`. Once an SSE stream has started, a
+failure is an `error` event instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from server.responses import JSONResponse
+
+log = logging.getLogger("trellis.errors")
+
+
+class TrellisError(Exception):
+    """Base of every domain error."""
+
+    status: ClassVar[int] = 400
+    code: ClassVar[str] = "bad_request"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class NotFound(TrellisError):
+    """Raise when a resource does not exist or belongs to someone else."""
+
+    status = 404
+    code = "not_found"
+
+
+class Conflict(TrellisError):
+    """Raise when the request conflicts with the current state of a resource."""
+
+    status = 409
+    code = "conflict"
+
+
+class AlreadyExists(Conflict):
+    """Raise on create with `if_exists: raise` when the id is taken."""
+
+    code = "already_exists"
+
+
+class ThreadBusy(Conflict):
+    """Raise when a thread has an active run and the multitask strategy is `reject`."""
+
+    code = "thread_busy"
+
+
+class InvalidRequest(TrellisError):
+    """Raise for a syntactically valid request that cannot be carried out as asked."""
+
+    status = 422
+    code = "invalid_request"
+
+
+class NothingToResume(InvalidRequest):
+    """Raise when `command.resume` targets a thread with no pending interrupt."""
+
+    status = 400
+    code = "nothing_to_resume"
+
+
+class Unavailable(TrellisError):
+    """Raise when a backing service (database, Redis) cannot be reached."""
+
+    status = 503
+    code = "unavailable"
+
+
+def error_body(detail: object, code: str) -> dict[str, object]:
+    """The JSON body of every error response."""
+    return {"detail": detail, "code": code}
+
+
+def install(app: FastAPI) -> None:
+    """Map domain, validation and unexpected errors to JSON responses."""
+
+    @app.exception_handler(TrellisError)
+    async def _domain(_: Request, exc: TrellisError) -> JSONResponse:
+        return JSONResponse(error_body(exc.detail, exc.code), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
+        return JSONResponse(error_body(errors, "validation_error"), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse(
+            error_body(exc.detail, code), status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", extra={"path": request.url.path})
+        return JSONResponse(
+            error_body("internal error; see the server log", "internal_error"), status_code=500
+        )

@@ -1,0 +1,129 @@
+"""The composition root: opens every pool and service in order and closes them in reverse."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.store.postgres.aio import AsyncPostgresStore
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.db import assistants as assistant_rows
+from server.db import migrate
+from server.db.engine import create_engine
+from server.registry import GraphRegistry
+from server.runs.events import MemoryEventBus
+from server.runs.executor import Completions, Executor
+from server.runs.listener import Listener
+from server.runs.manager import RunManager
+from server.settings import Settings
+
+log = logging.getLogger("trellis")
+
+
+@dataclass
+class Services:
+    """Everything routes need, built once per process."""
+
+    settings: Settings
+    engine: AsyncEngine
+    pool: AsyncConnectionPool[Any]
+    checkpointer: AsyncPostgresSaver
+    store: AsyncPostgresStore
+    registry: GraphRegistry
+    runs: RunManager
+    executor: Executor | None
+    extra_info: dict[str, Any] = field(default_factory=dict)
+    """What `/info` reports about the process beyond the defaults (e.g. the model provider)."""
+
+
+async def open_pool(settings: Settings) -> AsyncConnectionPool[Any]:
+    """The psycopg pool LangGraph's checkpointer and store use (autocommit, no prepares)."""
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        settings.psycopg_url,
+        min_size=settings.db_pool_min_size,
+        max_size=settings.db_pool_max_size,
+        timeout=settings.db_pool_timeout_seconds,
+        kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
+        check=AsyncConnectionPool.check_connection,
+        open=False,
+    )
+    await pool.open(wait=True, timeout=settings.db_pool_timeout_seconds)
+    return pool
+
+
+@asynccontextmanager
+async def open_services(settings: Settings, *, worker: bool = True) -> AsyncIterator[Services]:
+    """Open the database, LangGraph's saver and store, the graphs, and the run machinery."""
+    async with AsyncExitStack() as stack:
+        await asyncio.to_thread(migrate.upgrade_trellis, settings.sqlalchemy_url)
+        engine = create_engine(settings)
+        stack.push_async_callback(engine.dispose)
+        pool = await open_pool(settings)
+        stack.push_async_callback(pool.close)
+        checkpointer = AsyncPostgresSaver(pool)
+        await checkpointer.setup()
+        store = AsyncPostgresStore(pool)
+        await store.setup()
+        registry = await GraphRegistry.load(
+            settings.graphs_config, checkpointer=checkpointer, store=store
+        )
+        async with engine.begin() as conn:
+            for loaded in registry:
+                await assistant_rows.upsert_system(
+                    conn,
+                    graph_id=loaded.graph_id,
+                    assistant_id=loaded.assistant_id,
+                    description=loaded.description,
+                )
+        events = MemoryEventBus(settings.run_event_retention_seconds)
+        completions = Completions()
+        executor = None
+        if worker:
+            executor = Executor(
+                engine=engine,
+                registry=registry,
+                checkpointer=checkpointer,
+                events=events,
+                completions=completions,
+                concurrency=settings.run_concurrency,
+                default_durability=settings.default_durability,
+            )
+        listener = Listener(settings.psycopg_url, completions=completions, executor=executor)
+        await listener.start()
+        stack.push_async_callback(listener.stop)
+        if executor is not None:
+            await executor.start()
+            stack.push_async_callback(executor.stop)
+        runs = RunManager(
+            engine=engine,
+            registry=registry,
+            checkpointer=checkpointer,
+            events=events,
+            completions=completions,
+            executor=executor,
+        )
+        log.info("trellis ready", extra={"graphs": registry.graph_ids, "worker": worker})
+        yield Services(settings, engine, pool, checkpointer, store, registry, runs, executor)
+
+
+def lifespan(
+    settings: Settings, *, worker: bool = True
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The FastAPI lifespan: services live on `app.state.services`."""
+
+    @asynccontextmanager
+    async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_services(settings, worker=worker) as services:
+            app.state.services = services
+            yield
+
+    return _lifespan

@@ -1,0 +1,1 @@
+"""Run execution: the run manager, the executor that claims queued runs, and their event streams."""

@@ -1,0 +1,439 @@
+"""Executor: claims queued runs from Postgres and executes them under a lease.
+
+The executor is the worker half of Trellis. It wakes when a run is created in
+this process, on a Postgres `NOTIFY` from another process, or when the earliest
+delayed run becomes due; it never sleeps in a poll loop waiting for work. Each
+claimed run holds a lease (owner + epoch + expiry) renewed by a heartbeat task;
+ending a run is fenced on that lease, so a worker that lost it cannot overwrite
+the run's outcome. Runs whose lease lapsed (their worker died) go back to the
+queue and resume from their last checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.types import Command
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.db import assistants as assistant_rows
+from server.db import runs as run_rows
+from server.db import threads as thread_rows
+from server.registry import GraphRegistry
+from server.runs.events import EventBus
+from server.runs.stream import stream_run
+from server.serde import dumps
+from server.state import thread_snapshot
+
+log = logging.getLogger("trellis.runs")
+
+RUNS_CHANNEL = "trellis_runs"
+DONE_CHANNEL = "trellis_run_done"
+CANCEL_CHANNEL = "trellis_run_cancel"
+
+CancelAction = str
+"""`interrupt` keeps the run's checkpoints and marks it interrupted; `rollback` deletes both."""
+
+
+class RunCancelled(Exception):
+    """Raised inside a run's task when it is cancelled with an action."""
+
+
+def build_config(run: dict[str, Any], assistant: dict[str, Any], attempt: int) -> dict[str, Any]:
+    """The RunnableConfig for one run: assistant config, then request config, then Trellis keys."""
+    kwargs = run["kwargs"]
+    base = assistant.get("config") or {}
+    request = kwargs.get("config") or {}
+    config: dict[str, Any] = {**base, **{k: v for k, v in request.items() if k != "configurable"}}
+    configurable = {
+        **(base.get("configurable") or {}),
+        **(request.get("configurable") or {}),
+        "thread_id": str(run["thread_id"]),
+        "run_id": str(run["run_id"]),
+        "assistant_id": str(assistant["assistant_id"]),
+        "graph_id": assistant["graph_id"],
+        "user_id": run["owner"],
+        "langgraph_auth_user_id": run["owner"],
+    }
+    checkpoint = kwargs.get("checkpoint") or {}
+    checkpoint_id = kwargs.get("checkpoint_id") or checkpoint.get("checkpoint_id")
+    if checkpoint_id:
+        configurable["checkpoint_id"] = checkpoint_id
+        configurable["checkpoint_ns"] = checkpoint.get("checkpoint_ns", "")
+    config["configurable"] = configurable
+    config["metadata"] = {
+        **(base.get("metadata") or {}),
+        **(request.get("metadata") or {}),
+        **(run.get("metadata") or {}),
+        "run_id": str(run["run_id"]),
+        "thread_id": str(run["thread_id"]),
+        "assistant_id": str(assistant["assistant_id"]),
+        "graph_id": assistant["graph_id"],
+        "run_attempt": attempt,
+    }
+    config["run_id"] = run["run_id"]
+    return config
+
+
+def graph_input(kwargs: dict[str, Any]) -> Any:
+    """The run's input: plain input, or a `Command` built from `command`."""
+    command = kwargs.get("command")
+    if not command:
+        return kwargs.get("input")
+    goto = command.get("goto")
+    return Command(
+        resume=command.get("resume"),
+        update=command.get("update"),
+        goto=goto if goto is not None else (),
+    )
+
+
+class Completions:
+    """In-process signals that a run ended, fed locally and by Postgres NOTIFY."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, asyncio.Event] = {}
+
+    def event(self, run_id: str) -> asyncio.Event:
+        """The event set when `run_id` ends (create before checking the database)."""
+        return self._events.setdefault(run_id, asyncio.Event())
+
+    def done(self, run_id: str) -> None:
+        """Signal every waiter of `run_id`."""
+        event = self._events.pop(run_id, None)
+        if event is not None:
+            event.set()
+
+    def forget(self, run_id: str) -> None:
+        """Drop a waiter's event once nobody waits."""
+        event = self._events.get(run_id)
+        if event is not None and not event.is_set():
+            self._events.pop(run_id, None)
+
+
+class Executor:
+    """Claims runs and executes them, at most `concurrency` at a time."""
+
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        registry: GraphRegistry,
+        checkpointer: BaseCheckpointSaver[Any],
+        events: EventBus,
+        completions: Completions,
+        concurrency: int,
+        default_durability: str,
+        lease_seconds: float = 10.0,
+    ) -> None:
+        self.engine = engine
+        self.registry = registry
+        self.checkpointer = checkpointer
+        self.events = events
+        self.completions = completions
+        self.concurrency = concurrency
+        self.default_durability = default_durability
+        self.lease_seconds = lease_seconds
+        self.worker_id = f"worker-{uuid.uuid4().hex[:12]}"
+        self._wake = asyncio.Event()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._epochs: dict[str, int] = {}
+        self._cancel_actions: dict[str, CancelAction] = {}
+        self._loops: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self.on_finished: list[Callable[[str], None]] = []
+
+    # lifecycle ------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start claiming runs and renewing leases."""
+        self._loops = [
+            asyncio.create_task(self._claim_loop(), name="trellis-claim"),
+            asyncio.create_task(self._heartbeat_loop(), name="trellis-heartbeat"),
+        ]
+
+    async def stop(self, grace_seconds: float = 5.0) -> None:
+        """Stop claiming; give running runs `grace_seconds`, then cancel them back to the queue."""
+        self._stopping = True
+        self._wake.set()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks.values()), timeout=grace_seconds)
+        for run_id, task in list(self._tasks.items()):
+            self._cancel_actions[run_id] = "requeue"
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks.values()), timeout=grace_seconds)
+        for loop in self._loops:
+            loop.cancel()
+        for loop in self._loops:
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop
+
+    def wake(self) -> None:
+        """A run may be claimable now."""
+        self._wake.set()
+
+    def running(self, run_id: str) -> bool:
+        """Whether this executor is executing `run_id`."""
+        return run_id in self._tasks
+
+    def cancel(self, run_id: str, action: CancelAction) -> bool:
+        """Cancel a run executing here; False if it is not."""
+        task = self._tasks.get(run_id)
+        if task is None:
+            return False
+        self._cancel_actions[run_id] = action
+        task.cancel()
+        return True
+
+    # claiming -------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        next_sweep = 0.0
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                if time.monotonic() >= next_sweep:
+                    async with self.engine.begin() as conn:
+                        requeued = await run_rows.requeue_expired(conn)
+                    if requeued:
+                        log.warning("requeued runs with expired leases", extra={"runs": requeued})
+                    next_sweep = time.monotonic() + self.lease_seconds / 2
+                while len(self._tasks) < self.concurrency and not self._stopping:
+                    async with self.engine.begin() as conn:
+                        run = await run_rows.claim(
+                            conn, worker=self.worker_id, lease_seconds=self.lease_seconds
+                        )
+                    if run is None:
+                        break
+                    self._launch(run)
+                timeout = max(0.05, next_sweep - time.monotonic())
+                async with self.engine.connect() as conn:
+                    due = await run_rows.next_due(conn)
+                if due is not None:
+                    timeout = min(timeout, max(0.01, (due - datetime.now(UTC)).total_seconds()))
+            except Exception:
+                log.exception("claim loop error")
+                timeout = 1.0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    def _launch(self, run: dict[str, Any]) -> None:
+        run_id = str(run["run_id"])
+        self._epochs[run_id] = int(run["lease_epoch"])
+        task = asyncio.create_task(self._execute(run), name=f"run-{run_id}")
+        self._tasks[run_id] = task
+
+        def _done(_: asyncio.Task[None]) -> None:
+            self._tasks.pop(run_id, None)
+            self._epochs.pop(run_id, None)
+            self._cancel_actions.pop(run_id, None)
+            self._wake.set()
+
+        task.add_done_callback(_done)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            ids = [uuid.UUID(r) for r in self._tasks]
+            if not ids:
+                continue
+            try:
+                async with self.engine.begin() as conn:
+                    held = await run_rows.renew_leases(
+                        conn, worker=self.worker_id, run_ids=ids, lease_seconds=self.lease_seconds
+                    )
+            except Exception:
+                log.exception("lease renewal failed")
+                continue
+            for lost in set(ids) - held:
+                log.error("lost the lease of a run; stopping it", extra={"run_id": str(lost)})
+                self.cancel(str(lost), "lost")
+
+    # execution ------------------------------------------------------------
+
+    async def _execute(self, run: dict[str, Any]) -> None:
+        run_id = str(run["run_id"])
+        thread_id = run["thread_id"]
+        kwargs = run["kwargs"]
+        attempt = int(run["attempt"])
+        started = time.perf_counter()
+        log.info(
+            "run started",
+            extra={"run_id": run_id, "thread_id": str(thread_id), "attempt": attempt},
+        )
+        await self.events.publish(
+            run_id, "metadata", dumps({"run_id": run_id, "attempt": attempt})
+        )
+        status, error, output = "success", None, None
+        loaded = self.registry.get(kwargs["graph_id"])
+        config: dict[str, Any] = {"configurable": {"thread_id": str(thread_id)}}
+        try:
+            async with self.engine.connect() as conn:
+                assistant = await assistant_rows.get_any(conn, run["assistant_id"])
+            if loaded is None or assistant is None:
+                raise LookupError(f"graph {kwargs['graph_id']!r} is no longer served")
+            config = build_config(run, assistant, attempt)
+            payload = graph_input(kwargs)
+            if attempt > 1 and await self._made_progress(thread_id, run_id):
+                payload = None  # resume from the last checkpoint of this run
+            modes = kwargs.get("stream_mode") or ["values"]
+            async for name, data in stream_run(
+                loaded.graph,
+                payload,
+                config,
+                modes=modes,
+                subgraphs=bool(kwargs.get("stream_subgraphs")),
+                context={**(assistant.get("context") or {}), **(kwargs.get("context") or {})}
+                or None,
+                durability=kwargs.get("durability") or self.default_durability,
+                interrupt_before=kwargs.get("interrupt_before"),
+                interrupt_after=kwargs.get("interrupt_after"),
+            ):
+                await self.events.publish(run_id, name, dumps(data))
+        except asyncio.CancelledError:
+            action = self._cancel_actions.get(run_id, "interrupt")
+            if action in ("requeue", "lost"):
+                await self._release(run_id, requeue=action == "requeue")
+                raise
+            status = "interrupted"
+            if action == "rollback":
+                status = "rollback"
+        except Exception as exc:
+            status = "error"
+            error = {"error": type(exc).__name__, "message": str(exc)}
+            log.warning(
+                "run failed",
+                extra={"run_id": run_id, "thread_id": str(thread_id), "error": error},
+            )
+            await self.events.publish(run_id, "error", dumps(error))
+        await self._finish(run, loaded, config, status, error, output, started)
+
+    async def _made_progress(self, thread_id: uuid.UUID, run_id: str) -> bool:
+        latest = await self.checkpointer.aget_tuple(
+            {"configurable": {"thread_id": str(thread_id), "checkpoint_ns": ""}}
+        )
+        return latest is not None and str(latest.metadata.get("run_id")) == run_id
+
+    async def _release(self, run_id: str, *, requeue: bool) -> None:
+        if requeue:
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    text(
+                        "UPDATE runs SET status='pending', lease_owner=NULL, "
+                        "lease_expires_at=NULL, updated_at=now() "
+                        "WHERE run_id=:rid AND lease_owner=:w AND status='running'"
+                    ),
+                    {"rid": uuid.UUID(run_id), "w": self.worker_id},
+                )
+                await conn.execute(text(f"NOTIFY {RUNS_CHANNEL}"))
+        await self.events.end(run_id)
+
+    async def _finish(
+        self,
+        run: dict[str, Any],
+        loaded: Any,
+        config: dict[str, Any],
+        status: str,
+        error: dict[str, Any] | None,
+        output: Any,
+        started: float,
+    ) -> None:
+        run_id = str(run["run_id"])
+        thread_id = run["thread_id"]
+        values: Any = None
+        interrupts: dict[str, Any] = {}
+        has_next = False
+        if status == "rollback":
+            await self._rollback_checkpoints(thread_id, run_id)
+        if loaded is not None:
+            try:
+                values, interrupts, has_next = await thread_snapshot(loaded.graph, str(thread_id))
+            except Exception:
+                log.exception("could not read the final state", extra={"run_id": run_id})
+        if status == "error":
+            output = {"__error__": error}
+            thread_status = "error"
+        else:
+            output = dict(values or {})
+            pending = [i for items in interrupts.values() for i in items]
+            if pending:
+                output["__interrupt__"] = pending
+            stopped_early = status in ("interrupted", "rollback")
+            thread_status = (
+                "interrupted" if interrupts or (has_next and not stopped_early) else "idle"
+            )
+        async with self.engine.begin() as conn:
+            if status == "rollback":
+                await run_rows.delete_run(conn, owner=run["owner"], run_id=run["run_id"])
+                fenced = True
+            else:
+                fenced = await run_rows.finish(
+                    conn,
+                    run["run_id"],
+                    status=status,
+                    worker=self.worker_id,
+                    epoch=self._epochs.get(run_id, -1),
+                    error=error,
+                    output=output,
+                )
+            if fenced:
+                active = await run_rows.active_for_thread(conn, thread_id)
+                await thread_rows.set_state(
+                    conn,
+                    thread_id,
+                    status="busy" if active else thread_status,
+                    values=values,
+                    interrupts=interrupts,
+                    error=error,
+                )
+                await conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": DONE_CHANNEL, "p": run_id})
+                if active:
+                    await conn.execute(text(f"NOTIFY {RUNS_CHANNEL}"))
+        if not fenced:
+            log.error("run finished without its lease; outcome discarded", extra={"run_id": run_id})
+        elif run.get("temporary"):
+            await self._delete_temporary_thread(thread_id)
+        await self.events.end(run_id)
+        self.completions.done(run_id)
+        log.info(
+            "run finished",
+            extra={
+                "run_id": run_id,
+                "thread_id": str(thread_id),
+                "status": status,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            },
+        )
+
+    async def _rollback_checkpoints(self, thread_id: uuid.UUID, run_id: str) -> None:
+        """Delete the checkpoints a run wrote (those whose metadata names it) and their writes."""
+        params = {"t": str(thread_id), "r": run_id}
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "DELETE FROM checkpoint_writes w USING checkpoints c "
+                    "WHERE w.thread_id = c.thread_id AND w.checkpoint_ns = c.checkpoint_ns "
+                    "AND w.checkpoint_id = c.checkpoint_id "
+                    "AND c.thread_id = :t AND c.metadata->>'run_id' = :r"
+                ),
+                params,
+            )
+            await conn.execute(
+                text("DELETE FROM checkpoints WHERE thread_id = :t AND metadata->>'run_id' = :r"),
+                params,
+            )
+
+    async def _delete_temporary_thread(self, thread_id: uuid.UUID) -> None:
+        await self.checkpointer.adelete_thread(str(thread_id))
+        async with self.engine.begin() as conn:
+            await conn.execute(text("DELETE FROM threads WHERE thread_id = :t"), {"t": thread_id})

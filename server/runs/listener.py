@@ -1,0 +1,66 @@
+"""Postgres LISTEN/NOTIFY fan-in: wake-ups, completions and cancellations across processes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import psycopg
+
+from server.runs.executor import CANCEL_CHANNEL, DONE_CHANNEL, RUNS_CHANNEL, Completions, Executor
+
+log = logging.getLogger("trellis.runs")
+
+
+class Listener:
+    """Holds one dedicated connection that LISTENs and dispatches notifications."""
+
+    def __init__(
+        self, conninfo: str, *, completions: Completions, executor: Executor | None
+    ) -> None:
+        self.conninfo = conninfo
+        self.completions = completions
+        self.executor = executor
+        self._task: asyncio.Task[None] | None = None
+        self.ready = asyncio.Event()
+
+    async def start(self) -> None:
+        """Start listening; returns once the first LISTEN is in place."""
+        self._task = asyncio.create_task(self._run(), name="trellis-listener")
+        await asyncio.wait_for(self.ready.wait(), 10)
+
+    async def stop(self) -> None:
+        """Stop listening."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    self.conninfo, autocommit=True
+                ) as conn:
+                    for channel in (RUNS_CHANNEL, DONE_CHANNEL, CANCEL_CHANNEL):
+                        await conn.execute(f"LISTEN {channel}")
+                    self.ready.set()
+                    if self.executor is not None:
+                        self.executor.wake()  # catch up on anything sent while we were away
+                    async for note in conn.notifies():
+                        self._dispatch(note.channel, note.payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("listener connection lost; reconnecting")
+                await asyncio.sleep(1.0)
+
+    def _dispatch(self, channel: str, payload: str) -> None:
+        if channel == RUNS_CHANNEL and self.executor is not None:
+            self.executor.wake()
+        elif channel == DONE_CHANNEL:
+            self.completions.done(payload)
+        elif channel == CANCEL_CHANNEL and self.executor is not None:
+            run_id, _, action = payload.partition(":")
+            self.executor.cancel(run_id, action or "interrupt")

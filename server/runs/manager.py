@@ -1,0 +1,253 @@
+"""RunManager: the one entry point routes use to create, follow, wait for and cancel runs.
+
+Creating a run validates it against the thread and the multitask strategy in one
+transaction (the thread row is locked), inserts it as a pending row and wakes the
+executors. Routes never execute graphs themselves, so executors can live in this
+process or in separate worker processes without any route changing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from server.db import assistants as assistant_rows
+from server.db import runs as run_rows
+from server.db import threads as thread_rows
+from server.errors import InvalidRequest, NotFound, NothingToResume, ThreadBusy
+from server.ids import parse_uuid, uuid7
+from server.registry import GraphRegistry, system_assistant_id
+from server.runs.events import EventBus, RunEvent
+from server.runs.executor import CANCEL_CHANNEL, RUNS_CHANNEL, Completions, Executor
+from server.schemas import RunCreate
+
+log = logging.getLogger("trellis.runs")
+
+TERMINAL = ("success", "error", "timeout", "interrupted")
+
+
+def require_uuid(value: str, what: str) -> uuid.UUID:
+    """Parse an id from a path; a malformed id cannot exist, so it is a 404."""
+    parsed = parse_uuid(value)
+    if parsed is None:
+        raise NotFound(f"{what} {value[:80]!r} not found")
+    return parsed
+
+
+class RunManager:
+    """Creates runs as queue rows and follows them to completion."""
+
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        registry: GraphRegistry,
+        checkpointer: BaseCheckpointSaver[Any],
+        events: EventBus,
+        completions: Completions,
+        executor: Executor | None,
+    ) -> None:
+        self.engine = engine
+        self.registry = registry
+        self.checkpointer = checkpointer
+        self.events = events
+        self.completions = completions
+        self.executor = executor
+
+    async def resolve_assistant(
+        self, conn: AsyncConnection, owner: str, assistant_id: str
+    ) -> dict[str, Any]:
+        """An assistant by id, or a graph id naming its system assistant."""
+        parsed = parse_uuid(assistant_id)
+        if parsed is None and assistant_id in self.registry:
+            parsed = system_assistant_id(assistant_id)
+        assistant = (
+            await assistant_rows.get(conn, owner=owner, assistant_id=parsed) if parsed else None
+        )
+        if assistant is None:
+            raise NotFound(f"assistant {assistant_id[:80]!r} not found")
+        if assistant["graph_id"] not in self.registry:
+            raise NotFound(f"graph {assistant['graph_id']!r} is not served by this server")
+        return assistant
+
+    async def create(self, owner: str, thread_id: str | None, body: RunCreate) -> dict[str, Any]:
+        """Validate and enqueue a run; returns the run object (status `pending`)."""
+        to_cancel: list[str] = []
+        async with self.engine.begin() as conn:
+            assistant = await self.resolve_assistant(conn, owner, body.assistant_id)
+            meta = {"graph_id": assistant["graph_id"], "assistant_id": assistant["assistant_id"]}
+            temporary = thread_id is None
+            if thread_id is None:
+                tid = uuid7()
+                await thread_rows.create(conn, owner=owner, thread_id=tid, metadata=meta)
+                thread: dict[str, Any] = {"status": "idle"}
+            else:
+                tid = require_uuid(thread_id, "thread")
+                found = await thread_rows.get(conn, owner=owner, thread_id=tid, for_update=True)
+                if found is None:
+                    if body.if_not_exists != "create":
+                        raise NotFound(f"thread {thread_id!r} not found")
+                    if await thread_rows.exists_for_other_owner(conn, tid):
+                        raise NotFound(f"thread {thread_id!r} not found")
+                    await thread_rows.create(conn, owner=owner, thread_id=tid, metadata=meta)
+                    found = {"status": "idle"}
+                thread = found
+            active = await run_rows.active_for_thread(conn, tid)
+            strategy = body.multitask_strategy
+            if active and strategy == "reject":
+                raise ThreadBusy(f"thread {tid} has an active run; multitask_strategy is 'reject'")
+            if active and strategy in ("interrupt", "rollback"):
+                for other in active:
+                    if other["status"] == "pending":
+                        if strategy == "rollback":
+                            await run_rows.delete_run(conn, owner=owner, run_id=uuid.UUID(other["run_id"]))
+                        else:
+                            await run_rows.set_status(conn, uuid.UUID(other["run_id"]), "interrupted")
+                    else:
+                        to_cancel.append(other["run_id"])
+            if (
+                body.command is not None
+                and body.command.resume is not None
+                and not active
+                and thread.get("status") != "interrupted"
+            ):
+                raise NothingToResume(f"thread {tid} has no pending interrupt to resume")
+            run_id = uuid7()
+            kwargs = body.model_dump(mode="json", exclude_none=True)
+            kwargs["stream_mode"] = body.stream_modes
+            kwargs["graph_id"] = assistant["graph_id"]
+            run = await run_rows.insert(
+                conn,
+                run_id=run_id,
+                thread_id=tid,
+                assistant_id=uuid.UUID(assistant["assistant_id"]),
+                owner=owner,
+                metadata=body.metadata or {},
+                kwargs=kwargs,
+                multitask_strategy=strategy,
+                temporary=temporary,
+                after_seconds=body.after_seconds,
+            )
+            await thread_rows.set_state(conn, tid, status="busy", metadata=meta)
+            await conn.execute(text(f"NOTIFY {RUNS_CHANNEL}"))
+        for other_id in to_cancel:
+            await self._signal_cancel(other_id, strategy)
+        if self.executor is not None:
+            self.executor.wake()
+        log.info(
+            "run created",
+            extra={"run_id": str(run_id), "thread_id": str(tid), "graph_id": meta["graph_id"]},
+        )
+        return run
+
+    async def get(self, owner: str, thread_id: str, run_id: str) -> dict[str, Any]:
+        """A run of a thread."""
+        tid, rid = require_uuid(thread_id, "thread"), require_uuid(run_id, "run")
+        async with self.engine.connect() as conn:
+            run = await run_rows.get(conn, owner=owner, run_id=rid, thread_id=tid)
+        if run is None:
+            raise NotFound(f"run {run_id!r} not found")
+        return run
+
+    async def list(
+        self, owner: str, thread_id: str, *, limit: int, offset: int, status: str | None
+    ) -> list[dict[str, Any]]:
+        """A thread's runs, newest first."""
+        tid = require_uuid(thread_id, "thread")
+        async with self.engine.connect() as conn:
+            if await thread_rows.get(conn, owner=owner, thread_id=tid) is None:
+                raise NotFound(f"thread {thread_id!r} not found")
+            return await run_rows.list_for_thread(
+                conn, owner=owner, thread_id=tid, limit=limit, offset=offset, status=status
+            )
+
+    async def delete(self, owner: str, thread_id: str, run_id: str) -> None:
+        """Delete a finished run; an active run must be cancelled first."""
+        run = await self.get(owner, thread_id, run_id)
+        if run["status"] in ("pending", "running"):
+            raise InvalidRequest(f"run {run_id} is {run['status']}; cancel it before deleting")
+        async with self.engine.begin() as conn:
+            await run_rows.delete_run(conn, owner=owner, run_id=uuid.UUID(run["run_id"]))
+
+    async def wait(self, run_id: str, timeout: float | None = None) -> tuple[str, Any]:
+        """Block until the run ends; returns its status and output."""
+        event = self.completions.event(run_id)
+        try:
+            while True:
+                async with self.engine.connect() as conn:
+                    found = await run_rows.output(conn, uuid.UUID(run_id))
+                if found is None:
+                    return "deleted", None
+                if found[0] in TERMINAL:
+                    return found
+                with contextlib.suppress(TimeoutError):
+                    # The NOTIFY or local signal wakes us; the timeout only guards
+                    # against a signal lost with a dead process.
+                    await asyncio.wait_for(event.wait(), timeout or 30.0)
+                event = self.completions.event(run_id)
+        finally:
+            self.completions.forget(run_id)
+
+    async def stream(self, run_id: str, after: str | None = None) -> AsyncIterator[RunEvent]:
+        """A run's events after `after`, following live until the run ends."""
+        if after is None and await self._ended_without_events(run_id):
+            return
+        async for event in self.events.subscribe(run_id, after):
+            yield event
+
+    async def _ended_without_events(self, run_id: str) -> bool:
+        if await self.events.is_ended(run_id):
+            return False
+        async with self.engine.connect() as conn:
+            found = await run_rows.output(conn, uuid.UUID(run_id))
+        return found is None or found[0] in TERMINAL
+
+    async def cancel(
+        self, owner: str, thread_id: str, run_id: str, *, action: str, wait: bool
+    ) -> dict[str, Any]:
+        """Cancel a run; with `wait`, return only once it has really stopped."""
+        run = await self.get(owner, thread_id, run_id)
+        if run["status"] in TERMINAL:
+            return run
+        rid = uuid.UUID(run["run_id"])
+        async with self.engine.begin() as conn:
+            if action == "rollback":
+                deleted = await conn.execute(
+                    text("DELETE FROM runs WHERE run_id = :r AND status = 'pending' RETURNING 1"),
+                    {"r": rid},
+                )
+                stopped = deleted.first() is not None
+            else:
+                stopped = await run_rows.set_status(conn, rid, "interrupted") if run[
+                    "status"
+                ] == "pending" else False
+            if stopped:
+                active = await run_rows.active_for_thread(conn, rid_thread := uuid.UUID(thread_id))
+                if not active:
+                    await thread_rows.set_state(conn, rid_thread, status="idle")
+        if stopped:
+            self.completions.done(run["run_id"])
+            await self.events.end(run["run_id"])
+        else:
+            await self._signal_cancel(run["run_id"], action)
+            if wait:
+                await self.wait(run["run_id"])
+        if action == "rollback":
+            return {**run, "status": "interrupted"}
+        return await self.get(owner, thread_id, run_id) if wait or stopped else run
+
+    async def _signal_cancel(self, run_id: str, action: str) -> None:
+        if self.executor is not None and self.executor.cancel(run_id, action):
+            return
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text("SELECT pg_notify(:c, :p)"), {"c": CANCEL_CHANNEL, "p": f"{run_id}:{action}"}
+            )

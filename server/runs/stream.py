@@ -1,0 +1,143 @@
+"""The one translation of `graph.astream(...)` output into LangGraph Server wire events.
+
+`stream_run` drives a graph with the LangGraph stream modes a request needs and
+yields `(event_name, payload)` pairs as the official server names them:
+`values`, `updates`, `custom`, `debug`, `tasks`, `checkpoints`, `events`,
+`messages` (for `messages-tuple`), and `messages/metadata`,
+`messages/partial`, `messages/complete` (for `messages`). Parts from
+subgraphs are named `mode|namespace`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from langchain_core.messages import BaseMessage, BaseMessageChunk
+from langchain_core.messages.utils import message_chunk_to_message
+from langgraph.pregel import Pregel
+
+from server.schemas import StreamMode
+
+
+def _lg_modes(modes: Sequence[StreamMode]) -> list[str]:
+    out: list[str] = []
+    for mode in modes:
+        lg = "messages" if mode in ("messages", "messages-tuple") else mode
+        if lg != "events" and lg not in out:
+            out.append(lg)
+    return out
+
+
+class _MessageAccumulator:
+    """Turns LangGraph `messages` parts into the official `messages/*` events."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, BaseMessageChunk | BaseMessage] = {}
+
+    def feed(self, message: BaseMessage, metadata: dict[str, Any]) -> list[tuple[str, Any]]:
+        events: list[tuple[str, Any]] = []
+        msg_id = message.id or ""
+        if msg_id not in self._seen:
+            events.append(("messages/metadata", {msg_id: {"metadata": metadata}}))
+        if isinstance(message, BaseMessageChunk):
+            previous = self._seen.get(msg_id)
+            merged = previous + message if isinstance(previous, BaseMessageChunk) else message
+            self._seen[msg_id] = merged
+            events.append(("messages/partial", [message_chunk_to_message(merged)]))
+        else:
+            self._seen[msg_id] = message
+            events.append(("messages/complete", [message]))
+        return events
+
+
+def _event_name(mode: str, namespace: Sequence[str]) -> str:
+    return "|".join([mode, *namespace]) if namespace else mode
+
+
+def _debug_payload(data: Any) -> Any:
+    """Add `checkpoint`/`parent_checkpoint` refs to debug checkpoint payloads, as the official does."""
+    if isinstance(data, dict) and data.get("type") == "checkpoint":
+        payload = data.get("payload")
+        if isinstance(payload, dict) and "checkpoint" not in payload:
+            payload = dict(payload)
+            for key, source in (("checkpoint", "config"), ("parent_checkpoint", "parent_config")):
+                config = payload.get(source)
+                conf = config.get("configurable", {}) if isinstance(config, dict) else None
+                payload[key] = (
+                    {
+                        "checkpoint_id": conf.get("checkpoint_id"),
+                        "thread_id": conf.get("thread_id"),
+                        "checkpoint_ns": conf.get("checkpoint_ns", ""),
+                    }
+                    if conf
+                    else None
+                )
+            return {**data, "payload": payload}
+    return data
+
+
+class PartTranslator:
+    """Stateful translation of `(namespace, mode, data)` parts for one run."""
+
+    def __init__(self, modes: Sequence[StreamMode]) -> None:
+        self.tuples = "messages-tuple" in modes
+        self.full_messages = "messages" in modes
+        self._messages = _MessageAccumulator()
+
+    def translate(self, namespace: Sequence[str], mode: str, data: Any) -> list[tuple[str, Any]]:
+        """Wire events for one LangGraph stream part."""
+        if mode == "messages":
+            message, metadata = data
+            events: list[tuple[str, Any]] = []
+            if self.tuples:
+                events.append((_event_name("messages", namespace), [message, metadata]))
+            if self.full_messages:
+                for name, payload in self._messages.feed(message, metadata):
+                    events.append((_event_name(name, namespace), payload))
+            return events
+        if mode == "debug":
+            data = _debug_payload(data)
+        return [(_event_name(mode, namespace), data)]
+
+
+async def stream_run(
+    graph: Pregel[Any, Any, Any, Any],
+    graph_input: Any,
+    config: dict[str, Any],
+    *,
+    modes: Sequence[StreamMode],
+    subgraphs: bool,
+    context: dict[str, Any] | None,
+    durability: str,
+    interrupt_before: Any = None,
+    interrupt_after: Any = None,
+) -> AsyncIterator[tuple[str, Any]]:
+    """Run `graph` and yield wire events in order; exceptions from the graph propagate."""
+    translator = PartTranslator(modes)
+    kwargs: dict[str, Any] = {
+        "stream_mode": _lg_modes(modes),
+        "subgraphs": True,
+        "context": context,
+        "durability": durability,
+        "interrupt_before": interrupt_before,
+        "interrupt_after": interrupt_after,
+    }
+    if "events" not in modes:
+        async for namespace, mode, data in graph.astream(graph_input, config, **kwargs):
+            if namespace and not subgraphs:
+                continue
+            for event in translator.translate(namespace, mode, data):
+                yield event
+        return
+    root_run_id: str | None = None
+    async for event in graph.astream_events(graph_input, config, version="v2", **kwargs):
+        if root_run_id is None:
+            root_run_id = event["run_id"]
+        if event["event"] == "on_chain_stream" and event["run_id"] == root_run_id:
+            namespace, mode, data = event["data"]["chunk"]
+            if namespace and not subgraphs:
+                continue
+            for part in translator.translate(namespace, mode, data):
+                yield part
+        yield "events", event

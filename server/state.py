@@ -1,0 +1,98 @@
+"""Thread state as the API shows it: LangGraph `StateSnapshot`s turned into plain JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.types import StateSnapshot
+
+from server.serde import to_jsonable
+
+
+def checkpoint_ref(config: RunnableConfig | None) -> dict[str, Any] | None:
+    """`{thread_id, checkpoint_ns, checkpoint_id}` of a checkpoint config."""
+    if not config:
+        return None
+    conf = config.get("configurable", {})
+    if "checkpoint_id" not in conf:
+        return None
+    return {
+        "thread_id": conf.get("thread_id"),
+        "checkpoint_ns": conf.get("checkpoint_ns", ""),
+        "checkpoint_id": conf.get("checkpoint_id"),
+        **({"checkpoint_map": conf["checkpoint_map"]} if conf.get("checkpoint_map") else {}),
+    }
+
+
+def interrupts_by_task(snapshot: StateSnapshot) -> dict[str, list[dict[str, Any]]]:
+    """Pending interrupts keyed by task id, as threads show them."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for task in snapshot.tasks:
+        if task.interrupts:
+            out[task.id] = [{"value": to_jsonable(i.value), "id": i.id} for i in task.interrupts]
+    return out
+
+
+def snapshot_json(snapshot: StateSnapshot) -> dict[str, Any]:
+    """A `ThreadState` object."""
+    checkpoint = checkpoint_ref(snapshot.config)
+    parent = checkpoint_ref(snapshot.parent_config)
+    tasks = []
+    for task in snapshot.tasks:
+        state: Any = task.state
+        if isinstance(state, StateSnapshot):
+            state = snapshot_json(state)
+        elif state is not None:
+            state = {"configurable": dict(state.get("configurable", {}))}
+        tasks.append(
+            {
+                "id": task.id,
+                "name": task.name,
+                "path": list(task.path),
+                "error": task.error if task.error is None else repr(task.error),
+                "interrupts": [{"value": i.value, "id": i.id} for i in task.interrupts],
+                "checkpoint": None,
+                "state": state,
+                "result": task.result,
+            }
+        )
+    return to_jsonable(
+        {
+            "values": snapshot.values if snapshot.values is not None else {},
+            "next": list(snapshot.next),
+            "tasks": tasks,
+            "metadata": snapshot.metadata or {},
+            "created_at": snapshot.created_at,
+            "checkpoint": checkpoint,
+            "parent_checkpoint": parent,
+            "interrupts": [
+                {"value": i.value, "id": i.id} for i in snapshot.interrupts
+            ],
+            "checkpoint_id": checkpoint["checkpoint_id"] if checkpoint else None,
+            "parent_checkpoint_id": parent["checkpoint_id"] if parent else None,
+        }
+    )
+
+
+def empty_state() -> dict[str, Any]:
+    """The state of a thread that has no checkpoint yet."""
+    return {
+        "values": {},
+        "next": [],
+        "tasks": [],
+        "metadata": {},
+        "created_at": None,
+        "checkpoint": None,
+        "parent_checkpoint": None,
+        "interrupts": [],
+        "checkpoint_id": None,
+        "parent_checkpoint_id": None,
+    }
+
+
+async def thread_snapshot(graph: Any, thread_id: str) -> tuple[Any, dict[str, Any], bool]:
+    """The latest values, pending interrupts and whether steps remain, for a thread row."""
+    snapshot = await graph.aget_state({"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}})
+    values = to_jsonable(snapshot.values if snapshot.values is not None else {})
+    return values, interrupts_by_task(snapshot), bool(snapshot.next)

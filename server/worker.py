@@ -1,0 +1,24 @@
+"""A worker process: executes queued runs without serving HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from server.lifespan import open_services
+from server.settings import Settings
+
+log = logging.getLogger("trellis")
+
+
+async def run_worker(settings: Settings) -> None:
+    """Claim and execute runs until SIGTERM or SIGINT; then drain gracefully."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with open_services(settings, worker=True):
+        log.info("worker ready")
+        await stop.wait()
+        log.info("worker stopping")
