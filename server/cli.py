@@ -18,7 +18,9 @@ def _settings(args: argparse.Namespace) -> Settings:
         overrides["host"] = args.host
     if getattr(args, "port", None):
         overrides["port"] = args.port
-    return Settings(**overrides)  # type: ignore[arg-type]
+    from server.embedded import ensure_postgres
+
+    return ensure_postgres(Settings(**overrides))  # type: ignore[arg-type]
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -56,7 +58,7 @@ def _worker(args: argparse.Namespace) -> int:
 def _migrate(args: argparse.Namespace) -> int:
     from server.db import migrate
 
-    settings = Settings()
+    settings = _settings(args)
     if args.action == "downgrade":
         migrate.downgrade(settings.sqlalchemy_url, args.revision or "-1")
     else:

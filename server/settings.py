@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, PostgresDsn, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,10 +32,12 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_file_encoding="utf-8")
 
     environment: Environment = "development"
-    database_url: PostgresDsn = Field(
-        default=PostgresDsn("postgresql://postgres@127.0.0.1:5432/postgres"),
+    database_url: str = Field(
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
         description="Postgres for Trellis tables, checkpoints and the store.",
     )
+    embedded_data_dir: Path = ROOT / ".trellis"
+    """Where embedded services (Postgres when none is reachable, Qdrant) keep their data."""
     redis_url: str = "redis://127.0.0.1:6379/0"
     db_pool_min_size: int = Field(default=2, ge=1)
     db_pool_max_size: int = Field(default=20, ge=1)
@@ -61,9 +63,18 @@ class Settings(BaseSettings):
 
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None
-    qdrant_path: Path = ROOT / ".trellis" / "qdrant"
+    qdrant_path: Path | None = None
+    """Embedded Qdrant data directory; default `<embedded_data_dir>/qdrant`."""
     qdrant_url: str | None = None
     qdrant_api_key: SecretStr | None = None
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres(cls, value: str) -> str:
+        scheme = value.split("://", 1)[0]
+        if scheme not in ("postgres", "postgresql", "postgresql+psycopg"):
+            raise ValueError("DATABASE_URL must be a postgresql:// URL")
+        return value
 
     @field_validator("log_level")
     @classmethod
@@ -73,13 +84,12 @@ class Settings(BaseSettings):
     @property
     def sqlalchemy_url(self) -> str:
         """The database URL in SQLAlchemy's psycopg-async dialect."""
-        url = str(self.database_url)
-        return "postgresql+psycopg://" + url.split("://", 1)[1]
+        return "postgresql+psycopg://" + self.database_url.split("://", 1)[1]
 
     @property
     def psycopg_url(self) -> str:
         """The database URL as libpq expects it."""
-        return "postgresql://" + str(self.database_url).split("://", 1)[1]
+        return "postgresql://" + self.database_url.split("://", 1)[1]
 
 
 @lru_cache(maxsize=1)

@@ -49,24 +49,40 @@ async def insert(
     multitask_strategy: str,
     temporary: bool,
     after_seconds: float,
+    claim_for: str | None = None,
+    lease_seconds: float = 0,
 ) -> dict[str, Any]:
-    """Insert a pending run."""
-    stmt = (
-        R.insert()
-        .values(
-            run_id=run_id,
-            thread_id=thread_id,
-            assistant_id=assistant_id,
-            owner=owner,
-            metadata=metadata,
-            kwargs=kwargs,
-            multitask_strategy=multitask_strategy,
-            temporary=temporary,
-            not_before=func.now() + timedelta(seconds=after_seconds),
-        )
-        .returning(*PUBLIC)
-    )
-    return _out((await conn.execute(stmt)).one())
+    """Insert a run: pending, or already running under `claim_for`'s lease (the local fast path).
+
+    Returns the full row (UUIDs and datetimes as Python objects).
+    """
+    values: dict[str, Any] = {
+        "run_id": run_id,
+        "thread_id": thread_id,
+        "assistant_id": assistant_id,
+        "owner": owner,
+        "metadata": metadata,
+        "kwargs": kwargs,
+        "multitask_strategy": multitask_strategy,
+        "temporary": temporary,
+        "not_before": func.now() + timedelta(seconds=after_seconds),
+    }
+    if claim_for is not None:
+        values |= {
+            "status": "running",
+            "attempt": 1,
+            "lease_owner": claim_for,
+            "lease_epoch": 1,
+            "lease_expires_at": func.now() + timedelta(seconds=lease_seconds),
+            "started_at": func.now(),
+        }
+    row = (await conn.execute(R.insert().values(**values).returning(R))).one()
+    return dict(row._mapping)
+
+
+def public(row: dict[str, Any]) -> dict[str, Any]:
+    """The API view of a full run row."""
+    return plain({column.name: row[column.name] for column in PUBLIC})
 
 
 async def get(

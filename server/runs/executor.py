@@ -182,6 +182,10 @@ class Executor:
         """A run may be claimable now."""
         self._wake.set()
 
+    def has_capacity(self) -> bool:
+        """Whether this executor can start another run now."""
+        return not self._stopping and len(self._tasks) < self.concurrency
+
     def running(self, run_id: str) -> bool:
         """Whether this executor is executing `run_id`."""
         return run_id in self._tasks
@@ -215,7 +219,7 @@ class Executor:
                         )
                     if run is None:
                         break
-                    self._launch(run)
+                    self.launch(run)
                 timeout = max(0.05, next_sweep - time.monotonic())
                 async with self.engine.connect() as conn:
                     due = await run_rows.next_due(conn)
@@ -227,10 +231,11 @@ class Executor:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
-    def _launch(self, run: dict[str, Any]) -> None:
+    def launch(self, run: dict[str, Any], assistant: dict[str, Any] | None = None) -> None:
+        """Execute a run this worker has claimed (its full row)."""
         run_id = str(run["run_id"])
         self._epochs[run_id] = int(run["lease_epoch"])
-        task = asyncio.create_task(self._execute(run), name=f"run-{run_id}")
+        task = asyncio.create_task(self._execute(run, assistant), name=f"run-{run_id}")
         self._tasks[run_id] = task
 
         def _done(_: asyncio.Task[None]) -> None:
@@ -261,7 +266,7 @@ class Executor:
 
     # execution ------------------------------------------------------------
 
-    async def _execute(self, run: dict[str, Any]) -> None:
+    async def _execute(self, run: dict[str, Any], assistant: dict[str, Any] | None) -> None:
         run_id = str(run["run_id"])
         thread_id = run["thread_id"]
         kwargs = run["kwargs"]
@@ -278,8 +283,9 @@ class Executor:
         loaded = self.registry.get(kwargs["graph_id"])
         config: dict[str, Any] = {"configurable": {"thread_id": str(thread_id)}}
         try:
-            async with self.engine.connect() as conn:
-                assistant = await assistant_rows.get_any(conn, run["assistant_id"])
+            if assistant is None:
+                async with self.engine.connect() as conn:
+                    assistant = await assistant_rows.get_any(conn, run["assistant_id"])
             if loaded is None or assistant is None:
                 raise LookupError(f"graph {kwargs['graph_id']!r} is no longer served")
             config = build_config(run, assistant, attempt)

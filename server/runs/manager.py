@@ -124,7 +124,15 @@ class RunManager:
             kwargs = body.model_dump(mode="json", exclude_none=True)
             kwargs["stream_mode"] = body.stream_modes
             kwargs["graph_id"] = assistant["graph_id"]
-            run = await run_rows.insert(
+            # Fast path: nothing ahead of it on the thread and a free slot here, so this
+            # process claims the run in the same transaction instead of a queue round trip.
+            local = (
+                self.executor is not None
+                and self.executor.has_capacity()
+                and not active
+                and body.after_seconds == 0
+            )
+            row = await run_rows.insert(
                 conn,
                 run_id=run_id,
                 thread_id=tid,
@@ -135,13 +143,20 @@ class RunManager:
                 multitask_strategy=strategy,
                 temporary=temporary,
                 after_seconds=body.after_seconds,
+                claim_for=self.executor.worker_id if local and self.executor else None,
+                lease_seconds=self.executor.lease_seconds if self.executor else 0,
             )
             await thread_rows.set_state(conn, tid, status="busy", metadata=meta)
-            await conn.execute(text(f"NOTIFY {RUNS_CHANNEL}"))
+            if not local:
+                await conn.execute(text(f"NOTIFY {RUNS_CHANNEL}"))
         for other_id in to_cancel:
             await self._signal_cancel(other_id, strategy)
         if self.executor is not None:
-            self.executor.wake()
+            if local:
+                self.executor.launch(row, assistant)
+            else:
+                self.executor.wake()
+        run = run_rows.public(row)
         log.info(
             "run created",
             extra={"run_id": str(run_id), "thread_id": str(tid), "graph_id": meta["graph_id"]},

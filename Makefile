@@ -1,0 +1,37 @@
+# The commands people type. `make serve` and `make test` do all set-up themselves.
+SHELL := /bin/bash
+UV := $(shell command -v uv 2>/dev/null || echo "$$HOME/.local/bin/uv")
+PACKAGES := server graphs agents tools prompts
+
+.PHONY: setup serve worker migrate test lint typecheck pytest bench format
+
+setup:
+	@bash scripts/setup.sh
+
+serve: setup
+	$(UV) run trellis serve
+
+worker: setup
+	$(UV) run trellis worker
+
+migrate: setup
+	$(UV) run trellis migrate
+
+lint:
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+
+typecheck:
+	$(UV) run mypy
+
+pytest:
+	$(UV) run pytest -q
+
+test: setup lint typecheck pytest
+
+format:
+	$(UV) run ruff check --fix .
+	$(UV) run ruff format .
+
+bench: setup
+	$(UV) run python -m benchmarks.server

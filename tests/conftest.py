@@ -1,0 +1,64 @@
+"""Fixtures: a fresh Postgres database per test session and a real Trellis server over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import uvicorn
+from langgraph_sdk import get_client
+from langgraph_sdk.client import LangGraphClient
+
+from server.app import create_app
+from server.settings import Settings
+from tests.support import TEST_GRAPHS, create_database, drop_database
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A database of its own for this test session, dropped at the end."""
+    url = create_database()
+    yield url
+    drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    return Settings(
+        environment="test",
+        database_url=database_url,  # type: ignore[arg-type]
+        graphs_config=TEST_GRAPHS,
+        log_level="WARNING",
+        db_pool_max_size=10,
+    )
+
+
+@pytest.fixture(scope="session")
+async def server_url(settings: Settings) -> AsyncIterator[str]:
+    """A Trellis server on a loopback port, in this event loop, spoken to over real HTTP."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        create_app(settings), log_config=None, access_log=False, lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    await task
+    sock.close()
+
+
+@pytest.fixture
+async def client(server_url: str) -> AsyncIterator[LangGraphClient]:
+    """The official langgraph-sdk client pointed at the test server."""
+    lg = get_client(url=server_url, api_key=None)
+    yield lg
+    await lg.http.client.aclose()
