@@ -57,7 +57,10 @@ async def throughput(run: Callable[[], Awaitable[None]], total: int, concurrency
 
 async def in_process(url: str, n: int, total: int) -> tuple[list[float], float]:
     async with AsyncConnectionPool(
-        url, min_size=2, max_size=20, open=False,
+        url,
+        min_size=2,
+        max_size=20,
+        open=False,
         kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
     ) as pool:
         saver = AsyncPostgresSaver(pool)
@@ -112,7 +115,9 @@ def main() -> None:
     print(f"  trellis create thread + stream   {summary(stream)}")
     print(f"  trellis stateless runs.wait      {summary(wait)}")
     print(f"  server overhead (median)         {overhead * 1000:6.2f} ms")
-    print(f"  runs/s at concurrency 10: in-process {local_rps:6.1f}  trellis {remote['rps10']:6.1f}")
+    print(
+        f"  runs/s at concurrency 10: in-process {local_rps:6.1f}  trellis {remote['rps10']:6.1f}"
+    )
 
 
 if __name__ == "__main__":

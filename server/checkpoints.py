@@ -1,7 +1,20 @@
-"""Direct operations on LangGraph's checkpoint tables that the saver does not offer."""
+"""LangGraph's checkpoint tables: the fenced saver Trellis runs with, and thread copies."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from psycopg import AsyncCursor
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -12,15 +25,19 @@ async def copy_thread(conn: AsyncConnection, source: str, target: str) -> None:
     """Copy every checkpoint, blob and write of `source` to `target`."""
     for table in TABLES:
         columns = (
-            await conn.execute(
-                text(
-                    "SELECT column_name FROM information_schema.columns "
-                    "WHERE table_schema = current_schema() AND table_name = :t "
-                    "AND column_name <> 'thread_id' ORDER BY ordinal_position"
-                ),
-                {"t": table},
+            (
+                await conn.execute(
+                    text(
+                        "SELECT column_name FROM information_schema.columns "
+                        "WHERE table_schema = current_schema() AND table_name = :t "
+                        "AND column_name <> 'thread_id' ORDER BY ordinal_position"
+                    ),
+                    {"t": table},
+                )
             )
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
         cols = ", ".join(f'"{c}"' for c in columns)
         await conn.execute(
             text(
@@ -29,3 +46,92 @@ async def copy_thread(conn: AsyncConnection, source: str, target: str) -> None:
             ),
             {"source": source, "target": target},
         )
+
+
+# Fencing -----------------------------------------------------------------
+
+
+class LeaseLost(Exception):
+    """Raised when a worker writes a checkpoint for a run whose lease it no longer holds."""
+
+
+@dataclass(frozen=True)
+class Fence:
+    """The lease a run's checkpoint writes must still hold: run, worker and epoch."""
+
+    run_id: uuid.UUID
+    worker: str
+    epoch: int
+
+
+CURRENT_FENCE: ContextVar[Fence | None] = ContextVar("trellis_fence", default=None)
+"""Set by the executor for the task running a run; inherited by LangGraph's own tasks."""
+
+_WRITING: ContextVar[bool] = ContextVar("trellis_fence_writing", default=False)
+
+_FENCE_SQL = (
+    "SELECT 1 FROM runs WHERE run_id = %s AND lease_owner = %s AND lease_epoch = %s "
+    "AND status = 'running' FOR SHARE"
+)
+
+
+class FencedPostgresSaver(AsyncPostgresSaver):
+    """`AsyncPostgresSaver` whose writes are fenced on the run's lease, without a global lock.
+
+    A checkpoint write made on behalf of a run happens in one transaction with a
+    `FOR SHARE` check that the run's lease still belongs to this worker and epoch.
+    A takeover bumps the epoch with an UPDATE that waits for such a transaction,
+    so after it no write from the old worker can land: exactly one writer per run.
+
+    The stock saver serialises every database call of the process behind one
+    `asyncio.Lock`, needed only when it shares a single connection. Trellis always
+    gives it a pool, so each call takes its own connection instead.
+    """
+
+    conn: AsyncConnectionPool[Any]
+
+    @asynccontextmanager
+    async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[AsyncCursor[DictRow]]:
+        fence = CURRENT_FENCE.get() if _WRITING.get() else None
+        async with self.conn.connection() as conn:
+            if fence is not None:
+                async with (
+                    conn.transaction(),
+                    conn.cursor(binary=True, row_factory=dict_row) as cur,
+                ):
+                    await cur.execute(_FENCE_SQL, (fence.run_id, fence.worker, fence.epoch))
+                    if await cur.fetchone() is None:
+                        raise LeaseLost(f"run {fence.run_id}: lease epoch {fence.epoch} was lost")
+                    yield cur
+            elif pipeline:
+                async with conn.pipeline(), conn.cursor(binary=True, row_factory=dict_row) as cur:
+                    yield cur
+            else:
+                async with conn.cursor(binary=True, row_factory=dict_row) as cur:
+                    yield cur
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        token = _WRITING.set(True)
+        try:
+            return await super().aput(config, checkpoint, metadata, new_versions)
+        finally:
+            _WRITING.reset(token)
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        token = _WRITING.set(True)
+        try:
+            await super().aput_writes(config, writes, task_id, task_path)
+        finally:
+            _WRITING.reset(token)

@@ -35,11 +35,11 @@ def ensure_postgres(settings: Settings) -> Settings:
             "trellis: no Postgres answers at DATABASE_URL; start it or unset DATABASE_URL "
             "to use an embedded one"
         )
-    import pgserver  # type: ignore[import-untyped]
+    import pgserver
 
     data = Path(settings.embedded_data_dir) / "postgres"
     data.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(data, cleanup_mode="stop")
+    server = pgserver.get_server(data, cleanup_mode="stop")  # type: ignore[attr-defined]
     url = str(server.get_uri())
     log.warning(
         "no Postgres at the default address; started an embedded one",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from langgraph.pregel import Pregel
 from pydantic import TypeAdapter
@@ -55,5 +55,5 @@ async def subgraphs(graph: Graph, *, namespace: str | None, recurse: bool) -> di
     """Schemas of each subgraph keyed by its namespace."""
     out: dict[str, Any] = {}
     async for ns, sub in graph.aget_subgraphs(namespace=namespace, recurse=recurse):
-        out[ns] = {"graph_id": ns, **schemas(sub)}
+        out[ns] = {"graph_id": ns, **schemas(cast(Graph, sub))}
     return out

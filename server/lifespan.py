@@ -10,17 +10,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI
-from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.store.postgres.aio import AsyncPostgresStore
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from server.checkpoints import FencedPostgresSaver
 from server.db import assistants as assistant_rows
 from server.db import migrate
 from server.db.engine import create_engine
 from server.registry import GraphRegistry
-from server.runs.events import MemoryEventBus
+from server.runs.events import EventBus, MemoryEventBus, RedisEventBus
 from server.runs.executor import Completions, Executor
 from server.runs.listener import Listener
 from server.runs.manager import RunManager
@@ -36,7 +38,7 @@ class Services:
     settings: Settings
     engine: AsyncEngine
     pool: AsyncConnectionPool[Any]
-    checkpointer: AsyncPostgresSaver
+    checkpointer: FencedPostgresSaver
     store: AsyncPostgresStore
     registry: GraphRegistry
     runs: RunManager
@@ -60,6 +62,26 @@ async def open_pool(settings: Settings) -> AsyncConnectionPool[Any]:
     return pool
 
 
+async def open_event_bus(settings: Settings) -> EventBus:
+    """Redis Streams when Redis answers; otherwise in-process (a single process only)."""
+    redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=None)
+    try:
+        await redis.ping()
+    except (RedisError, OSError):
+        await redis.aclose()
+        log.warning(
+            "no Redis at REDIS_URL; run events stay in this process (no separate workers)",
+            extra={"redis_url": settings.redis_url.split("@")[-1]},
+        )
+        return MemoryEventBus(settings.run_event_retention_seconds, settings.run_event_max_length)
+    return RedisEventBus(
+        redis,
+        retention_seconds=settings.run_event_retention_seconds,
+        max_events=settings.run_event_max_length,
+        block_ms=int(settings.sse_heartbeat_seconds * 1000),
+    )
+
+
 @asynccontextmanager
 async def open_services(settings: Settings, *, worker: bool = True) -> AsyncIterator[Services]:
     """Open the database, LangGraph's saver and store, the graphs, and the run machinery."""
@@ -69,7 +91,7 @@ async def open_services(settings: Settings, *, worker: bool = True) -> AsyncIter
         stack.push_async_callback(engine.dispose)
         pool = await open_pool(settings)
         stack.push_async_callback(pool.close)
-        checkpointer = AsyncPostgresSaver(pool)
+        checkpointer = FencedPostgresSaver(pool)
         await checkpointer.setup()
         store = AsyncPostgresStore(pool)
         await store.setup()
@@ -84,7 +106,8 @@ async def open_services(settings: Settings, *, worker: bool = True) -> AsyncIter
                     assistant_id=loaded.assistant_id,
                     description=loaded.description,
                 )
-        events = MemoryEventBus(settings.run_event_retention_seconds)
+        events = await open_event_bus(settings)
+        stack.push_async_callback(events.close)
         completions = Completions()
         executor = None
         if worker:
@@ -94,15 +117,18 @@ async def open_services(settings: Settings, *, worker: bool = True) -> AsyncIter
                 checkpointer=checkpointer,
                 events=events,
                 completions=completions,
+                conninfo=settings.psycopg_url,
                 concurrency=settings.run_concurrency,
                 default_durability=settings.default_durability,
+                lease_seconds=settings.run_lease_seconds,
+                sweep_seconds=settings.run_sweep_seconds,
             )
         listener = Listener(settings.psycopg_url, completions=completions, executor=executor)
         await listener.start()
         stack.push_async_callback(listener.stop)
         if executor is not None:
             await executor.start()
-            stack.push_async_callback(executor.stop)
+            stack.push_async_callback(executor.stop, settings.shutdown_grace_seconds)
         runs = RunManager(
             engine=engine,
             registry=registry,

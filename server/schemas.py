@@ -132,9 +132,9 @@ class ThreadSearch(Body):
     status: ThreadStatus | None = None
     limit: Limit = 10
     offset: Offset = 0
-    sort_by: Literal["thread_id", "status", "created_at", "updated_at", "state_updated_at"] | None = (
-        None
-    )
+    sort_by: (
+        Literal["thread_id", "status", "created_at", "updated_at", "state_updated_at"] | None
+    ) = None
     sort_order: SortOrder | None = None
     select: list[str] | None = None
 

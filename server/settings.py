@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,6 +24,21 @@ LogFormat = Literal["json", "text"]
 
 Durability = Literal["sync", "async", "exit"]
 """When LangGraph persists checkpoints: every step synchronously, in the background, or at exit."""
+
+AuthMode = Literal["none", "api_key", "jwt", "custom"]
+"""How requests are authenticated: not at all (local development only), Trellis API keys,
+JWT bearer tokens checked against a JWKS, or the `langgraph_sdk.Auth` object named by the
+`auth` section of `langgraph.json`."""
+
+RateLimitStrategy = Literal["moving-window", "fixed-window", "sliding-window-counter"]
+"""The `limits` library strategy used for rate limits."""
+
+PLACEHOLDER_SECRETS = frozenset(
+    {"", "changeme", "change-me", "change_me", "changethis", "secret", "password", "xxx", "todo"}
+)
+"""Values refused as secrets outside `environment=development`."""
+
+_REFUSED_JWT_ALGORITHMS = frozenset({"none", "hs256", "hs384", "hs512"})
 
 
 class Settings(BaseSettings):
@@ -56,10 +71,64 @@ class Settings(BaseSettings):
     graphs_config: Path = ROOT / "langgraph.json"
     default_durability: Durability = "sync"
     run_concurrency: int = Field(default=32, ge=1, description="Runs executed at once per process.")
-    run_event_retention_seconds: int = Field(default=600, ge=1)
+    run_lease_seconds: float = Field(default=4.0, gt=0.5)
+    """How long a worker's claim on a run lasts without a heartbeat; takeover happens after it."""
+    run_sweep_seconds: float = Field(default=1.0, gt=0)
+    """How often workers look for runs whose worker died."""
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    """On SIGTERM, how long running steps may take to finish before their leases are released."""
+    run_event_retention_seconds: int = Field(default=3600, ge=1)
+    """How long a finished run's events stay replayable."""
+    run_event_max_length: int = Field(default=100_000, ge=100)
+    """At most this many events are kept per run (older ones are trimmed)."""
     wait_keepalive_seconds: float = Field(default=5.0, gt=0)
     sse_heartbeat_seconds: float = Field(default=10.0, gt=0)
-    request_timeout_seconds: float = Field(default=60.0, gt=0)
+    request_timeout_seconds: float = Field(
+        default=60.0, gt=0, description="Deadline of non-streaming requests (504 after it)."
+    )
+
+    auth_mode: AuthMode = "none"
+    allow_insecure_no_auth: bool = False
+    """Let `trellis serve` listen beyond loopback with `auth_mode=none` (never do this)."""
+    jwt_jwks_url: str | None = None
+    """Where the identity provider publishes its signing keys (operator-configured)."""
+    jwt_issuer: str | None = None
+    jwt_audience: list[str] = Field(default_factory=list)
+    jwt_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"])
+    jwt_owner_claim: str = "sub"
+    jwt_permissions_claim: str = "permissions"
+    """A list claim, or a space-separated string such as OAuth's `scope`."""
+    jwt_display_name_claim: str = "name"
+    jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    jwks_cache_seconds: float = Field(default=300.0, gt=0)
+    jwks_min_refetch_seconds: float = Field(default=10.0, ge=0)
+    """At most one JWKS refetch per this many seconds when a token names an unknown `kid`."""
+    jwks_timeout_seconds: float = Field(default=5.0, gt=0)
+
+    rate_limit_enabled: bool = True
+    rate_limit_storage_url: str | None = None
+    """A `limits` storage URL; default: `redis_url` as `async+redis://`."""
+    rate_limit_key_prefix: str = "trellis-limits"
+    rate_limit_strategy: RateLimitStrategy = "moving-window"
+    rate_limit_read: str = "1200/minute"
+    """Reads (GET, search, count, history) per identity."""
+    rate_limit_write: str = "300/minute"
+    """Creates, updates and deletes other than runs, per identity."""
+    rate_limit_runs: str = "60/minute"
+    """Run creation (stream, wait, background, batch) per identity."""
+    rate_limit_auth_failures: str = "30/minute"
+    """Failed authentications per client address before it is refused outright."""
+
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_metadata_bytes: int = Field(default=64 * 1024, ge=256)
+    max_run_input_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    max_stream_modes: int = Field(default=16, ge=1)
+    hsts_seconds: int = Field(default=0, ge=0)
+    """`Strict-Transport-Security` max-age; set it when Trellis is served over HTTPS only."""
+
+    checkpoint_allowed_types: list[str] = Field(default_factory=list)
+    """Extra classes checkpoints may contain, as `module:Name` (or `module.Name`); types in
+    served graphs' state schemas, LangChain messages and LangGraph's own are always allowed."""
 
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None
@@ -76,6 +145,42 @@ class Settings(BaseSettings):
             raise ValueError("DATABASE_URL must be a postgresql:// URL")
         return value
 
+    @field_validator("jwt_algorithms")
+    @classmethod
+    def _asymmetric_only(cls, value: list[str]) -> list[str]:
+        refused = [alg for alg in value if alg.lower() in _REFUSED_JWT_ALGORITHMS]
+        if refused:
+            raise ValueError(f"JWT algorithms {refused} are refused; use RS*/PS*/ES*/EdDSA")
+        if not value:
+            raise ValueError("JWT_ALGORITHMS must name at least one algorithm")
+        return value
+
+    @model_validator(mode="after")
+    def _production_safety(self) -> Settings:
+        if self.auth_mode == "jwt" and not self.jwt_jwks_url:
+            raise ValueError("AUTH_MODE=jwt needs JWT_JWKS_URL")
+        if self.environment == "development":
+            return self
+        for name in ("openai_api_key", "qdrant_api_key"):
+            secret: SecretStr | None = getattr(self, name)
+            if secret is not None and secret.get_secret_value().strip().lower() in (
+                PLACEHOLDER_SECRETS
+            ):
+                raise ValueError(
+                    f"{name.upper()} is a placeholder; set a real secret or unset it "
+                    f"(placeholders are only accepted with ENVIRONMENT=development)"
+                )
+        if (
+            self.environment == "production"
+            and self.auth_mode == "none"
+            and not self.allow_insecure_no_auth
+        ):
+            raise ValueError(
+                "AUTH_MODE=none is for local development; choose api_key, jwt or custom "
+                "(or set ALLOW_INSECURE_NO_AUTH=true, which you should not)"
+            )
+        return self
+
     @field_validator("log_level")
     @classmethod
     def _upper(cls, value: str) -> str:
@@ -90,6 +195,13 @@ class Settings(BaseSettings):
     def psycopg_url(self) -> str:
         """The database URL as libpq expects it."""
         return "postgresql://" + self.database_url.split("://", 1)[1]
+
+    @property
+    def limits_storage_url(self) -> str:
+        """The rate-limit storage in `limits` syntax (`async+redis://...`)."""
+        if self.rate_limit_storage_url:
+            return self.rate_limit_storage_url
+        return "async+" + self.redis_url if self.redis_url.startswith("redis") else self.redis_url
 
 
 @lru_cache(maxsize=1)

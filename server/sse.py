@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
@@ -19,7 +20,7 @@ def run_stream_response(
     thread_id: str,
     run_id: str,
     heartbeat_seconds: float,
-    on_disconnect: Callable[[], Awaitable[None]] | None = None,
+    on_disconnect: Callable[[], Coroutine[Any, Any, None]] | None = None,
 ) -> EventSourceResponse:
     """An SSE response of `events`, with the headers the SDK uses to reconnect.
 

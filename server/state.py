@@ -40,11 +40,11 @@ def snapshot_json(snapshot: StateSnapshot) -> dict[str, Any]:
     parent = checkpoint_ref(snapshot.parent_config)
     tasks = []
     for task in snapshot.tasks:
-        state: Any = task.state
-        if isinstance(state, StateSnapshot):
-            state = snapshot_json(state)
-        elif state is not None:
-            state = {"configurable": dict(state.get("configurable", {}))}
+        sub: Any = task.state
+        if isinstance(sub, StateSnapshot):
+            sub = snapshot_json(sub)
+        elif sub is not None:
+            sub = {"configurable": dict(sub.get("configurable", {}))}
         tasks.append(
             {
                 "id": task.id,
@@ -53,11 +53,11 @@ def snapshot_json(snapshot: StateSnapshot) -> dict[str, Any]:
                 "error": task.error if task.error is None else repr(task.error),
                 "interrupts": [{"value": i.value, "id": i.id} for i in task.interrupts],
                 "checkpoint": None,
-                "state": state,
+                "state": sub,
                 "result": task.result,
             }
         )
-    return to_jsonable(
+    out: dict[str, Any] = to_jsonable(
         {
             "values": snapshot.values if snapshot.values is not None else {},
             "next": list(snapshot.next),
@@ -66,13 +66,12 @@ def snapshot_json(snapshot: StateSnapshot) -> dict[str, Any]:
             "created_at": snapshot.created_at,
             "checkpoint": checkpoint,
             "parent_checkpoint": parent,
-            "interrupts": [
-                {"value": i.value, "id": i.id} for i in snapshot.interrupts
-            ],
+            "interrupts": [{"value": i.value, "id": i.id} for i in snapshot.interrupts],
             "checkpoint_id": checkpoint["checkpoint_id"] if checkpoint else None,
             "parent_checkpoint_id": parent["checkpoint_id"] if parent else None,
         }
     )
+    return out
 
 
 def empty_state() -> dict[str, Any]:
@@ -93,6 +92,8 @@ def empty_state() -> dict[str, Any]:
 
 async def thread_snapshot(graph: Any, thread_id: str) -> tuple[Any, dict[str, Any], bool]:
     """The latest values, pending interrupts and whether steps remain, for a thread row."""
-    snapshot = await graph.aget_state({"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}})
+    snapshot = await graph.aget_state(
+        {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+    )
     values = to_jsonable(snapshot.values if snapshot.values is not None else {})
     return values, interrupts_by_task(snapshot), bool(snapshot.next)

@@ -16,7 +16,9 @@ import httpx
 import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
-ADMIN_URL = os.environ.get("TRELLIS_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+ADMIN_URL = os.environ.get(
+    "TRELLIS_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 TEST_GRAPHS = ROOT / "tests" / "graphs" / "langgraph.json"
 
 
@@ -49,7 +51,9 @@ def scratch_database() -> Iterator[str]:
         drop_database(url)
 
 
-def wait_ready(url: str, timeout: float = 60.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_ready(
+    url: str, timeout: float = 60.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -64,7 +68,11 @@ def wait_ready(url: str, timeout: float = 60.0, proc: subprocess.Popen[bytes] | 
 
 
 def spawn(
-    args: list[str], *, database_url: str, env: dict[str, str] | None = None, log: Path | None = None
+    args: list[str],
+    *,
+    database_url: str,
+    env: dict[str, str] | None = None,
+    log: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start `trellis ARGS` as a separate process on `database_url`."""
     full_env = {

@@ -141,9 +141,7 @@ async def new_version(
     version = int(latest or 0) + 1
     fields = ("graph_id", "config", "context", "metadata", "name", "description")
     merged = {k: changes[k] if changes.get(k) is not None else data[k] for k in fields}
-    await conn.execute(
-        pg_insert(V).values(assistant_id=assistant_id, version=version, **merged)
-    )
+    await conn.execute(pg_insert(V).values(assistant_id=assistant_id, version=version, **merged))
     row = (
         await conn.execute(
             update(A)

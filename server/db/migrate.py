@@ -29,7 +29,7 @@ async def _langgraph_setup(psycopg_url: str) -> None:
 
 
 def upgrade_trellis(sqlalchemy_url: str, revision: str = "head") -> None:
-    """Apply Trellis' own migrations up to `revision` (blocking; call from a thread in async code)."""
+    """Apply Trellis' own migrations up to `revision` (blocking: call it from a thread)."""
     command.upgrade(alembic_config(sqlalchemy_url), revision)
 
 

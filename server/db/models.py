@@ -132,6 +132,7 @@ class Run(Base):
     temporary: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     error: Mapped[JsonDict | None] = mapped_column()
     output: Mapped[JsonDict | None] = mapped_column()
+    cancel_action: Mapped[str | None] = mapped_column(Text)
     not_before: Mapped[datetime] = _now()
     attempt: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     lease_owner: Mapped[str | None] = mapped_column(Text)
@@ -158,3 +159,20 @@ class Run(Base):
             postgresql_where=text("status = 'pending'"),
         ),
     )
+
+
+class ApiKey(Base):
+    """An API key: only its SHA-256 hash is stored; `key_id` is the public lookup prefix."""
+
+    __tablename__ = "api_keys"
+
+    key_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    owner: Mapped[str] = mapped_column(Text)
+    name: Mapped[str | None] = mapped_column(Text)
+    key_hash: Mapped[str] = mapped_column(Text)
+    scopes: Mapped[list[str]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    created_at: Mapped[datetime] = _now()
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_api_keys_owner", "owner"),)

@@ -156,7 +156,9 @@ _CLAIM = text(
 )
 
 
-async def claim(conn: AsyncConnection, *, worker: str, lease_seconds: float) -> dict[str, Any] | None:
+async def claim(
+    conn: AsyncConnection, *, worker: str, lease_seconds: float
+) -> dict[str, Any] | None:
     """Claim the next runnable run under a fresh lease, or None."""
     row = (await conn.execute(_CLAIM, {"worker": worker, "lease": lease_seconds})).first()
     return dict(row._mapping) if row is not None else None
@@ -202,41 +204,61 @@ async def finish(
     return (await conn.execute(stmt)).first() is not None
 
 
-async def set_status(conn: AsyncConnection, run_id: uuid.UUID, status: str) -> bool:
-    """Force a status (used when cancelling a run that has not started)."""
+async def cancel_pending(conn: AsyncConnection, run_id: uuid.UUID) -> bool:
+    """Mark a run that has not started as interrupted; False if it already started."""
     stmt = (
         update(R)
-        .where(R.c.run_id == run_id, R.c.status.in_(ACTIVE))
-        .values(status=status, updated_at=func.now(), ended_at=func.now())
+        .where(R.c.run_id == run_id, R.c.status == "pending")
+        .values(status="interrupted", updated_at=func.now(), ended_at=func.now())
         .returning(R.c.run_id)
     )
     return (await conn.execute(stmt)).first() is not None
 
 
-async def renew_leases(
-    conn: AsyncConnection, *, worker: str, run_ids: list[uuid.UUID], lease_seconds: float
-) -> set[uuid.UUID]:
-    """Extend this worker's leases; returns the runs it still holds."""
-    if not run_ids:
-        return set()
-    stmt = (
+async def release(conn: AsyncConnection, run_id: uuid.UUID, *, worker: str) -> None:
+    """Give a running run back to the queue (graceful shutdown): it resumes elsewhere."""
+    await conn.execute(
         update(R)
-        .where(R.c.run_id.in_(run_ids), R.c.lease_owner == worker, R.c.status == "running")
-        .values(lease_expires_at=func.now() + timedelta(seconds=lease_seconds))
-        .returning(R.c.run_id)
-    )
-    return {row[0] for row in (await conn.execute(stmt)).all()}
-
-
-async def requeue_expired(conn: AsyncConnection) -> list[uuid.UUID]:
-    """Put running runs whose lease lapsed (their worker died) back in the queue."""
-    stmt = (
-        update(R)
-        .where(R.c.status == "running", R.c.lease_expires_at < func.now())
+        .where(R.c.run_id == run_id, R.c.lease_owner == worker, R.c.status == "running")
         .values(status="pending", lease_owner=None, lease_expires_at=None, updated_at=func.now())
+    )
+
+
+async def request_cancel(conn: AsyncConnection, run_id: uuid.UUID, action: str) -> bool:
+    """Record that a running run must stop; its worker (or the sweep, if it died) acts on it."""
+    stmt = (
+        update(R)
+        .where(R.c.run_id == run_id, R.c.status == "running")
+        .values(cancel_action=action, updated_at=func.now())
         .returning(R.c.run_id)
     )
-    return [row[0] for row in (await conn.execute(stmt)).all()]
+    return (await conn.execute(stmt)).first() is not None
+
+
+_SWEEP = text(
+    """
+    UPDATE runs SET
+        status = CASE WHEN cancel_action IS NULL THEN 'pending' ELSE 'interrupted' END,
+        ended_at = CASE WHEN cancel_action IS NULL THEN NULL ELSE now() END,
+        lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+    WHERE status = 'running' AND lease_expires_at < now()
+    RETURNING run_id, thread_id, owner, cancel_action
+    """
+)
+
+
+async def requeue_expired(
+    conn: AsyncConnection,
+) -> tuple[list[uuid.UUID], list[dict[str, Any]]]:
+    """Runs whose lease lapsed (their worker died): requeued, or ended if cancelled meanwhile."""
+    requeued: list[uuid.UUID] = []
+    cancelled: list[dict[str, Any]] = []
+    for row in (await conn.execute(_SWEEP)).all():
+        if row.cancel_action is None:
+            requeued.append(row.run_id)
+        else:
+            cancelled.append(dict(row._mapping))
+    return requeued, cancelled
 
 
 async def delete_run(

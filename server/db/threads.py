@@ -5,7 +5,18 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, delete, func, insert, select, true, update
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    and_,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -163,7 +174,7 @@ async def copy(
     """A new thread with the source's metadata and state snapshot."""
     cols = [T.c.metadata, T.c.config, T.c["values"], T.c.interrupts]
     src = select(
-        *[func.cast(target, T.c.thread_id.type).label("thread_id")],
+        literal(target, T.c.thread_id.type).label("thread_id"),
         T.c.owner,
         *cols,
         T.c.status,

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from server.db import assistants as rows
 from server.deps import OwnerDep, ServicesDep
 from server.errors import AlreadyExists, InvalidRequest, NotFound
+from server.graph_info import draw, schemas, subgraphs
 from server.ids import parse_uuid
 from server.lifespan import Services
 from server.registry import LoadedGraph, system_assistant_id
@@ -22,7 +23,6 @@ from server.schemas import (
     AssistantSetLatest,
     AssistantVersions,
 )
-from server.graph_info import draw, schemas, subgraphs
 
 router = APIRouter(prefix="/assistants", tags=["assistants"])
 

@@ -69,9 +69,7 @@ async def create_thread(body: ThreadCreate, services: ServicesDep, owner: OwnerD
             raise InvalidRequest("thread_id must be a UUID")
         thread_id = parsed
     async with services.engine.begin() as conn:
-        created = await rows.create(
-            conn, owner=owner, thread_id=thread_id, metadata=body.metadata
-        )
+        created = await rows.create(conn, owner=owner, thread_id=thread_id, metadata=body.metadata)
         if created is not None:
             return created
         existing = await rows.get(conn, owner=owner, thread_id=thread_id)
@@ -112,7 +110,9 @@ async def patch_thread(
     """Merge metadata into a thread."""
     tid = require_uuid(thread_id, "thread")
     async with services.engine.begin() as conn:
-        updated = await rows.patch_metadata(conn, owner=owner, thread_id=tid, metadata=body.metadata)
+        updated = await rows.patch_metadata(
+            conn, owner=owner, thread_id=tid, metadata=body.metadata
+        )
     if updated is None:
         raise NotFound(f"thread {thread_id[:80]!r} not found")
     return updated

@@ -1,19 +1,38 @@
 """EventBus: the per-run, replayable sequence of stream events.
 
-Every event a run emits gets an id; readers subscribe from the start or after
-a `Last-Event-ID` and follow live until the run's end marker. This module holds
-the in-process implementation used by a single Trellis process.
+Every event a run emits gets an id of the form `<ms>-<seq>` (Redis stream ids);
+readers subscribe from the start or after a `Last-Event-ID` and follow live
+until the run's end marker. `RedisEventBus` lets any API process stream a run
+executed by any worker; `MemoryEventBus` serves a single process without Redis.
+
+A reader whose cursor points before the retained window gets an explicit
+`error` event (`ResyncRequired`) instead of a silent gap.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import re
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, cast
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from server.errors import InvalidRequest
+
+log = logging.getLogger("trellis.events")
+
+END = "__end__"
+"""The internal event that closes a run's stream; never sent to clients."""
+
+_ID = re.compile(r"^(\d{1,16})-(\d{1,16})$")
 
 
 class RunEvent(NamedTuple):
@@ -27,35 +46,48 @@ class RunEvent(NamedTuple):
 class EventBus(Protocol):
     """Where runs publish their events and where streams read them."""
 
-    async def publish(self, run_id: str, event: str, data: bytes) -> str: ...
+    async def publish(self, run_id: str, event: str, data: bytes) -> None: ...
 
     async def end(self, run_id: str) -> None: ...
 
+    async def has_events(self, run_id: str) -> bool: ...
+
     def subscribe(self, run_id: str, after: str | None = None) -> AsyncIterator[RunEvent]: ...
 
-    async def is_ended(self, run_id: str) -> bool: ...
+    async def close(self) -> None: ...
 
 
-def parse_event_id(value: str | None) -> int | None:
-    """A `Last-Event-ID` as a sequence number; malformed ids are a client error."""
+def parse_event_id(value: str | None) -> tuple[int, int] | None:
+    """A `Last-Event-ID` as `(ms, seq)`; malformed ids are a client error."""
     if value is None or value == "":
         return None
-    if not value.isdigit() or len(value) > 18:
-        raise InvalidRequest(f"malformed Last-Event-ID {value[:64]!r}: expected a decimal id")
-    return int(value)
+    match = _ID.match(value)
+    if match is None:
+        raise InvalidRequest(f"malformed Last-Event-ID {value[:64]!r}: expected '<ms>-<seq>'")
+    return int(match.group(1)), int(match.group(2))
+
+
+def resync_event(run_id: str, after: str) -> RunEvent:
+    """The event a reader gets when its cursor fell out of the retained window."""
+    message = (
+        f"events of run {run_id} after {after} are no longer retained; "
+        "read the thread state and rejoin without Last-Event-ID"
+    )
+    return RunEvent(after, "error", orjson.dumps({"error": "ResyncRequired", "message": message}))
 
 
 @dataclass
 class _Channel:
     events: list[RunEvent] = field(default_factory=list)
     ended_at: float | None = None
+    trimmed: int = 0
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class MemoryEventBus:
     """Events kept in this process, for `retention_seconds` after a run ends."""
 
-    def __init__(self, retention_seconds: float = 600.0, max_events: int = 100_000) -> None:
+    def __init__(self, retention_seconds: float = 3600.0, max_events: int = 100_000) -> None:
         self._channels: dict[str, _Channel] = {}
         self._retention = retention_seconds
         self._max_events = max_events
@@ -73,14 +105,16 @@ class MemoryEventBus:
         ]:
             del self._channels[run_id]
 
-    async def publish(self, run_id: str, event: str, data: bytes) -> str:
+    async def publish(self, run_id: str, event: str, data: bytes) -> None:
         """Append an event and wake the readers."""
         channel = self._channel(run_id)
-        event_id = str(len(channel.events))
-        if len(channel.events) < self._max_events:
-            channel.events.append(RunEvent(event_id, event, data))
+        seq = channel.trimmed + len(channel.events) + 1
+        channel.events.append(RunEvent(f"{seq}-0", event, data))
+        if len(channel.events) > self._max_events:
+            drop = len(channel.events) - self._max_events
+            del channel.events[:drop]
+            channel.trimmed += drop
         channel.changed.set()
-        return event_id
 
     async def end(self, run_id: str) -> None:
         """Mark the run's stream complete; readers drain and stop."""
@@ -89,20 +123,156 @@ class MemoryEventBus:
         channel.changed.set()
         self._collect()
 
-    async def is_ended(self, run_id: str) -> bool:
-        """Whether the run's end marker was published (and is still retained)."""
+    async def has_events(self, run_id: str) -> bool:
+        """Whether anything of the run is retained."""
         channel = self._channels.get(run_id)
-        return channel is not None and channel.ended_at is not None
+        return channel is not None and (bool(channel.events) or channel.ended_at is not None)
 
     async def subscribe(self, run_id: str, after: str | None = None) -> AsyncIterator[RunEvent]:
         """Events after `after` (all when None), then live ones until the end marker."""
-        position = 0 if after is None else (parse_event_id(after) or 0) + 1
+        cursor = parse_event_id(after)
         channel = self._channel(run_id)
+        seq = cursor[0] if cursor else 0
+        if after is not None and seq < channel.trimmed:
+            yield resync_event(run_id, after)
+            return
         while True:
             channel.changed.clear()
-            while position < len(channel.events):
-                yield channel.events[position]
-                position += 1
+            while seq - channel.trimmed < len(channel.events):
+                yield channel.events[seq - channel.trimmed]
+                seq += 1
             if channel.ended_at is not None:
                 return
             await channel.changed.wait()
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+class RedisEventBus:
+    """Per-run Redis Streams: `XADD` with `MAXLEN ~`, `XREAD BLOCK` to follow, TTL after the end.
+
+    Publishing never fails a run: while Redis is unreachable, events wait in a
+    bounded local backlog (in order) and are flushed when it is back.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        retention_seconds: int = 3600,
+        max_events: int = 100_000,
+        block_ms: int = 5_000,
+        prefix: str = "trellis",
+    ) -> None:
+        self.redis = redis
+        self.retention = retention_seconds
+        self.max_events = max_events
+        self.block_ms = block_ms
+        self.prefix = prefix
+        self._backlog: deque[tuple[str, str, bytes]] = deque(maxlen=1_000_000)
+        self._flusher: asyncio.Task[None] | None = None
+
+    def key(self, run_id: str) -> str:
+        """The stream key of a run."""
+        return f"{self.prefix}:run:{run_id}:events"
+
+    async def _xadd(self, run_id: str, event: str, data: bytes) -> None:
+        key = self.key(run_id)
+        if event == END:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.xadd(key, {"e": event, "d": data}, maxlen=self.max_events, approximate=True)
+                pipe.expire(key, self.retention)
+                await pipe.execute()
+        else:
+            await self.redis.xadd(
+                key, {"e": event, "d": data}, maxlen=self.max_events, approximate=True
+            )
+
+    async def publish(self, run_id: str, event: str, data: bytes) -> None:
+        """Append an event to the run's stream (or to the backlog while Redis is away)."""
+        if self._backlog:
+            self._backlog.append((run_id, event, data))
+            return
+        try:
+            await self._xadd(run_id, event, data)
+        except (RedisError, OSError):
+            log.warning("redis unavailable; buffering run events", extra={"run_id": run_id})
+            self._backlog.append((run_id, event, data))
+            if self._flusher is None or self._flusher.done():
+                self._flusher = asyncio.create_task(self._flush(), name="trellis-event-flush")
+
+    async def _flush(self) -> None:
+        delay = 0.1
+        while self._backlog:
+            run_id, event, data = self._backlog[0]
+            try:
+                await self._xadd(run_id, event, data)
+            except (RedisError, OSError):
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            self._backlog.popleft()
+            delay = 0.1
+        log.info("redis back; buffered run events flushed")
+
+    async def end(self, run_id: str) -> None:
+        """Append the end marker and start the retention clock."""
+        await self.publish(run_id, END, b"null")
+
+    async def has_events(self, run_id: str) -> bool:
+        """Whether the run's stream is retained (assume so while Redis is unreachable)."""
+        try:
+            return bool(await self.redis.exists(self.key(run_id)))
+        except (RedisError, OSError):
+            return True
+
+    async def _trimmed_past(self, key: str, after: str) -> bool:
+        info: Any = await self.redis.xinfo_stream(key)
+        deleted = info.get("max-deleted-entry-id") or info.get(b"max-deleted-entry-id")
+        if isinstance(deleted, bytes):
+            deleted = deleted.decode()
+        if not deleted or deleted == "0-0":
+            return False
+        cursor, last_deleted = parse_event_id(after), parse_event_id(str(deleted))
+        return cursor is not None and last_deleted is not None and cursor < last_deleted
+
+    async def subscribe(self, run_id: str, after: str | None = None) -> AsyncIterator[RunEvent]:
+        """Events after `after` (all when None), then live ones until the end marker."""
+        key = self.key(run_id)
+        last = after or "0-0"
+        if after is not None:
+            parse_event_id(after)
+            try:
+                exists = await self.redis.exists(key)
+                if not exists or await self._trimmed_past(key, after):
+                    yield resync_event(run_id, after)
+                    return
+            except (RedisError, OSError):
+                pass  # checked again by the read loop once Redis answers
+        delay = 0.1
+        while True:
+            try:
+                reply = await self.redis.xread({key: last}, count=500, block=self.block_ms)
+            except (RedisError, OSError):
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            delay = 0.1
+            for _, entries in cast(
+                list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]], reply or []
+            ):
+                for entry_id, fields in entries:
+                    last = entry_id.decode()
+                    event = fields[b"e"].decode()
+                    if event == END:
+                        return
+                    yield RunEvent(last, event, fields[b"d"])
+
+    async def close(self) -> None:
+        """Flush what is buffered (briefly), stop, and close the connection pool."""
+        if self._flusher is not None and not self._flusher.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._flusher), 2.0)
+            self._flusher.cancel()
+        await self.redis.aclose()

@@ -14,17 +14,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.errors import GraphDrained
+from langgraph.runtime import RunControl
 from langgraph.types import Command
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from server.checkpoints import CURRENT_FENCE, Fence, LeaseLost
 from server.db import assistants as assistant_rows
 from server.db import runs as run_rows
 from server.db import threads as thread_rows
@@ -41,11 +45,9 @@ DONE_CHANNEL = "trellis_run_done"
 CANCEL_CHANNEL = "trellis_run_cancel"
 
 CancelAction = str
-"""`interrupt` keeps the run's checkpoints and marks it interrupted; `rollback` deletes both."""
-
-
-class RunCancelled(Exception):
-    """Raised inside a run's task when it is cancelled with an action."""
+"""How a run is stopped: `interrupt` keeps its checkpoints and marks it interrupted;
+`rollback` deletes both; `drain` interrupts at the next step boundary; `requeue` hands
+it back to the queue (shutdown); `lost` abandons it to the worker that took it over."""
 
 
 def build_config(run: dict[str, Any], assistant: dict[str, Any], attempt: int) -> dict[str, Any]:
@@ -131,9 +133,11 @@ class Executor:
         checkpointer: BaseCheckpointSaver[Any],
         events: EventBus,
         completions: Completions,
+        conninfo: str,
         concurrency: int,
         default_durability: str,
-        lease_seconds: float = 10.0,
+        lease_seconds: float = 4.0,
+        sweep_seconds: float = 1.0,
     ) -> None:
         self.engine = engine
         self.registry = registry
@@ -143,40 +147,48 @@ class Executor:
         self.concurrency = concurrency
         self.default_durability = default_durability
         self.lease_seconds = lease_seconds
+        self.sweep_seconds = sweep_seconds
         self.worker_id = f"worker-{uuid.uuid4().hex[:12]}"
+        self._heartbeat = Heartbeat(conninfo, self)
         self._wake = asyncio.Event()
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._controls: dict[str, RunControl] = {}
         self._epochs: dict[str, int] = {}
         self._cancel_actions: dict[str, CancelAction] = {}
-        self._loops: list[asyncio.Task[None]] = []
+        self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
-        self.on_finished: list[Callable[[str], None]] = []
 
     # lifecycle ------------------------------------------------------------
 
     async def start(self) -> None:
         """Start claiming runs and renewing leases."""
-        self._loops = [
-            asyncio.create_task(self._claim_loop(), name="trellis-claim"),
-            asyncio.create_task(self._heartbeat_loop(), name="trellis-heartbeat"),
-        ]
+        self._heartbeat.start(asyncio.get_running_loop())
+        self._loop_task = asyncio.create_task(self._claim_loop(), name="trellis-claim")
 
-    async def stop(self, grace_seconds: float = 5.0) -> None:
-        """Stop claiming; give running runs `grace_seconds`, then cancel them back to the queue."""
+    async def stop(self, grace_seconds: float = 10.0) -> None:
+        """Stop claiming; let running steps finish within the grace period, then hand runs back.
+
+        Each run is asked to drain at its next step boundary; a run that drained,
+        or that is still running when the grace period ends, goes back to the
+        queue with its lease released, so another worker resumes it at once
+        from its last checkpoint.
+        """
         self._stopping = True
         self._wake.set()
+        for control in self._controls.values():
+            control.request_drain("shutdown")
         if self._tasks:
             await asyncio.wait(list(self._tasks.values()), timeout=grace_seconds)
         for run_id, task in list(self._tasks.items()):
             self._cancel_actions[run_id] = "requeue"
             task.cancel()
         if self._tasks:
-            await asyncio.wait(list(self._tasks.values()), timeout=grace_seconds)
-        for loop in self._loops:
-            loop.cancel()
-        for loop in self._loops:
+            await asyncio.wait(list(self._tasks.values()), timeout=5)
+        if self._loop_task is not None:
+            self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await loop
+                await self._loop_task
+        self._heartbeat.stop()
 
     def wake(self) -> None:
         """A run may be claimable now."""
@@ -186,15 +198,24 @@ class Executor:
         """Whether this executor can start another run now."""
         return not self._stopping and len(self._tasks) < self.concurrency
 
-    def running(self, run_id: str) -> bool:
-        """Whether this executor is executing `run_id`."""
-        return run_id in self._tasks
+    def held(self) -> list[uuid.UUID]:
+        """Runs this executor holds leases for (safe to call from the heartbeat thread)."""
+        return [uuid.UUID(run_id) for run_id in list(self._epochs)]
 
     def cancel(self, run_id: str, action: CancelAction) -> bool:
-        """Cancel a run executing here; False if it is not."""
+        """Stop a run executing here; False if it is not.
+
+        `drain` stops it at the next step boundary (the `interrupt` multitask
+        strategy); `interrupt` and `rollback` stop it now; `lost` abandons it
+        without writing anything (another worker owns it).
+        """
         task = self._tasks.get(run_id)
         if task is None:
             return False
+        if action == "drain":
+            self._cancel_actions.setdefault(run_id, "interrupt")
+            self._controls[run_id].request_drain("interrupt")
+            return True
         self._cancel_actions[run_id] = action
         task.cancel()
         return True
@@ -207,12 +228,9 @@ class Executor:
             self._wake.clear()
             try:
                 if time.monotonic() >= next_sweep:
-                    async with self.engine.begin() as conn:
-                        requeued = await run_rows.requeue_expired(conn)
-                    if requeued:
-                        log.warning("requeued runs with expired leases", extra={"runs": requeued})
-                    next_sweep = time.monotonic() + self.lease_seconds / 2
-                while len(self._tasks) < self.concurrency and not self._stopping:
+                    await self._sweep()
+                    next_sweep = time.monotonic() + self.sweep_seconds
+                while self.has_capacity():
                     async with self.engine.begin() as conn:
                         run = await run_rows.claim(
                             conn, worker=self.worker_id, lease_seconds=self.lease_seconds
@@ -220,7 +238,7 @@ class Executor:
                     if run is None:
                         break
                     self.launch(run)
-                timeout = max(0.05, next_sweep - time.monotonic())
+                timeout = max(0.01, next_sweep - time.monotonic())
                 async with self.engine.connect() as conn:
                     due = await run_rows.next_due(conn)
                 if due is not None:
@@ -231,38 +249,50 @@ class Executor:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
+    async def _sweep(self) -> None:
+        """Requeue runs whose worker died; end those a client cancelled meanwhile."""
+        async with self.engine.begin() as conn:
+            requeued, cancelled = await run_rows.requeue_expired(conn)
+            for run in cancelled:
+                await self._end_abandoned(conn, run)
+        for run in cancelled:
+            await self.events.end(str(run["run_id"]))
+            self.completions.done(str(run["run_id"]))
+        if requeued:
+            log.warning(
+                "took over runs whose lease expired", extra={"runs": [str(r) for r in requeued]}
+            )
+
+    async def _end_abandoned(self, conn: AsyncConnection, run: dict[str, Any]) -> None:
+        """Finish a run whose worker is gone and that was cancelled: no graph code runs."""
+        thread_id = run["thread_id"]
+        if run["cancel_action"] == "rollback":
+            await rollback_checkpoints(conn, thread_id, str(run["run_id"]))
+            await run_rows.delete_run(conn, owner=run["owner"], run_id=run["run_id"])
+        active = await run_rows.active_for_thread(conn, thread_id)
+        await thread_rows.set_state(conn, thread_id, status="busy" if active else "idle")
+        await conn.execute(
+            text("SELECT pg_notify(:c, :p)"), {"c": DONE_CHANNEL, "p": str(run["run_id"])}
+        )
+
     def launch(self, run: dict[str, Any], assistant: dict[str, Any] | None = None) -> None:
         """Execute a run this worker has claimed (its full row)."""
         run_id = str(run["run_id"])
         self._epochs[run_id] = int(run["lease_epoch"])
+        self._controls[run_id] = RunControl()
+        if run.get("cancel_action"):
+            self._cancel_actions[run_id] = run["cancel_action"]
         task = asyncio.create_task(self._execute(run, assistant), name=f"run-{run_id}")
         self._tasks[run_id] = task
 
         def _done(_: asyncio.Task[None]) -> None:
             self._tasks.pop(run_id, None)
             self._epochs.pop(run_id, None)
+            self._controls.pop(run_id, None)
             self._cancel_actions.pop(run_id, None)
             self._wake.set()
 
         task.add_done_callback(_done)
-
-    async def _heartbeat_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.lease_seconds / 3)
-            ids = [uuid.UUID(r) for r in self._tasks]
-            if not ids:
-                continue
-            try:
-                async with self.engine.begin() as conn:
-                    held = await run_rows.renew_leases(
-                        conn, worker=self.worker_id, run_ids=ids, lease_seconds=self.lease_seconds
-                    )
-            except Exception:
-                log.exception("lease renewal failed")
-                continue
-            for lost in set(ids) - held:
-                log.error("lost the lease of a run; stopping it", extra={"run_id": str(lost)})
-                self.cancel(str(lost), "lost")
 
     # execution ------------------------------------------------------------
 
@@ -272,48 +302,53 @@ class Executor:
         kwargs = run["kwargs"]
         attempt = int(run["attempt"])
         started = time.perf_counter()
+        CURRENT_FENCE.set(Fence(run["run_id"], self.worker_id, int(run["lease_epoch"])))
         log.info(
             "run started",
             extra={"run_id": run_id, "thread_id": str(thread_id), "attempt": attempt},
         )
-        await self.events.publish(
-            run_id, "metadata", dumps({"run_id": run_id, "attempt": attempt})
-        )
-        status, error, output = "success", None, None
+        await self.events.publish(run_id, "metadata", dumps({"run_id": run_id, "attempt": attempt}))
+        status, error = "success", None
         loaded = self.registry.get(kwargs["graph_id"])
-        config: dict[str, Any] = {"configurable": {"thread_id": str(thread_id)}}
         try:
             if assistant is None:
                 async with self.engine.connect() as conn:
                     assistant = await assistant_rows.get_any(conn, run["assistant_id"])
             if loaded is None or assistant is None:
                 raise LookupError(f"graph {kwargs['graph_id']!r} is no longer served")
-            config = build_config(run, assistant, attempt)
             payload = graph_input(kwargs)
             if attempt > 1 and await self._made_progress(thread_id, run_id):
                 payload = None  # resume from the last checkpoint of this run
-            modes = kwargs.get("stream_mode") or ["values"]
             async for name, data in stream_run(
                 loaded.graph,
                 payload,
-                config,
-                modes=modes,
+                build_config(run, assistant, attempt),
+                modes=kwargs.get("stream_mode") or ["values"],
                 subgraphs=bool(kwargs.get("stream_subgraphs")),
                 context={**(assistant.get("context") or {}), **(kwargs.get("context") or {})}
                 or None,
                 durability=kwargs.get("durability") or self.default_durability,
                 interrupt_before=kwargs.get("interrupt_before"),
                 interrupt_after=kwargs.get("interrupt_after"),
+                control=self._controls[run_id],
             ):
                 await self.events.publish(run_id, name, dumps(data))
+        except GraphDrained:
+            if self._stopping:
+                await self._requeue(run_id)
+                return
+            status = "interrupted"
+        except LeaseLost:
+            log.error("lost the lease mid-run; another worker owns it", extra={"run_id": run_id})
+            return
         except asyncio.CancelledError:
             action = self._cancel_actions.get(run_id, "interrupt")
-            if action in ("requeue", "lost"):
-                await self._release(run_id, requeue=action == "requeue")
+            if action == "requeue":
+                await self._requeue(run_id)
                 raise
-            status = "interrupted"
-            if action == "rollback":
-                status = "rollback"
+            if action == "lost":
+                raise
+            status = "rollback" if action == "rollback" else "interrupted"
         except Exception as exc:
             status = "error"
             error = {"error": type(exc).__name__, "message": str(exc)}
@@ -322,7 +357,7 @@ class Executor:
                 extra={"run_id": run_id, "thread_id": str(thread_id), "error": error},
             )
             await self.events.publish(run_id, "error", dumps(error))
-        await self._finish(run, loaded, config, status, error, output, started)
+        await self._finish(run, loaded, status, error, started)
 
     async def _made_progress(self, thread_id: uuid.UUID, run_id: str) -> bool:
         latest = await self.checkpointer.aget_tuple(
@@ -330,44 +365,42 @@ class Executor:
         )
         return latest is not None and str(latest.metadata.get("run_id")) == run_id
 
-    async def _release(self, run_id: str, *, requeue: bool) -> None:
-        if requeue:
-            async with self.engine.begin() as conn:
-                await conn.execute(
-                    text(
-                        "UPDATE runs SET status='pending', lease_owner=NULL, "
-                        "lease_expires_at=NULL, updated_at=now() "
-                        "WHERE run_id=:rid AND lease_owner=:w AND status='running'"
-                    ),
-                    {"rid": uuid.UUID(run_id), "w": self.worker_id},
-                )
-                await conn.execute(text(f"NOTIFY {RUNS_CHANNEL}"))
-        await self.events.end(run_id)
+    async def _requeue(self, run_id: str) -> None:
+        """Hand a run back to the queue so another worker resumes it now."""
+        async with self.engine.begin() as conn:
+            await run_rows.release(conn, uuid.UUID(run_id), worker=self.worker_id)
+            await conn.execute(text(f"NOTIFY {RUNS_CHANNEL}"))
+        log.info("run handed back to the queue", extra={"run_id": run_id})
 
     async def _finish(
         self,
         run: dict[str, Any],
         loaded: Any,
-        config: dict[str, Any],
         status: str,
         error: dict[str, Any] | None,
-        output: Any,
         started: float,
     ) -> None:
         run_id = str(run["run_id"])
         thread_id = run["thread_id"]
+        epoch = self._epochs.get(run_id, -1)
+        if status == "rollback":
+            async with self.engine.begin() as conn:
+                fenced = await run_rows.finish(
+                    conn, run["run_id"], status="interrupted", worker=self.worker_id, epoch=epoch
+                )
+                if fenced:
+                    await rollback_checkpoints(conn, thread_id, run_id)
+                    await run_rows.delete_run(conn, owner=run["owner"], run_id=run["run_id"])
         values: Any = None
         interrupts: dict[str, Any] = {}
         has_next = False
-        if status == "rollback":
-            await self._rollback_checkpoints(thread_id, run_id)
         if loaded is not None:
             try:
                 values, interrupts, has_next = await thread_snapshot(loaded.graph, str(thread_id))
             except Exception:
                 log.exception("could not read the final state", extra={"run_id": run_id})
         if status == "error":
-            output = {"__error__": error}
+            output: dict[str, Any] = {"__error__": error}
             thread_status = "error"
         else:
             output = dict(values or {})
@@ -379,16 +412,13 @@ class Executor:
                 "interrupted" if interrupts or (has_next and not stopped_early) else "idle"
             )
         async with self.engine.begin() as conn:
-            if status == "rollback":
-                await run_rows.delete_run(conn, owner=run["owner"], run_id=run["run_id"])
-                fenced = True
-            else:
+            if status != "rollback":
                 fenced = await run_rows.finish(
                     conn,
                     run["run_id"],
                     status=status,
                     worker=self.worker_id,
-                    epoch=self._epochs.get(run_id, -1),
+                    epoch=epoch,
                     error=error,
                     output=output,
                 )
@@ -402,12 +432,15 @@ class Executor:
                     interrupts=interrupts,
                     error=error,
                 )
-                await conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": DONE_CHANNEL, "p": run_id})
+                await conn.execute(
+                    text("SELECT pg_notify(:c, :p)"), {"c": DONE_CHANNEL, "p": run_id}
+                )
                 if active:
                     await conn.execute(text(f"NOTIFY {RUNS_CHANNEL}"))
         if not fenced:
-            log.error("run finished without its lease; outcome discarded", extra={"run_id": run_id})
-        elif run.get("temporary"):
+            log.error("run ended without its lease; outcome discarded", extra={"run_id": run_id})
+            return
+        if run.get("temporary"):
             await self._delete_temporary_thread(thread_id)
         await self.events.end(run_id)
         self.completions.done(run_id)
@@ -417,29 +450,88 @@ class Executor:
                 "run_id": run_id,
                 "thread_id": str(thread_id),
                 "status": status,
+                "attempt": run["attempt"],
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2),
             },
         )
-
-    async def _rollback_checkpoints(self, thread_id: uuid.UUID, run_id: str) -> None:
-        """Delete the checkpoints a run wrote (those whose metadata names it) and their writes."""
-        params = {"t": str(thread_id), "r": run_id}
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                text(
-                    "DELETE FROM checkpoint_writes w USING checkpoints c "
-                    "WHERE w.thread_id = c.thread_id AND w.checkpoint_ns = c.checkpoint_ns "
-                    "AND w.checkpoint_id = c.checkpoint_id "
-                    "AND c.thread_id = :t AND c.metadata->>'run_id' = :r"
-                ),
-                params,
-            )
-            await conn.execute(
-                text("DELETE FROM checkpoints WHERE thread_id = :t AND metadata->>'run_id' = :r"),
-                params,
-            )
 
     async def _delete_temporary_thread(self, thread_id: uuid.UUID) -> None:
         await self.checkpointer.adelete_thread(str(thread_id))
         async with self.engine.begin() as conn:
             await conn.execute(text("DELETE FROM threads WHERE thread_id = :t"), {"t": thread_id})
+
+
+async def rollback_checkpoints(conn: AsyncConnection, thread_id: uuid.UUID, run_id: str) -> None:
+    """Delete the checkpoints a run wrote (those whose metadata names it) and their writes."""
+    params = {"t": str(thread_id), "r": run_id}
+    await conn.execute(
+        text(
+            "DELETE FROM checkpoint_writes w USING checkpoints c "
+            "WHERE w.thread_id = c.thread_id AND w.checkpoint_ns = c.checkpoint_ns "
+            "AND w.checkpoint_id = c.checkpoint_id "
+            "AND c.thread_id = :t AND c.metadata->>'run_id' = :r"
+        ),
+        params,
+    )
+    await conn.execute(
+        text("DELETE FROM checkpoints WHERE thread_id = :t AND metadata->>'run_id' = :r"),
+        params,
+    )
+
+
+class Heartbeat:
+    """Renews an executor's leases from an OS thread with its own connection.
+
+    A node that blocks the event loop cannot starve it, so a busy run never
+    loses its lease to a second execution. The same round trip tells the
+    executor about leases it lost and cancellations requested from elsewhere.
+    """
+
+    def __init__(self, conninfo: str, executor: Executor) -> None:
+        self.conninfo = conninfo
+        self.executor = executor
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start the thread; callbacks go to `loop`."""
+        self._thread = threading.Thread(
+            target=self._run, args=(loop,), name="trellis-heartbeat", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self, loop: asyncio.AbstractEventLoop) -> None:
+        executor = self.executor
+        interval = executor.lease_seconds / 3
+        conn: psycopg.Connection[Any] | None = None
+        while not self._stop.wait(interval):
+            held = executor.held()
+            if not held:
+                continue
+            try:
+                if conn is None or conn.closed:
+                    conn = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=2)
+                rows = conn.execute(
+                    "UPDATE runs SET lease_expires_at = now() + make_interval(secs => %s) "
+                    "WHERE lease_owner = %s AND status = 'running' AND run_id = ANY(%s) "
+                    "RETURNING run_id, cancel_action",
+                    (executor.lease_seconds, executor.worker_id, held),
+                ).fetchall()
+            except psycopg.Error:
+                log.exception("lease renewal failed")
+                conn = None
+                continue
+            renewed = {row[0]: row[1] for row in rows}
+            for run_id in held:
+                if run_id not in renewed:
+                    loop.call_soon_threadsafe(executor.cancel, str(run_id), "lost")
+                elif renewed[run_id]:
+                    loop.call_soon_threadsafe(executor.cancel, str(run_id), renewed[run_id])
+        if conn is not None:
+            conn.close()

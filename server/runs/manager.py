@@ -105,14 +105,18 @@ class RunManager:
             if active and strategy == "reject":
                 raise ThreadBusy(f"thread {tid} has an active run; multitask_strategy is 'reject'")
             if active and strategy in ("interrupt", "rollback"):
+                # `interrupt` lets an earlier run stop at its next step boundary.
+                action = "drain" if strategy == "interrupt" else "rollback"
                 for other in active:
-                    if other["status"] == "pending":
-                        if strategy == "rollback":
-                            await run_rows.delete_run(conn, owner=owner, run_id=uuid.UUID(other["run_id"]))
-                        else:
-                            await run_rows.set_status(conn, uuid.UUID(other["run_id"]), "interrupted")
-                    else:
+                    other_uuid = uuid.UUID(other["run_id"])
+                    if other["status"] == "running":
+                        await run_rows.request_cancel(conn, other_uuid, action)
                         to_cancel.append(other["run_id"])
+                    elif strategy == "rollback":
+                        await run_rows.delete_run(conn, owner=owner, run_id=other_uuid)
+                    else:
+                        await run_rows.cancel_pending(conn, other_uuid)
+                active = []
             if (
                 body.command is not None
                 and body.command.resume is not None
@@ -150,7 +154,7 @@ class RunManager:
             if not local:
                 await conn.execute(text(f"NOTIFY {RUNS_CHANNEL}"))
         for other_id in to_cancel:
-            await self._signal_cancel(other_id, strategy)
+            await self._signal_cancel(other_id, "drain" if strategy == "interrupt" else strategy)
         if self.executor is not None:
             if local:
                 self.executor.launch(row, assistant)
@@ -192,7 +196,7 @@ class RunManager:
         async with self.engine.begin() as conn:
             await run_rows.delete_run(conn, owner=owner, run_id=uuid.UUID(run["run_id"]))
 
-    async def wait(self, run_id: str, timeout: float | None = None) -> tuple[str, Any]:
+    async def wait(self, run_id: str) -> tuple[str, Any]:
         """Block until the run ends; returns its status and output."""
         event = self.completions.event(run_id)
         try:
@@ -206,7 +210,7 @@ class RunManager:
                 with contextlib.suppress(TimeoutError):
                     # The NOTIFY or local signal wakes us; the timeout only guards
                     # against a signal lost with a dead process.
-                    await asyncio.wait_for(event.wait(), timeout or 30.0)
+                    await asyncio.wait_for(event.wait(), 30.0)
                 event = self.completions.event(run_id)
         finally:
             self.completions.forget(run_id)
@@ -219,7 +223,8 @@ class RunManager:
             yield event
 
     async def _ended_without_events(self, run_id: str) -> bool:
-        if await self.events.is_ended(run_id):
+        """A finished run whose events are no longer retained has nothing to replay."""
+        if await self.events.has_events(run_id):
             return False
         async with self.engine.connect() as conn:
             found = await run_rows.output(conn, uuid.UUID(run_id))
@@ -232,22 +237,18 @@ class RunManager:
         run = await self.get(owner, thread_id, run_id)
         if run["status"] in TERMINAL:
             return run
-        rid = uuid.UUID(run["run_id"])
+        rid, tid = uuid.UUID(run["run_id"]), uuid.UUID(run["thread_id"])
         async with self.engine.begin() as conn:
-            if action == "rollback":
-                deleted = await conn.execute(
-                    text("DELETE FROM runs WHERE run_id = :r AND status = 'pending' RETURNING 1"),
-                    {"r": rid},
-                )
-                stopped = deleted.first() is not None
-            else:
-                stopped = await run_rows.set_status(conn, rid, "interrupted") if run[
-                    "status"
-                ] == "pending" else False
+            # A run that has not started just stops; a running one is asked to stop, in the
+            # database too, so a worker in another process (or the sweep, if it died) acts.
+            stopped = await run_rows.cancel_pending(conn, rid)
+            if stopped and action == "rollback":
+                await run_rows.delete_run(conn, owner=owner, run_id=rid)
             if stopped:
-                active = await run_rows.active_for_thread(conn, rid_thread := uuid.UUID(thread_id))
-                if not active:
-                    await thread_rows.set_state(conn, rid_thread, status="idle")
+                if not await run_rows.active_for_thread(conn, tid):
+                    await thread_rows.set_state(conn, tid, status="idle")
+            else:
+                await run_rows.request_cancel(conn, rid, action)
         if stopped:
             self.completions.done(run["run_id"])
             await self.events.end(run["run_id"])

@@ -11,11 +11,13 @@ subgraphs are named `mode|namespace`.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.messages import BaseMessage, BaseMessageChunk
 from langchain_core.messages.utils import message_chunk_to_message
+from langchain_core.runnables import RunnableConfig
 from langgraph.pregel import Pregel
+from langgraph.runtime import RunControl
 
 from server.schemas import StreamMode
 
@@ -56,7 +58,7 @@ def _event_name(mode: str, namespace: Sequence[str]) -> str:
 
 
 def _debug_payload(data: Any) -> Any:
-    """Add `checkpoint`/`parent_checkpoint` refs to debug checkpoint payloads, as the official does."""
+    """Add `checkpoint`/`parent_checkpoint` refs to debug checkpoint payloads, like the official."""
     if isinstance(data, dict) and data.get("type") == "checkpoint":
         payload = data.get("payload")
         if isinstance(payload, dict) and "checkpoint" not in payload:
@@ -112,6 +114,7 @@ async def stream_run(
     durability: str,
     interrupt_before: Any = None,
     interrupt_after: Any = None,
+    control: RunControl | None = None,
 ) -> AsyncIterator[tuple[str, Any]]:
     """Run `graph` and yield wire events in order; exceptions from the graph propagate."""
     translator = PartTranslator(modes)
@@ -122,16 +125,19 @@ async def stream_run(
         "durability": durability,
         "interrupt_before": interrupt_before,
         "interrupt_after": interrupt_after,
+        "control": control,
     }
+    graph_config = cast(RunnableConfig, config)
     if "events" not in modes:
-        async for namespace, mode, data in graph.astream(graph_input, config, **kwargs):
+        async for namespace, mode, data in graph.astream(graph_input, graph_config, **kwargs):
             if namespace and not subgraphs:
                 continue
-            for event in translator.translate(namespace, mode, data):
-                yield event
+            for part in translator.translate(namespace, mode, data):
+                yield part
         return
     root_run_id: str | None = None
-    async for event in graph.astream_events(graph_input, config, version="v2", **kwargs):
+    async for raw in graph.astream_events(graph_input, graph_config, version="v2", **kwargs):
+        event = cast(dict[str, Any], raw)
         if root_run_id is None:
             root_run_id = event["run_id"]
         if event["event"] == "on_chain_stream" and event["run_id"] == root_run_id:

@@ -75,6 +75,7 @@ def upgrade() -> None:
     sa.Column('temporary', sa.Boolean(), server_default=sa.text('false'), nullable=False),
     sa.Column('error', postgresql.JSONB(astext_type=sa.Text()), nullable=True),
     sa.Column('output', postgresql.JSONB(astext_type=sa.Text()), nullable=True),
+    sa.Column('cancel_action', sa.Text(), nullable=True),
     sa.Column('not_before', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.Column('attempt', sa.Integer(), server_default=sa.text('0'), nullable=False),
     sa.Column('lease_owner', sa.Text(), nullable=True),
