@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from server import errors
+from server import errors, security
+from server.headers import SecurityHeaders
 from server.lifespan import lifespan
 from server.middleware import RequestContext
 from server.responses import JSONResponse
@@ -29,6 +30,7 @@ def create_app(settings: Settings, *, worker: bool = True) -> FastAPI:
     app.include_router(threads.router)
     app.include_router(runs.thread_runs)
     app.include_router(runs.stateless_runs)
+    security.install(app, settings)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
@@ -44,5 +46,6 @@ def create_app(settings: Settings, *, worker: bool = True) -> FastAPI:
             "x-request-id",
         ],
     )
+    app.add_middleware(SecurityHeaders, hsts_seconds=settings.hsts_seconds)
     app.add_middleware(RequestContext)
     return app

@@ -27,8 +27,15 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from server.app import create_app
+    from server.auth.cli import refuse_insecure_bind
     from server.logging import configure
 
+    # Checked before anything starts (even an embedded Postgres).
+    bind = Settings(**({"host": args.host} if args.host else {}))
+    refusal = refuse_insecure_bind(bind, insecure_no_auth=args.insecure_no_auth)
+    if refusal is not None:
+        print(refusal, file=sys.stderr)
+        return 2
     settings = _settings(args)
     configure(settings.log_level, settings.log_format)
     app = create_app(settings, worker=not args.no_worker)
@@ -77,6 +84,11 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--no-worker", action="store_true", help="serve the API only")
+    serve.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="allow AUTH_MODE=none on a non-loopback host (never in production)",
+    )
     serve.set_defaults(func=_serve)
 
     worker = sub.add_parser("worker", help="execute queued runs")
@@ -88,6 +100,10 @@ def parser() -> argparse.ArgumentParser:
     migrate.add_argument("action", nargs="?", choices=["upgrade", "downgrade"], default="upgrade")
     migrate.add_argument("revision", nargs="?", help="target revision (default head / -1)")
     migrate.set_defaults(func=_migrate)
+
+    from server.auth.cli import add_key_commands
+
+    add_key_commands(sub, _settings)
     return root
 
 

@@ -6,11 +6,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from server.auth.identity import ANONYMOUS, ANONYMOUS_IDENTITY, Identity
 from server.lifespan import Services
 from server.runs.manager import RunManager
 
-ANONYMOUS = "anonymous"
-"""The owner of every resource while authentication is off."""
+__all__ = ["ANONYMOUS", "IdentityDep", "OwnerDep", "RunsDep", "ServicesDep"]
 
 
 def get_services(request: Request) -> Services:
@@ -30,6 +30,13 @@ def get_owner(request: Request) -> str:
     return owner
 
 
+def get_identity(request: Request) -> Identity:
+    """The caller's identity (anonymous while authentication is off)."""
+    identity: Identity = getattr(request.state, "identity", ANONYMOUS_IDENTITY)
+    return identity
+
+
 ServicesDep = Annotated[Services, Depends(get_services)]
 RunsDep = Annotated[RunManager, Depends(get_runs)]
 OwnerDep = Annotated[str, Depends(get_owner)]
+IdentityDep = Annotated[Identity, Depends(get_identity)]

@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.checkpoints import FencedPostgresSaver
+from server.checkpoint_serde import StrictSerializer, graph_types, parse_type
 from server.db import assistants as assistant_rows
 from server.db import migrate
 from server.db.engine import create_engine
@@ -26,7 +27,9 @@ from server.runs.events import EventBus, MemoryEventBus, RedisEventBus
 from server.runs.executor import Completions, Executor
 from server.runs.listener import Listener
 from server.runs.manager import RunManager
-from server.settings import Settings
+from server.settings import ROOT, Settings
+from server.toolbox import build_toolbox
+from tools.toolbox import install_toolbox, uninstall_toolbox
 
 log = logging.getLogger("trellis")
 
@@ -62,17 +65,24 @@ async def open_pool(settings: Settings) -> AsyncConnectionPool[Any]:
     return pool
 
 
-async def open_event_bus(settings: Settings) -> EventBus:
-    """Redis Streams when Redis answers; otherwise in-process (a single process only)."""
+async def open_redis(settings: Settings) -> Redis | None:
+    """A Redis client when Redis answers at `REDIS_URL`, else None (said in the log)."""
     redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=None)
     try:
         await redis.ping()
     except (RedisError, OSError):
         await redis.aclose()
         log.warning(
-            "no Redis at REDIS_URL; run events stay in this process (no separate workers)",
+            "no Redis at REDIS_URL; events and caches stay in this process (no separate workers)",
             extra={"redis_url": settings.redis_url.split("@")[-1]},
         )
+        return None
+    return redis
+
+
+def open_event_bus(settings: Settings, redis: Redis | None) -> EventBus:
+    """Redis Streams when Redis answers; otherwise in-process (a single process only)."""
+    if redis is None:
         return MemoryEventBus(settings.run_event_retention_seconds, settings.run_event_max_length)
     return RedisEventBus(
         redis,
@@ -80,6 +90,11 @@ async def open_event_bus(settings: Settings) -> EventBus:
         max_events=settings.run_event_max_length,
         block_ms=int(settings.sse_heartbeat_seconds * 1000),
     )
+
+
+def serves_builtin_graphs(registry: GraphRegistry) -> bool:
+    """Whether any served graph is one of Trellis' own (they need the toolbox)."""
+    return any(loaded.file.is_relative_to(ROOT / "graphs") for loaded in registry)
 
 
 @asynccontextmanager
@@ -91,13 +106,16 @@ async def open_services(settings: Settings, *, worker: bool = True) -> AsyncIter
         stack.push_async_callback(engine.dispose)
         pool = await open_pool(settings)
         stack.push_async_callback(pool.close)
-        checkpointer = FencedPostgresSaver(pool)
+        serde = StrictSerializer(parse_type(t) for t in settings.checkpoint_allowed_types)
+        checkpointer = FencedPostgresSaver(pool, serde=serde)
         await checkpointer.setup()
         store = AsyncPostgresStore(pool)
         await store.setup()
         registry = await GraphRegistry.load(
             settings.graphs_config, checkpointer=checkpointer, store=store
         )
+        for loaded in registry:
+            serde.allow(graph_types(loaded.graph))  # what the graphs declare may be revived
         async with engine.begin() as conn:
             for loaded in registry:
                 await assistant_rows.upsert_system(
@@ -106,8 +124,21 @@ async def open_services(settings: Settings, *, worker: bool = True) -> AsyncIter
                     assistant_id=loaded.assistant_id,
                     description=loaded.description,
                 )
-        events = await open_event_bus(settings)
+        redis = await open_redis(settings)
+        if redis is not None:
+            stack.push_async_callback(redis.aclose)
+        events = open_event_bus(settings, redis)
         stack.push_async_callback(events.close)
+        extra_info: dict[str, Any] = {}
+        if serves_builtin_graphs(registry):
+            toolbox = build_toolbox(settings, redis)
+            install_toolbox(toolbox)
+            stack.callback(uninstall_toolbox)
+            stack.push_async_callback(toolbox.index.close)
+            extra_info["model_provider"] = toolbox.provider.name
+            # Seed the sample corpus in the background: the API answers meanwhile.
+            preparing = asyncio.create_task(toolbox.prepare(), name="trellis-toolbox-prepare")
+            stack.callback(preparing.cancel)
         completions = Completions()
         executor = None
         if worker:
@@ -138,7 +169,9 @@ async def open_services(settings: Settings, *, worker: bool = True) -> AsyncIter
             executor=executor,
         )
         log.info("trellis ready", extra={"graphs": registry.graph_ids, "worker": worker})
-        yield Services(settings, engine, pool, checkpointer, store, registry, runs, executor)
+        yield Services(
+            settings, engine, pool, checkpointer, store, registry, runs, executor, extra_info
+        )
 
 
 def lifespan(

@@ -132,6 +132,20 @@ class Settings(BaseSettings):
 
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None
+    openai_model: str = "gpt-4o-mini"
+    """Default chat model for every role of the built-in graph."""
+    openai_fallback_model: str | None = None
+    openai_embedding_model: str | None = None
+    """When set (with a key), embeddings come from OpenAI instead of the local MiniLM."""
+    openai_timeout_seconds: float = Field(default=60.0, gt=0)
+    openai_max_retries: int = Field(default=3, ge=0)
+    embedding_cache_ttl_seconds: int = Field(default=7 * 86400, ge=1)
+    response_cache_ttl_seconds: int = Field(default=3600, ge=1)
+    collection: str = "documents"
+    """The Qdrant collection the built-in assistant searches."""
+    seed_sample_corpus: bool = True
+    """Ingest the shipped sample corpus into an empty collection on first start."""
+    image_fetch_timeout_seconds: float = Field(default=10.0, gt=0)
     qdrant_path: Path | None = None
     """Embedded Qdrant data directory; default `<embedded_data_dir>/qdrant`."""
     qdrant_url: str | None = None

@@ -270,9 +270,8 @@ class RedisEventBus:
                     yield RunEvent(last, event, fields[b"d"])
 
     async def close(self) -> None:
-        """Flush what is buffered (briefly), stop, and close the connection pool."""
+        """Flush what is buffered (briefly) and stop; the Redis client belongs to the caller."""
         if self._flusher is not None and not self._flusher.done():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._flusher), 2.0)
             self._flusher.cancel()
-        await self.redis.aclose()

@@ -29,6 +29,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.checkpoints import CURRENT_FENCE, Fence, LeaseLost
+from server.auth.identity import auth_configurable
 from server.db import assistants as assistant_rows
 from server.db import runs as run_rows
 from server.db import threads as thread_rows
@@ -63,8 +64,7 @@ def build_config(run: dict[str, Any], assistant: dict[str, Any], attempt: int) -
         "run_id": str(run["run_id"]),
         "assistant_id": str(assistant["assistant_id"]),
         "graph_id": assistant["graph_id"],
-        "user_id": run["owner"],
-        "langgraph_auth_user_id": run["owner"],
+        **auth_configurable(run),  # user_id and langgraph_auth_*, never from the request
     }
     checkpoint = kwargs.get("checkpoint") or {}
     checkpoint_id = kwargs.get("checkpoint_id") or checkpoint.get("checkpoint_id")

@@ -19,6 +19,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from server.auth.identity import auth_user_for_run
 from server.db import assistants as assistant_rows
 from server.db import runs as run_rows
 from server.db import threads as thread_rows
@@ -128,6 +129,7 @@ class RunManager:
             kwargs = body.model_dump(mode="json", exclude_none=True)
             kwargs["stream_mode"] = body.stream_modes
             kwargs["graph_id"] = assistant["graph_id"]
+            kwargs["auth_user"] = auth_user_for_run(owner)  # lets any worker rebuild the identity
             # Fast path: nothing ahead of it on the thread and a free slot here, so this
             # process claims the run in the same transaction instead of a queue round trip.
             local = (

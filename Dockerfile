@@ -1,0 +1,25 @@
+# Trellis API / worker image (used by compose.yaml).
+FROM python:3.11-slim
+
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends tesseract-ocr \
+    && rm -rf /var/lib/apt/lists/*
+RUN pip install --no-cache-dir uv
+
+WORKDIR /app
+COPY pyproject.toml uv.lock README.md ./
+RUN uv sync --frozen --no-dev --no-install-project
+COPY server ./server
+COPY graphs ./graphs
+COPY agents ./agents
+COPY tools ./tools
+COPY prompts ./prompts
+COPY langgraph.json ./
+RUN uv sync --frozen --no-dev
+
+ENV PATH="/app/.venv/bin:$PATH" \
+    ENVIRONMENT=production \
+    HOST=0.0.0.0 \
+    PORT=2024
+EXPOSE 2024
+CMD ["trellis", "serve"]
