@@ -1,0 +1,71 @@
+"""The vision node: OCR on a rendered image, image facts, and refused images."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage
+from langgraph.runtime import Runtime
+
+from agents.context import Context
+from agents.state import State
+from agents.vision import vision
+from tests.unit.agents.support import text_png_data_url
+
+
+def image_state(url: str, text: str = "What does the sign say?") -> State:
+    content: list[str | dict[str, Any]] = [
+        {"type": "text", "text": text},
+        {"type": "image_url", "image_url": {"url": url}},
+    ]
+    return State(messages=[HumanMessage(content=content, id="h")], question=text)
+
+
+@pytest.mark.usefixtures("toolbox")
+async def test_reads_the_text_in_an_image(
+    runtime: Callable[..., Runtime[Context]], events: list[dict[str, Any]]
+) -> None:
+    update = await vision(image_state(text_png_data_url("OPEN DAILY 9 TO 5")), runtime())
+
+    findings = update["image_findings"]
+    assert findings["ok"] is True
+    assert "OPEN DAILY" in findings["ocr_text"]
+    assert findings["facts"]["width"] == 900
+    assert findings["facts"]["original_format"] == "PNG"
+    assert "OPEN DAILY" in update["draft"]
+    assert update["draft_source"] == "vision"
+    [evidence] = update["passages"]
+    assert evidence["source"] == "ocr"
+    assert evidence["text"] == findings["ocr_text"]
+    [event] = events
+    assert event["node"] == "vision"
+    assert event["type"] == "confidence"
+    assert event["ok"] is True
+    assert event["components"]["ocr_chars"] == len(findings["ocr_text"])
+
+
+@pytest.mark.usefixtures("toolbox")
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("data:text/plain;base64,aGVsbG8=", "media type"),
+        ("data:image/png;base64,bm90IGFuIGltYWdl", "could not be used"),
+        ("http://127.0.0.1:9/secret.png", "could not be used"),
+        ("ftp://example.com/a.png", "data: URL or http(s)"),
+    ],
+)
+async def test_a_refused_image_is_a_message_not_a_crash(
+    runtime: Callable[..., Runtime[Context]], events: list[dict[str, Any]], url: str, reason: str
+) -> None:
+    update = await vision(image_state(url), runtime())
+
+    findings = update["image_findings"]
+    assert findings["ok"] is False
+    assert reason in findings["message"]
+    [message] = update["messages"]
+    assert isinstance(message, AIMessage)
+    assert message.content == findings["message"]
+    assert "draft" not in update
+    assert events[0]["ok"] is False

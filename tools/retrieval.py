@@ -1,0 +1,437 @@
+"""Document retrieval: chunking, ingestion and the vector index behind it.
+
+Agents depend on the `VectorIndex` protocol; `QdrantIndex` implements it on
+Qdrant, embedded (a local directory or memory) or as a server. The composition
+root picks which. `chunk_text` and `ingest_paths` turn text and Markdown files
+into indexed passages; `sample_corpus_dir` points at the small corpus about
+Trellis that ships with the package.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol, Self
+
+from qdrant_client import AsyncQdrantClient, models
+
+from tools.embeddings import Embedder
+
+__all__ = [
+    "INGESTIBLE_SUFFIXES",
+    "IngestReport",
+    "Passage",
+    "QdrantIndex",
+    "VectorIndex",
+    "chunk_text",
+    "document_id_for",
+    "ingest_paths",
+    "sample_corpus_dir",
+]
+
+INGESTIBLE_SUFFIXES = frozenset({".md", ".markdown", ".txt"})
+"""File suffixes `ingest_paths` reads; anything else is skipped."""
+
+KEYWORD_FIELDS = ("document_id", "source", "owner")
+"""Payload fields indexed for filtering on a Qdrant server."""
+
+# Point ids must be UUIDs or integers; uuid5 makes them a function of
+# (document, chunk), which is what makes re-ingestion overwrite in place.
+_POINT_NAMESPACE = uuid.UUID("6f1f5a52-3a0e-4c57-9a43-5d8f5b0d7a11")
+
+
+@dataclass(frozen=True)
+class Passage:
+    """One retrieved chunk of a document."""
+
+    document_id: str
+    chunk: int
+    text: str
+    score: float
+    source: str
+
+
+class VectorIndex(Protocol):
+    """Stores chunk vectors per collection and finds the nearest ones."""
+
+    async def ensure_collection(self, collection: str, dimension: int) -> None:
+        """Create `collection` for cosine vectors of `dimension` if it does not exist."""
+        ...
+
+    async def upsert_document(
+        self,
+        collection: str,
+        document_id: str,
+        source: str,
+        chunks: Sequence[str],
+        vectors: Sequence[Sequence[float]],
+        *,
+        owner: str | None = None,
+    ) -> int:
+        """Replace the chunks of `document_id` with `chunks`; return how many were stored."""
+        ...
+
+    async def search(
+        self,
+        collection: str,
+        vector: Sequence[float],
+        *,
+        top_k: int,
+        score_threshold: float | None = None,
+        filters: Mapping[str, str] | None = None,
+    ) -> list[Passage]:
+        """Return up to `top_k` passages nearest to `vector`, best first."""
+        ...
+
+    async def count(self, collection: str) -> int:
+        """Number of chunks stored in `collection`."""
+        ...
+
+    async def close(self) -> None:
+        """Release the underlying client."""
+        ...
+
+
+class QdrantIndex:
+    """`VectorIndex` on Qdrant: `path=` (embedded, on disk), `url=` (server) or `location=`."""
+
+    def __init__(
+        self,
+        *,
+        path: str | Path | None = None,
+        url: str | None = None,
+        api_key: str | None = None,
+        location: str | None = None,
+        timeout: int = 10,
+    ) -> None:
+        given = [name for name, v in (("path", path), ("url", url), ("location", location)) if v]
+        if len(given) != 1:
+            raise ValueError("pass exactly one of path=, url= or location=")
+        if api_key is not None and url is None:
+            raise ValueError("api_key= only applies to a Qdrant server (url=)")
+        # Embedded Qdrant ignores payload indexes and warns when asked for one.
+        self._embedded = url is None and not str(location or "").startswith(("http:", "https:"))
+        if path is not None:
+            Path(path).mkdir(parents=True, exist_ok=True)
+            self._client = AsyncQdrantClient(path=str(path))
+        elif url is not None:
+            self._client = AsyncQdrantClient(url=url, api_key=api_key, timeout=timeout)
+        else:
+            self._client = AsyncQdrantClient(location=location)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def ensure_collection(self, collection: str, dimension: int) -> None:
+        """Create `collection` (cosine, keyword payload indexes) unless it exists."""
+        if not await self._client.collection_exists(collection):
+            try:
+                await self._client.create_collection(
+                    collection,
+                    vectors_config=models.VectorParams(
+                        size=dimension, distance=models.Distance.COSINE
+                    ),
+                )
+            except Exception:
+                # Another process may have created it between the check and here.
+                if not await self._client.collection_exists(collection):
+                    raise
+        info = await self._client.get_collection(collection)
+        params = info.config.params.vectors
+        size = params.size if isinstance(params, models.VectorParams) else None
+        if size != dimension:
+            raise ValueError(
+                f"collection {collection!r} holds vectors of size {size}, not {dimension}; "
+                "use a collection per embedding model"
+            )
+        if not self._embedded:
+            for field in KEYWORD_FIELDS:
+                await self._client.create_payload_index(
+                    collection, field, field_schema=models.PayloadSchemaType.KEYWORD, wait=True
+                )
+
+    async def upsert_document(
+        self,
+        collection: str,
+        document_id: str,
+        source: str,
+        chunks: Sequence[str],
+        vectors: Sequence[Sequence[float]],
+        *,
+        owner: str | None = None,
+    ) -> int:
+        """Replace the chunks of `document_id`; idempotent for the same input."""
+        if len(chunks) != len(vectors):
+            raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+        points = []
+        for i, (text, vector) in enumerate(zip(chunks, vectors, strict=True)):
+            payload: dict[str, Any] = {
+                "document_id": document_id,
+                "chunk": i,
+                "text": text,
+                "source": source,
+            }
+            if owner is not None:
+                payload["owner"] = owner
+            points.append(
+                models.PointStruct(
+                    id=str(uuid.uuid5(_POINT_NAMESPACE, f"{document_id}\x00{i}")),
+                    vector=[float(x) for x in vector],
+                    payload=payload,
+                )
+            )
+        if points:
+            await self._client.upsert(collection, points=points, wait=True)
+        # Overwrite first, then drop chunks past the new end: the document never
+        # disappears from search while it is being replaced.
+        stale = models.Filter(
+            must=[
+                _match("document_id", document_id),
+                models.FieldCondition(key="chunk", range=models.Range(gte=len(points))),
+            ]
+        )
+        await self._client.delete(
+            collection, points_selector=models.FilterSelector(filter=stale), wait=True
+        )
+        return len(points)
+
+    async def search(
+        self,
+        collection: str,
+        vector: Sequence[float],
+        *,
+        top_k: int,
+        score_threshold: float | None = None,
+        filters: Mapping[str, str] | None = None,
+    ) -> list[Passage]:
+        """Nearest passages to `vector` whose payload matches every `filters` item."""
+        query_filter = (
+            models.Filter(must=[_match(k, v) for k, v in filters.items()]) if filters else None
+        )
+        response = await self._client.query_points(
+            collection,
+            query=[float(x) for x in vector],
+            limit=top_k,
+            score_threshold=score_threshold,
+            query_filter=query_filter,
+            with_payload=True,
+        )
+        passages = []
+        for point in response.points:
+            payload = point.payload or {}
+            passages.append(
+                Passage(
+                    document_id=str(payload.get("document_id", "")),
+                    chunk=int(payload.get("chunk", 0)),
+                    text=str(payload.get("text", "")),
+                    score=float(point.score),
+                    source=str(payload.get("source", "")),
+                )
+            )
+        return passages
+
+    async def count(self, collection: str) -> int:
+        """Exact number of points in `collection`."""
+        result = await self._client.count(collection, exact=True)
+        return int(result.count)
+
+    async def close(self) -> None:
+        """Close the Qdrant client (and release an embedded store's lock)."""
+        await self._client.close()
+
+
+def _match(key: str, value: str) -> models.FieldCondition:
+    return models.FieldCondition(key=key, match=models.MatchValue(value=value))
+
+
+# --- chunking ---------------------------------------------------------------
+
+_HEADING = re.compile(r"^#{1,6}\s")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def chunk_text(text: str, *, max_chars: int = 800, overlap: int = 120) -> list[str]:
+    """Split text or Markdown into chunks of at most `max_chars`, breaking between words."""
+    if max_chars < 20:
+        raise ValueError("max_chars must be at least 20")
+    if not 0 <= overlap < max_chars // 2:
+        raise ValueError("overlap must be non-negative and under half of max_chars")
+    chunks: list[str] = []
+    for section in _sections(text):
+        current = ""
+        for sep, piece in _pieces(section, max_chars):
+            if not current:
+                current = piece
+            elif len(current) + len(sep) + len(piece) <= max_chars:
+                current += sep + piece
+            else:
+                chunks.append(current)
+                tail = _tail(current, min(overlap, max_chars - len(piece) - 1))
+                current = f"{tail} {piece}" if tail else piece
+        if current:
+            chunks.append(current)
+    return chunks
+
+
+def _sections(text: str) -> list[list[str]]:
+    """Paragraphs grouped into sections, each Markdown heading starting a new one."""
+    sections: list[list[str]] = [[]]
+    paragraph: list[str] = []
+
+    def end_paragraph() -> None:
+        if paragraph:
+            sections[-1].append("\n".join(paragraph))
+            paragraph.clear()
+
+    for raw in text.replace("\r\n", "\n").split("\n"):
+        line = raw.rstrip()
+        if _HEADING.match(line):
+            end_paragraph()
+            sections.append([line])
+        elif not line.strip():
+            end_paragraph()
+        else:
+            paragraph.append(line)
+    end_paragraph()
+    return [s for s in sections if s]
+
+
+def _pieces(section: list[str], max_chars: int) -> Iterable[tuple[str, str]]:
+    """(separator, text) units no longer than `max_chars`, in order."""
+    for p, paragraph in enumerate(section):
+        sep = "\n\n" if p else ""
+        if len(paragraph) <= max_chars:
+            yield sep, paragraph
+            continue
+        for s, sentence in enumerate(_SENTENCE_END.split(paragraph)):
+            for w, part in enumerate(_split_words(sentence, max_chars)):
+                yield (sep if s == 0 and w == 0 else " "), part
+
+
+def _split_words(sentence: str, max_chars: int) -> list[str]:
+    parts: list[str] = []
+    current = ""
+    for word in sentence.split():
+        # A single "word" longer than a chunk (a URL, a base64 blob) has to be cut.
+        while len(word) > max_chars:
+            if current:
+                parts.append(current)
+                current = ""
+            parts.append(word[:max_chars])
+            word = word[max_chars:]
+        if not current:
+            current = word
+        elif len(current) + 1 + len(word) <= max_chars:
+            current += " " + word
+        else:
+            parts.append(current)
+            current = word
+    if current:
+        parts.append(current)
+    return parts
+
+
+def _tail(text: str, budget: int) -> str:
+    """The last whole words of `text` fitting in `budget` characters."""
+    if budget <= 0:
+        return ""
+    words = text.split()
+    kept: list[str] = []
+    size = 0
+    for word in reversed(words):
+        size += len(word) + (1 if kept else 0)
+        if size > budget:
+            break
+        kept.append(word)
+    return " ".join(reversed(kept))
+
+
+# --- ingestion ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """What `ingest_paths` did."""
+
+    files: int
+    """Files read and indexed."""
+    chunks: int
+    """Chunks written across those files."""
+    skipped: tuple[str, ...] = ()
+    """Files not indexed (empty, or not UTF-8 text), as their source names."""
+
+
+def document_id_for(source: str) -> str:
+    """Stable document id for a source name (a relative path or a file name)."""
+    return hashlib.sha256(source.encode("utf-8")).hexdigest()[:32]
+
+
+def _collect(paths: Iterable[str | Path]) -> list[tuple[Path, str]]:
+    found: dict[Path, str] = {}
+    for given in paths:
+        root = Path(given).resolve()
+        if root.is_dir():
+            for file in sorted(root.rglob("*")):
+                if file.is_file() and file.suffix.lower() in INGESTIBLE_SUFFIXES:
+                    found.setdefault(file, file.relative_to(root).as_posix())
+        elif root.is_file():
+            found.setdefault(root, root.name)
+        else:
+            raise FileNotFoundError(f"no such file or directory: {given}")
+    return list(found.items())
+
+
+async def ingest_paths(
+    paths: Iterable[str | Path],
+    *,
+    index: VectorIndex,
+    embedder: Embedder,
+    collection: str,
+    progress: Callable[[int, int], None] | None = None,
+    owner: str | None = None,
+    max_chars: int = 800,
+    overlap: int = 120,
+) -> IngestReport:
+    """Chunk, embed and index .md/.txt files (directories recursively); re-runs replace."""
+    files = await asyncio.to_thread(_collect, paths)
+    await index.ensure_collection(collection, embedder.dimension)
+    indexed = chunk_total = 0
+    skipped: list[str] = []
+    for done, (file, source) in enumerate(files, start=1):
+        try:
+            text = await asyncio.to_thread(file.read_text, encoding="utf-8")
+        except UnicodeDecodeError:
+            text = ""
+        chunks = chunk_text(text, max_chars=max_chars, overlap=overlap)
+        vectors = await embedder.embed(chunks) if chunks else []
+        # Upserting nothing still clears what an earlier, non-empty version left.
+        stored = await index.upsert_document(
+            collection, document_id_for(source), source, chunks, vectors, owner=owner
+        )
+        if stored:
+            chunk_total += stored
+            indexed += 1
+        else:
+            skipped.append(source)
+        if progress is not None:
+            progress(done, len(files))
+    return IngestReport(files=indexed, chunks=chunk_total, skipped=tuple(skipped))
+
+
+def sample_corpus_dir() -> Path:
+    """Directory of the Markdown corpus about Trellis shipped in `tools/corpus/`."""
+    return Path(__file__).resolve().parent / "corpus"
