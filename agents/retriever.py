@@ -44,7 +44,11 @@ async def retriever(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     found: dict[tuple[str, int], Passage] = {}
     for vector in vectors:
         for passage in await toolbox.index.search(
-            collection, vector, top_k=top_k, score_threshold=context.score_threshold
+            collection,
+            vector,
+            top_k=top_k,
+            score_threshold=context.score_threshold,
+            owner=context.owner,
         ):
             key = (passage.document_id, passage.chunk)
             if key not in found or found[key].score < passage.score:

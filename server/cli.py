@@ -74,6 +74,44 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _progress(done: int, total: int) -> None:
+    width = 30
+    filled = width * done // max(total, 1)
+    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} files")
+    if done == total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from server.ingest import ingest_local, ingest_remote
+
+    if args.server:
+        report = asyncio.run(
+            ingest_remote(
+                args.paths,
+                server=args.server,
+                collection=args.collection,
+                api_key=args.api_key,
+                progress=_progress,
+            )
+        )
+    else:
+        settings = _settings(args)
+        report = asyncio.run(
+            ingest_local(
+                args.paths, settings=settings, collection=args.collection, progress=_progress
+            )
+        )
+    print(
+        f"trellis: ingested {report['documents']} documents, {report['chunks']} chunks "
+        f"into {report['collection']!r} ({report['total_chunks']} chunks in all)"
+    )
+    for source in report.get("skipped", []):
+        print(f"trellis: skipped {source} (empty or not UTF-8 text)", file=sys.stderr)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     root = argparse.ArgumentParser(prog="trellis", description=__doc__)
@@ -95,6 +133,13 @@ def parser() -> argparse.ArgumentParser:
     worker.add_argument("--config", help="path to a langgraph.json")
     worker.add_argument("--concurrency", type=int, help="runs executed at once")
     worker.set_defaults(func=_worker)
+
+    ingest = sub.add_parser("ingest", help="index text and Markdown files for the assistant")
+    ingest.add_argument("paths", nargs="+", help="files or directories (.md, .txt)")
+    ingest.add_argument("--collection", help="Qdrant collection (default: COLLECTION)")
+    ingest.add_argument("--server", help="send through a running Trellis at this URL")
+    ingest.add_argument("--api-key", help="API key for --server")
+    ingest.set_defaults(func=_ingest)
 
     migrate = sub.add_parser("migrate", help="apply or revert Trellis' schema")
     migrate.add_argument("action", nargs="?", choices=["upgrade", "downgrade"], default="upgrade")

@@ -11,6 +11,7 @@ applied before any graph is imported.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib.util
 import inspect
 import json
@@ -176,6 +177,17 @@ def _attach(
     return attached
 
 
+def context_keys(graph: Pregel[Any, Any, Any, Any]) -> frozenset[str]:
+    """Field names of the graph's context schema (dataclass, pydantic model or TypedDict)."""
+    schema = getattr(graph, "context_schema", None)
+    if schema is None:
+        return frozenset()
+    if dataclasses.is_dataclass(schema):
+        return frozenset(f.name for f in dataclasses.fields(schema))
+    fields = getattr(schema, "model_fields", None) or getattr(schema, "__annotations__", {})
+    return frozenset(fields)
+
+
 @dataclass
 class LoadedGraph:
     """A graph ready to run: compiled with Trellis' checkpointer and store."""
@@ -185,6 +197,11 @@ class LoadedGraph:
     graph: Pregel[Any, Any, Any, Any]
     file: Path
     description: str | None
+
+    @property
+    def takes_owner(self) -> bool:
+        """Whether the graph's context has an `owner` field, which Trellis fills in itself."""
+        return "owner" in context_keys(self.graph)
 
 
 class GraphRegistry:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 from redis.asyncio import Redis
 
@@ -83,7 +82,9 @@ def build_toolbox(settings: Settings, redis: Redis | None) -> Toolbox:
         embedder=CachedEmbedder(embedder, cache, ttl_seconds=settings.embedding_cache_ttl_seconds),
         index=open_index(settings),
         collection=settings.collection,
-        fetcher=PublicFetcher(max_bytes=limits.max_bytes, timeout=settings.image_fetch_timeout_seconds),
+        fetcher=PublicFetcher(
+            max_bytes=limits.max_bytes, timeout=settings.image_fetch_timeout_seconds
+        ),
         image_limits=limits,
         cache=cache,
         seed_dir=sample_corpus_dir() if settings.seed_sample_corpus else None,

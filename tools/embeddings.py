@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
+from threadpoolctl import threadpool_limits
 
 __all__ = [
     "Embedder",
@@ -269,10 +270,16 @@ class MiniLMEmbedder:
             return np.zeros((0, self.dimension), dtype=np.float32)
         tokenizer, bert = self._load()
         encodings = tokenizer.encode_batch(list(texts))
+        # Multi-threaded BLAS loses on these many small matrix products (and fights
+        # the server's own threads); one thread is faster and steadier.
+        with threadpool_limits(limits=1, user_api="blas"):
+            return self._encode(bert, encodings)
+
+    def _encode(self, bert: _Bert, encodings: list[Any]) -> FloatArray:
         lengths = [len(e.ids) for e in encodings]
         # Batching texts of similar length keeps padding (wasted compute) small.
-        order = sorted(range(len(texts)), key=lengths.__getitem__)
-        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        order = sorted(range(len(encodings)), key=lengths.__getitem__)
+        out = np.empty((len(encodings), self.dimension), dtype=np.float32)
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
             width = max(lengths[i] for i in batch)

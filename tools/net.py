@@ -1,6 +1,6 @@
 """The outbound request guard: the one way Trellis fetches a URL someone else chose.
 
-User-supplied image URLs and, later, webhook targets go through here. A URL is
+User-supplied image URLs and webhook targets (`post_json_public`) go through here. A URL is
 only fetched over http(s), after its host resolves to public addresses only;
 the connection then goes to the very address that was checked (the host name
 travels in the Host header and TLS SNI), so a DNS answer cannot change between
@@ -38,6 +38,7 @@ __all__ = [
     "fetch_public",
     "is_public_address",
     "pin_url",
+    "post_json_public",
 ]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -268,6 +269,55 @@ async def fetch_public(
         raise FetchFailed(f"fetching {url} took longer than {timeout} s") from exc
     except httpx.HTTPError as exc:
         raise FetchFailed(f"fetching {url} failed: {exc}") from exc
+
+
+async def post_json_public(
+    url: str,
+    body: bytes,
+    *,
+    timeout: float,  # noqa: ASYNC109 - one deadline for the whole exchange
+    allow_private: bool = False,
+    allow_hosts: Collection[str] = (),
+    resolver: Resolver | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> int:
+    """POST a JSON `body` to `url` under the outbound policy; returns the 2xx status.
+
+    Redirects are not followed (a webhook receiver answers where it was asked),
+    so a 3xx is a failure like any other non-2xx status.
+    """
+    try:
+        async with (
+            asyncio.timeout(timeout),
+            httpx.AsyncClient(
+                trust_env=False,  # an environment proxy would defeat address pinning
+                follow_redirects=False,
+                timeout=httpx.Timeout(timeout),
+                headers={"User-Agent": USER_AGENT},
+            ) as client,
+        ):
+            pinned = await pin_url(
+                url, allow_private=allow_private, allow_hosts=allow_hosts, resolver=resolver
+            )
+            request = client.build_request(
+                "POST",
+                pinned.connect_url,
+                content=body,
+                headers={
+                    **(headers or {}),
+                    "Content-Type": "application/json",
+                    "Host": pinned.host_header,
+                },
+                extensions=pinned.extensions,
+            )
+            response = await client.send(request)
+            if not response.is_success:
+                raise FetchFailed(f"{url} answered HTTP {response.status_code}")
+            return response.status_code
+    except TimeoutError as exc:
+        raise FetchFailed(f"posting to {url} took longer than {timeout} s") from exc
+    except httpx.HTTPError as exc:
+        raise FetchFailed(f"posting to {url} failed: {exc}") from exc
 
 
 async def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:

@@ -85,6 +85,7 @@ class VectorIndex(Protocol):
         top_k: int,
         score_threshold: float | None = None,
         filters: Mapping[str, str] | None = None,
+        owner: str | None = None,
     ) -> list[Passage]:
         """Return up to `top_k` passages nearest to `vector`, best first."""
         ...
@@ -217,11 +218,19 @@ class QdrantIndex:
         top_k: int,
         score_threshold: float | None = None,
         filters: Mapping[str, str] | None = None,
+        owner: str | None = None,
     ) -> list[Passage]:
-        """Nearest passages to `vector` whose payload matches every `filters` item."""
-        query_filter = (
-            models.Filter(must=[_match(k, v) for k, v in filters.items()]) if filters else None
-        )
+        """Nearest passages to `vector` matching every `filters` item.
+
+        With `owner`, only that owner's chunks and shared ones (ingested without an owner,
+        like the sample corpus) are visible; without, only shared ones.
+        """
+        must = [_match(k, v) for k, v in (filters or {}).items()]
+        no_owner = models.IsEmptyCondition(is_empty=models.PayloadField(key="owner"))
+        visible: list[models.Condition] = [no_owner]
+        if owner is not None:
+            visible.append(_match("owner", owner))
+        query_filter = models.Filter(must=must, should=visible)
         response = await self._client.query_points(
             collection,
             query=[float(x) for x in vector],
@@ -380,7 +389,8 @@ def document_id_for(source: str) -> str:
     return hashlib.sha256(source.encode("utf-8")).hexdigest()[:32]
 
 
-def _collect(paths: Iterable[str | Path]) -> list[tuple[Path, str]]:
+def collect_files(paths: Iterable[str | Path]) -> list[tuple[Path, str]]:
+    """The .md/.txt files under `paths`, each with its source name (path relative to its root)."""
     found: dict[Path, str] = {}
     for given in paths:
         root = Path(given).resolve()
@@ -395,6 +405,51 @@ def _collect(paths: Iterable[str | Path]) -> list[tuple[Path, str]]:
     return list(found.items())
 
 
+async def ingest_documents(
+    documents: Iterable[tuple[str, str]],
+    *,
+    index: VectorIndex,
+    embedder: Embedder,
+    collection: str,
+    progress: Callable[[int, int], None] | None = None,
+    owner: str | None = None,
+    max_chars: int = 800,
+    overlap: int = 120,
+) -> IngestReport:
+    """Chunk, embed and index `(source, text)` pairs; re-ingesting a source replaces its chunks.
+
+    A document belongs to `owner` (None: shared with everyone); two owners' documents
+    with the same source name are separate documents.
+    """
+    items = list(documents)
+    await index.ensure_collection(collection, embedder.dimension)
+    indexed = chunk_total = 0
+    skipped: list[str] = []
+    for done, (source, text) in enumerate(items, start=1):
+        chunks = chunk_text(text, max_chars=max_chars, overlap=overlap)
+        vectors = await embedder.embed(chunks) if chunks else []
+        document_id = document_id_for(source if owner is None else f"{owner}\x1f{source}")
+        # Upserting nothing still clears what an earlier, non-empty version left.
+        stored = await index.upsert_document(
+            collection, document_id, source, chunks, vectors, owner=owner
+        )
+        if stored:
+            chunk_total += stored
+            indexed += 1
+        else:
+            skipped.append(source)
+        if progress is not None:
+            progress(done, len(items))
+    return IngestReport(files=indexed, chunks=chunk_total, skipped=tuple(skipped))
+
+
+def _read_text(file: Path) -> str:
+    try:
+        return file.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        return ""
+
+
 async def ingest_paths(
     paths: Iterable[str | Path],
     *,
@@ -407,29 +462,18 @@ async def ingest_paths(
     overlap: int = 120,
 ) -> IngestReport:
     """Chunk, embed and index .md/.txt files (directories recursively); re-runs replace."""
-    files = await asyncio.to_thread(_collect, paths)
-    await index.ensure_collection(collection, embedder.dimension)
-    indexed = chunk_total = 0
-    skipped: list[str] = []
-    for done, (file, source) in enumerate(files, start=1):
-        try:
-            text = await asyncio.to_thread(file.read_text, encoding="utf-8")
-        except UnicodeDecodeError:
-            text = ""
-        chunks = chunk_text(text, max_chars=max_chars, overlap=overlap)
-        vectors = await embedder.embed(chunks) if chunks else []
-        # Upserting nothing still clears what an earlier, non-empty version left.
-        stored = await index.upsert_document(
-            collection, document_id_for(source), source, chunks, vectors, owner=owner
-        )
-        if stored:
-            chunk_total += stored
-            indexed += 1
-        else:
-            skipped.append(source)
-        if progress is not None:
-            progress(done, len(files))
-    return IngestReport(files=indexed, chunks=chunk_total, skipped=tuple(skipped))
+    files = await asyncio.to_thread(collect_files, paths)
+    texts = [(source, await asyncio.to_thread(_read_text, file)) for file, source in files]
+    return await ingest_documents(
+        texts,
+        index=index,
+        embedder=embedder,
+        collection=collection,
+        progress=progress,
+        owner=owner,
+        max_chars=max_chars,
+        overlap=overlap,
+    )
 
 
 def sample_corpus_dir() -> Path:

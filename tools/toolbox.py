@@ -109,6 +109,11 @@ def default_toolbox(root: Path | None = None) -> Toolbox:
     )
 
 
+def installed_toolbox() -> Toolbox | None:
+    """The toolbox the server installed, if any (no lazy default)."""
+    return _installed
+
+
 def current_toolbox() -> Toolbox:
     """The installed toolbox, or the lazily built offline default."""
     global _installed

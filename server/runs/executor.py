@@ -28,8 +28,8 @@ from langgraph.types import Command
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from server.checkpoints import CURRENT_FENCE, Fence, LeaseLost
 from server.auth.identity import auth_configurable
+from server.checkpoints import CURRENT_FENCE, Fence, LeaseLost
 from server.db import assistants as assistant_rows
 from server.db import runs as run_rows
 from server.db import threads as thread_rows
@@ -319,14 +319,16 @@ class Executor:
             payload = graph_input(kwargs)
             if attempt > 1 and await self._made_progress(thread_id, run_id):
                 payload = None  # resume from the last checkpoint of this run
+            context = {**(assistant.get("context") or {}), **(kwargs.get("context") or {})}
+            if loaded.takes_owner:
+                context["owner"] = run["owner"]  # never what the client claims
             async for name, data in stream_run(
                 loaded.graph,
                 payload,
                 build_config(run, assistant, attempt),
                 modes=kwargs.get("stream_mode") or ["values"],
                 subgraphs=bool(kwargs.get("stream_subgraphs")),
-                context={**(assistant.get("context") or {}), **(kwargs.get("context") or {})}
-                or None,
+                context=context or None,
                 durability=kwargs.get("durability") or self.default_durability,
                 interrupt_before=kwargs.get("interrupt_before"),
                 interrupt_after=kwargs.get("interrupt_after"),
