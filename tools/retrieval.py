@@ -90,8 +90,8 @@ class VectorIndex(Protocol):
         """Return up to `top_k` passages nearest to `vector`, best first."""
         ...
 
-    async def count(self, collection: str) -> int:
-        """Number of chunks stored in `collection`."""
+    async def count(self, collection: str, *, owner: str | None = None) -> int:
+        """Number of chunks stored in `collection` (shared, or `owner`'s own)."""
         ...
 
     async def close(self) -> None:
@@ -175,9 +175,19 @@ class QdrantIndex:
         *,
         owner: str | None = None,
     ) -> int:
-        """Replace the chunks of `document_id`; idempotent for the same input."""
+        """Replace the chunks of `document_id`; idempotent for the same input.
+
+        An owner's documents live in a collection of their own next to the shared one
+        (see `owner_collection`), so searches never need a payload filter for ownership.
+        """
         if len(chunks) != len(vectors):
             raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+        if owner is not None:
+            collection = owner_collection(collection, owner)
+            if vectors:
+                await self.ensure_collection(collection, len(vectors[0]))
+            elif not await self._client.collection_exists(collection):
+                return 0
         points = []
         for i, (text, vector) in enumerate(zip(chunks, vectors, strict=True)):
             payload: dict[str, Any] = {
@@ -222,15 +232,30 @@ class QdrantIndex:
     ) -> list[Passage]:
         """Nearest passages to `vector` matching every `filters` item.
 
-        With `owner`, only that owner's chunks and shared ones (ingested without an owner,
-        like the sample corpus) are visible; without, only shared ones.
+        With `owner`, that owner's documents are searched too, next to the shared ones
+        (ingested without an owner, like the sample corpus); without, only shared ones.
         """
-        must = [_match(k, v) for k, v in (filters or {}).items()]
-        no_owner = models.IsEmptyCondition(is_empty=models.PayloadField(key="owner"))
-        visible: list[models.Condition] = [no_owner]
+        query_filter = (
+            models.Filter(must=[_match(k, v) for k, v in filters.items()]) if filters else None
+        )
+        targets = [collection]
         if owner is not None:
-            visible.append(_match("owner", owner))
-        query_filter = models.Filter(must=must, should=visible)
+            own = owner_collection(collection, owner)
+            if await self._client.collection_exists(own):
+                targets.append(own)
+        found: list[Passage] = []
+        for target in targets:
+            found += await self._query(target, vector, top_k, score_threshold, query_filter)
+        return sorted(found, key=lambda p: p.score, reverse=True)[:top_k]
+
+    async def _query(
+        self,
+        collection: str,
+        vector: Sequence[float],
+        top_k: int,
+        score_threshold: float | None,
+        query_filter: models.Filter | None,
+    ) -> list[Passage]:
         response = await self._client.query_points(
             collection,
             query=[float(x) for x in vector],
@@ -253,8 +278,12 @@ class QdrantIndex:
             )
         return passages
 
-    async def count(self, collection: str) -> int:
-        """Exact number of points in `collection`."""
+    async def count(self, collection: str, *, owner: str | None = None) -> int:
+        """Exact number of chunks in `collection` (the shared part, or `owner`'s own)."""
+        if owner is not None:
+            collection = owner_collection(collection, owner)
+            if not await self._client.collection_exists(collection):
+                return 0
         result = await self._client.count(collection, exact=True)
         return int(result.count)
 
@@ -384,6 +413,12 @@ class IngestReport:
     """Files not indexed (empty, or not UTF-8 text), as their source names."""
 
 
+def owner_collection(collection: str, owner: str) -> str:
+    """The collection holding `owner`'s documents next to the shared `collection`."""
+    digest = hashlib.sha256(owner.encode("utf-8")).hexdigest()[:20]
+    return f"{collection}__owner_{digest}"
+
+
 def document_id_for(source: str) -> str:
     """Stable document id for a source name (a relative path or a file name)."""
     return hashlib.sha256(source.encode("utf-8")).hexdigest()[:32]
@@ -428,7 +463,7 @@ async def ingest_documents(
     for done, (source, text) in enumerate(items, start=1):
         chunks = chunk_text(text, max_chars=max_chars, overlap=overlap)
         vectors = await embedder.embed(chunks) if chunks else []
-        document_id = document_id_for(source if owner is None else f"{owner}\x1f{source}")
+        document_id = document_id_for(source)
         # Upserting nothing still clears what an earlier, non-empty version left.
         stored = await index.upsert_document(
             collection, document_id, source, chunks, vectors, owner=owner

@@ -52,5 +52,7 @@ async def ingest(body: IngestRequest, owner: OwnerDep) -> dict[str, Any]:
         "documents": report.files,
         "chunks": report.chunks,
         "skipped": list(report.skipped),
-        "total_chunks": await toolbox.index.count(body.collection or toolbox.collection),
+        "total_chunks": await toolbox.index.count(
+            body.collection or toolbox.collection, owner=owner
+        ),
     }

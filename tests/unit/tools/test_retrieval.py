@@ -102,22 +102,43 @@ async def test_upsert_search_and_filters(index: QdrantIndex) -> None:
     await index.ensure_collection("docs", 4)
     await index.ensure_collection("docs", 4)  # idempotent
     stored = await index.upsert_document(
-        "docs", "d1", "a.md", ["alpha", "beta"], [unit(0), unit(1)], owner="alice"
+        "docs", "d1", "a.md", ["alpha", "beta"], [unit(0), unit(1)]
     )
     assert stored == 2
-    await index.upsert_document("docs", "d2", "b.md", ["gamma"], [unit(0)], owner="bob")
+    await index.upsert_document("docs", "d2", "b.md", ["gamma"], [unit(0)])
     assert await index.count("docs") == 3
 
     hits = await index.search("docs", unit(0), top_k=5)
     assert {(h.document_id, h.text) for h in hits[:2]} == {("d1", "alpha"), ("d2", "gamma")}
     assert hits[0].score == pytest.approx(1.0)
 
-    only_bob = await index.search("docs", unit(0), top_k=5, filters={"owner": "bob"})
-    assert [(p.document_id, p.chunk, p.text, p.source) for p in only_bob] == [
+    only_b = await index.search("docs", unit(0), top_k=5, filters={"source": "b.md"})
+    assert [(p.document_id, p.chunk, p.text, p.source) for p in only_b] == [
         ("d2", 0, "gamma", "b.md")
     ]
     strong = await index.search("docs", unit(1), top_k=5, score_threshold=0.5)
     assert [p.text for p in strong] == ["beta"]
+
+
+async def test_owners_see_shared_documents_and_only_their_own(index: QdrantIndex) -> None:
+    await index.ensure_collection("docs", 4)
+    await index.upsert_document("docs", "shared", "s.md", ["shared"], [unit(0)])
+    await index.upsert_document("docs", "a1", "a.md", ["alice's"], [unit(0)], owner="alice")
+    await index.upsert_document("docs", "b1", "b.md", ["bob's"], [unit(0)], owner="bob")
+    assert await index.count("docs") == 1
+    assert await index.count("docs", owner="alice") == 1
+    assert await index.count("docs", owner="carol") == 0
+
+    anonymous = await index.search("docs", unit(0), top_k=5)
+    assert [p.text for p in anonymous] == ["shared"]
+    alice = await index.search("docs", unit(0), top_k=5, owner="alice")
+    assert sorted(p.text for p in alice) == ["alice's", "shared"]
+    carol = await index.search("docs", unit(0), top_k=5, owner="carol")
+    assert [p.text for p in carol] == ["shared"]
+    # Emptying an owner's document removes it; an unknown owner's empty upsert is a no-op.
+    assert await index.upsert_document("docs", "a1", "a.md", [], [], owner="alice") == 0
+    assert await index.upsert_document("docs", "c1", "c.md", [], [], owner="carol") == 0
+    assert await index.count("docs", owner="alice") == 0
 
 
 async def test_reingesting_replaces_a_documents_chunks(index: QdrantIndex) -> None:
