@@ -32,6 +32,7 @@ def settings(database_url: str) -> Settings:
         graphs_config=TEST_GRAPHS,
         log_level="WARNING",
         db_pool_max_size=10,
+        rate_limit_enabled=False,
     )
 
 
@@ -41,9 +42,7 @@ async def server_url(settings: Settings) -> AsyncIterator[str]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        create_app(settings), log_config=None, access_log=False, lifespan="on"
-    )
+    config = uvicorn.Config(create_app(settings), log_config=None, access_log=False, lifespan="on")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:

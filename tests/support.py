@@ -20,6 +20,9 @@ ADMIN_URL = os.environ.get(
     "TRELLIS_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 TEST_GRAPHS = ROOT / "tests" / "graphs" / "langgraph.json"
+NO_RATE_LIMIT_ENV = {"RATE_LIMIT_ENABLED": "false"}
+"""Rate limits live in the shared Redis and are keyed per identity: a suite issuing hundreds
+of runs a minute would throttle itself. Tests of the limits turn them on explicitly."""
 
 
 def free_port() -> int:
@@ -52,7 +55,7 @@ def scratch_database() -> Iterator[str]:
 
 
 def wait_ready(
-    url: str, timeout: float = 60.0, proc: subprocess.Popen[bytes] | None = None
+    url: str, timeout: float = 150.0, proc: subprocess.Popen[bytes] | None = None
 ) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -79,16 +82,25 @@ def spawn(
         **os.environ,
         "DATABASE_URL": database_url,
         "LOG_LEVEL": "WARNING",
+        **NO_RATE_LIMIT_ENV,
         **(env or {}),
     }
-    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
-    return subprocess.Popen(
-        [sys.executable, "-m", "server.cli", *args],
-        cwd=ROOT,
-        env=full_env,
-        stdout=out,
-        stderr=subprocess.STDOUT if log else subprocess.DEVNULL,
-    )
+    if log is None:
+        return subprocess.Popen(
+            [sys.executable, "-m", "server.cli", *args],
+            cwd=ROOT,
+            env=full_env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    with open(log, "ab") as out:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "server.cli", *args],
+            cwd=ROOT,
+            env=full_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
 @contextmanager

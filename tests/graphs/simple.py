@@ -30,7 +30,19 @@ def draft(state: State) -> State:
 
 def review(state: State) -> State:
     answer = interrupt({"question": "Approve this draft?", "draft": state["draft"]})
-    return {"approved": bool(answer.get("approved")), "feedback": answer.get("feedback", ""), "log": ["review"]}
+    if "decision" in answer:  # answered through /approvals: {"decision", "value", "comment"}
+        edited = answer["decision"] == "edit" and isinstance(answer.get("value"), str)
+        return {
+            "approved": answer["decision"] in ("approve", "edit"),
+            "feedback": answer.get("comment") or "",
+            "log": ["review"],
+            **({"draft": answer["value"]} if edited else {}),
+        }
+    return {
+        "approved": bool(answer.get("approved")),
+        "feedback": answer.get("feedback", ""),
+        "log": ["review"],
+    }
 
 
 def publish(state: State) -> State:

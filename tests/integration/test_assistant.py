@@ -98,7 +98,7 @@ async def test_question_streams_route_and_confidence(assistant_url: str) -> None
     assert values["citations"]
     assert {c["source"] for c in values["citations"]} <= sources
     assert values["confidence"] == critic[-1]["score"]
-    assert [r["node"] for r in values["route"]][0] == "supervisor"
+    assert values["route"][0]["node"] == "supervisor"
     await client.http.client.aclose()
 
 

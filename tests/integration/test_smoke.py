@@ -10,7 +10,10 @@ async def test_interrupt_and_resume_flow(client: LangGraphClient) -> None:
     events = [
         part
         async for part in client.runs.stream(
-            thread["thread_id"], "approval", input={"topic": "cats"}, stream_mode=["updates", "values"]
+            thread["thread_id"],
+            "approval",
+            input={"topic": "cats"},
+            stream_mode=["updates", "values"],
         )
     ]
     assert events[0].event == "metadata"
