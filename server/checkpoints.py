@@ -9,6 +9,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
@@ -69,17 +70,17 @@ CURRENT_FENCE: ContextVar[Fence | None] = ContextVar("trellis_fence", default=No
 
 _WRITING: ContextVar[bool] = ContextVar("trellis_fence_writing", default=False)
 
-_FENCE_SQL = (
-    "SELECT 1 FROM runs WHERE run_id = %s AND lease_owner = %s AND lease_epoch = %s "
-    "AND status = 'running' FOR SHARE"
-)
+_FENCE_SQL = "SELECT trellis_assert_lease(%s, %s, %s)"
+LEASE_LOST_SQLSTATE = "TR001"
+"""Raised by `trellis_assert_lease` (migration 0001) when the lease is gone."""
 
 
 class FencedPostgresSaver(AsyncPostgresSaver):
     """`AsyncPostgresSaver` whose writes are fenced on the run's lease, without a global lock.
 
     A checkpoint write made on behalf of a run happens in one transaction with a
-    `FOR SHARE` check that the run's lease still belongs to this worker and epoch.
+    `FOR SHARE` check that the run's lease still belongs to this worker and epoch
+    (`trellis_assert_lease`, created by migration 0001).
     A takeover bumps the epoch with an UPDATE that waits for such a transaction,
     so after it no write from the old worker can land: exactly one writer per run.
 
@@ -95,14 +96,20 @@ class FencedPostgresSaver(AsyncPostgresSaver):
         fence = CURRENT_FENCE.get() if _WRITING.get() else None
         async with self.conn.connection() as conn:
             if fence is not None:
-                async with (
-                    conn.transaction(),
-                    conn.cursor(binary=True, row_factory=dict_row) as cur,
-                ):
-                    await cur.execute(_FENCE_SQL, (fence.run_id, fence.worker, fence.epoch))
-                    if await cur.fetchone() is None:
-                        raise LeaseLost(f"run {fence.run_id}: lease epoch {fence.epoch} was lost")
-                    yield cur
+                # One pipelined transaction: the lease check and the writes travel together,
+                # and a lost lease aborts the writes.
+                try:
+                    async with (
+                        conn.pipeline(),
+                        conn.transaction(),
+                        conn.cursor(binary=True, row_factory=dict_row) as cur,
+                    ):
+                        await cur.execute(_FENCE_SQL, (fence.run_id, fence.worker, fence.epoch))
+                        yield cur
+                except psycopg.Error as exc:
+                    if exc.sqlstate == LEASE_LOST_SQLSTATE:
+                        raise LeaseLost(str(exc.diag.message_primary)) from exc
+                    raise
             elif pipeline:
                 async with conn.pipeline(), conn.cursor(binary=True, row_factory=dict_row) as cur:
                     yield cur

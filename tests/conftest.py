@@ -28,11 +28,11 @@ def database_url() -> Iterator[str]:
 def settings(database_url: str) -> Settings:
     return Settings(
         environment="test",
-        database_url=database_url,  # type: ignore[arg-type]
+        database_url=database_url,
         graphs_config=TEST_GRAPHS,
         log_level="WARNING",
         db_pool_max_size=10,
-        rate_limit_enabled=False,
+        rate_limit_enabled=False,  # limits have their own tests (tests/security)
     )
 
 

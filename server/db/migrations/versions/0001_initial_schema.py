@@ -91,9 +91,29 @@ def upgrade() -> None:
     op.create_index('ix_runs_pending', 'runs', ['not_before', 'created_at'], unique=False, postgresql_where=sa.text("status = 'pending'"))
     op.create_index('ix_runs_thread_created', 'runs', ['thread_id', 'created_at'], unique=False)
     op.create_index('uq_runs_one_running_per_thread', 'runs', ['thread_id'], unique=True, postgresql_where=sa.text("status = 'running'"))
+    # Fencing: checkpoint writes call this first, in their own transaction. It share-locks
+    # the run row, so a takeover (an UPDATE of the lease) waits for writes in flight, and
+    # it aborts the transaction when the caller no longer holds the lease.
+    op.execute(
+        """
+        CREATE FUNCTION trellis_assert_lease(p_run uuid, p_worker text, p_epoch integer)
+        RETURNS void LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM 1 FROM runs
+            WHERE run_id = p_run AND lease_owner = p_worker AND lease_epoch = p_epoch
+              AND status = 'running'
+            FOR SHARE;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION 'run % no longer holds lease epoch %', p_run, p_epoch
+                    USING ERRCODE = 'TR001';
+            END IF;
+        END $$
+        """
+    )
 
 
 def downgrade() -> None:
+    op.execute("DROP FUNCTION trellis_assert_lease(uuid, text, integer)")
     op.drop_index('uq_runs_one_running_per_thread', table_name='runs', postgresql_where=sa.text("status = 'running'"))
     op.drop_index('ix_runs_thread_created', table_name='runs')
     op.drop_index('ix_runs_pending', table_name='runs', postgresql_where=sa.text("status = 'pending'"))
