@@ -10,7 +10,7 @@ from server.headers import SecurityHeaders
 from server.lifespan import lifespan
 from server.middleware import RequestContext
 from server.responses import JSONResponse
-from server.routes import assistants, meta, runs, threads
+from server.routes import approvals, assistants, documents, meta, runs, store, threads
 from server.routes.meta import VERSION
 from server.settings import Settings
 
@@ -30,6 +30,9 @@ def create_app(settings: Settings, *, worker: bool = True) -> FastAPI:
     app.include_router(threads.router)
     app.include_router(runs.thread_runs)
     app.include_router(runs.stateless_runs)
+    app.include_router(documents.router)
+    app.include_router(approvals.router)
+    app.include_router(store.router)
     security.install(app, settings)
     app.add_middleware(
         CORSMiddleware,

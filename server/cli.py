@@ -24,18 +24,20 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from server.app import create_app
     from server.auth.cli import refuse_insecure_bind
-    from server.logging import configure
 
-    # Checked before anything starts (even an embedded Postgres).
+    # Checked before anything starts or is even imported (an embedded Postgres, graphs).
     bind = Settings(**({"host": args.host} if args.host else {}))
     refusal = refuse_insecure_bind(bind, insecure_no_auth=args.insecure_no_auth)
     if refusal is not None:
         print(refusal, file=sys.stderr)
         return 2
+
+    import uvicorn
+
+    from server.app import create_app
+    from server.logging import configure
+
     settings = _settings(args)
     configure(settings.log_level, settings.log_format)
     app = create_app(settings, worker=not args.no_worker)

@@ -38,6 +38,10 @@ class TrellisError(Exception):
         super().__init__(detail)
         self.detail = detail
 
+    def body(self) -> dict[str, object]:
+        """The JSON error body; a subclass may add fields next to `detail` and `code`."""
+        return error_body(self.detail, self.code)
+
 
 class NotFound(TrellisError):
     """Raise when a resource does not exist or belongs to someone else."""
@@ -96,7 +100,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(TrellisError)
     async def _domain(_: Request, exc: TrellisError) -> JSONResponse:
-        return JSONResponse(error_body(exc.detail, exc.code), status_code=exc.status)
+        return JSONResponse(exc.body(), status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

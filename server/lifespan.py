@@ -17,8 +17,9 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.checkpoints import FencedPostgresSaver
+from server.approvals import ApprovalService, ApprovalWebhook
 from server.checkpoint_serde import StrictSerializer, graph_types, parse_type
+from server.checkpoints import FencedPostgresSaver
 from server.db import assistants as assistant_rows
 from server.db import migrate
 from server.db.engine import create_engine
@@ -28,8 +29,8 @@ from server.runs.executor import Completions, Executor
 from server.runs.listener import Listener
 from server.runs.manager import RunManager
 from server.settings import ROOT, Settings
-from server.toolbox import build_toolbox
-from tools.toolbox import install_toolbox, uninstall_toolbox
+from server.store import OwnerScopedStore
+from server.webhooks import WebhookPolicy, WebhookSender
 
 log = logging.getLogger("trellis")
 
@@ -48,6 +49,7 @@ class Services:
     executor: Executor | None
     extra_info: dict[str, Any] = field(default_factory=dict)
     """What `/info` reports about the process beyond the defaults (e.g. the model provider)."""
+    approvals: ApprovalService | None = None
 
 
 async def open_pool(settings: Settings) -> AsyncConnectionPool[Any]:
@@ -112,7 +114,7 @@ async def open_services(settings: Settings, *, worker: bool = True) -> AsyncIter
         store = AsyncPostgresStore(pool)
         await store.setup()
         registry = await GraphRegistry.load(
-            settings.graphs_config, checkpointer=checkpointer, store=store
+            settings.graphs_config, checkpointer=checkpointer, store=OwnerScopedStore(store)
         )
         for loaded in registry:
             serde.allow(graph_types(loaded.graph))  # what the graphs declare may be revived
@@ -131,6 +133,11 @@ async def open_services(settings: Settings, *, worker: bool = True) -> AsyncIter
         stack.push_async_callback(events.close)
         extra_info: dict[str, Any] = {}
         if serves_builtin_graphs(registry):
+            # Imported here: the built-in graph's tools (numpy, Qdrant, model clients) are
+            # heavy and only needed when one of Trellis' own graphs is served.
+            from server.toolbox import build_toolbox
+            from tools.toolbox import install_toolbox, uninstall_toolbox
+
             toolbox = build_toolbox(settings, redis)
             install_toolbox(toolbox)
             stack.callback(uninstall_toolbox)
@@ -139,7 +146,22 @@ async def open_services(settings: Settings, *, worker: bool = True) -> AsyncIter
             # Seed the sample corpus in the background: the API answers meanwhile.
             preparing = asyncio.create_task(toolbox.prepare(), name="trellis-toolbox-prepare")
             stack.callback(preparing.cancel)
+        approvals = ApprovalService(
+            engine=engine,
+            registry=registry,
+            default_ttl_seconds=settings.approval_ttl_seconds,
+            webhook=ApprovalWebhook.from_settings(settings),
+        )
+        stack.push_async_callback(approvals.aclose)  # after the executor stops: its last notices
         completions = Completions()
+        webhooks = WebhookSender(
+            WebhookPolicy(
+                timeout=settings.webhook_timeout_seconds,
+                attempts=settings.webhook_attempts,
+                allow_private=settings.webhook_allow_private,
+            )
+        )
+        stack.push_async_callback(webhooks.close)  # after the executor stops: its last hooks
         executor = None
         if worker:
             executor = Executor(
@@ -153,6 +175,8 @@ async def open_services(settings: Settings, *, worker: bool = True) -> AsyncIter
                 default_durability=settings.default_durability,
                 lease_seconds=settings.run_lease_seconds,
                 sweep_seconds=settings.run_sweep_seconds,
+                approvals=approvals,
+                webhooks=webhooks,
             )
         listener = Listener(settings.psycopg_url, completions=completions, executor=executor)
         await listener.start()
@@ -167,10 +191,20 @@ async def open_services(settings: Settings, *, worker: bool = True) -> AsyncIter
             events=events,
             completions=completions,
             executor=executor,
+            approvals=approvals,
         )
         log.info("trellis ready", extra={"graphs": registry.graph_ids, "worker": worker})
         yield Services(
-            settings, engine, pool, checkpointer, store, registry, runs, executor, extra_info
+            settings,
+            engine,
+            pool,
+            checkpointer,
+            store,
+            registry,
+            runs,
+            executor,
+            extra_info,
+            approvals,
         )
 
 

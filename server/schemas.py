@@ -6,6 +6,7 @@ every optional field has a default here.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -39,18 +40,30 @@ Offset = Annotated[int, Field(ge=0, le=10_000_000)]
 Json = dict[str, Any]
 
 
-def _no_nul(value: Any) -> Any:
-    """Postgres JSONB cannot hold NUL characters; refuse them at the edge."""
+INT64 = 2**63 - 1
+
+
+def _storable(value: Any) -> Any:
+    """Refuse at the edge what Postgres JSONB cannot hold: NUL characters, integers beyond
+    64 bits, and non-finite numbers."""
     if isinstance(value, str):
         if "\x00" in value:
             raise ValueError("NUL characters are not allowed")
+    elif isinstance(value, bool):
+        pass
+    elif isinstance(value, int):
+        if not -INT64 <= value <= INT64:
+            raise ValueError("integers must fit in 64 bits")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("numbers must be finite")
     elif isinstance(value, dict):
         for key, item in value.items():
-            _no_nul(key)
-            _no_nul(item)
+            _storable(key)
+            _storable(item)
     elif isinstance(value, list):
         for item in value:
-            _no_nul(item)
+            _storable(item)
     return value
 
 
@@ -61,8 +74,8 @@ class Body(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _refuse_nul(cls, data: Any) -> Any:
-        return _no_nul(data)
+    def _refuse_unstorable(cls, data: Any) -> Any:
+        return _storable(data)
 
 
 class AssistantCreate(Body):
@@ -109,7 +122,7 @@ class AssistantVersions(Body):
 
 
 class AssistantSetLatest(Body):
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=2**31 - 1)
 
 
 class ThreadCreate(Body):
@@ -212,6 +225,13 @@ class RunCreate(Body):
     def _bounded_modes(cls, value: StreamMode | list[StreamMode]) -> StreamMode | list[StreamMode]:
         if isinstance(value, list) and len(value) > 16:
             raise ValueError("at most 16 stream modes")
+        return value
+
+    @field_validator("webhook")
+    @classmethod
+    def _http_webhook(cls, value: str | None) -> str | None:
+        if value is not None and not value.lower().startswith(("http://", "https://")):
+            raise ValueError("webhook must be an http(s) URL")
         return value
 
     @model_validator(mode="after")

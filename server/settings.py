@@ -110,11 +110,11 @@ class Settings(BaseSettings):
     """A `limits` storage URL; default: `redis_url` as `async+redis://`."""
     rate_limit_key_prefix: str = "trellis-limits"
     rate_limit_strategy: RateLimitStrategy = "moving-window"
-    rate_limit_read: str = "1200/minute"
+    rate_limit_read: str = "6000/minute"
     """Reads (GET, search, count, history) per identity."""
-    rate_limit_write: str = "300/minute"
+    rate_limit_write: str = "1200/minute"
     """Creates, updates and deletes other than runs, per identity."""
-    rate_limit_runs: str = "60/minute"
+    rate_limit_runs: str = "600/minute"
     """Run creation (stream, wait, background, batch) per identity."""
     rate_limit_auth_failures: str = "30/minute"
     """Failed authentications per client address before it is refused outright."""
@@ -129,6 +129,22 @@ class Settings(BaseSettings):
     checkpoint_allowed_types: list[str] = Field(default_factory=list)
     """Extra classes checkpoints may contain, as `module:Name` (or `module.Name`); types in
     served graphs' state schemas, LangChain messages and LangGraph's own are always allowed."""
+
+    approval_ttl_seconds: float | None = Field(default=None, gt=0)
+    """Default lifetime of an approval; an interrupt value's `expires_in_seconds` or
+    `expires_at` overrides it. None: approvals never expire."""
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    """Per attempt, for run-completion webhooks (the `webhook` field of a run)."""
+    webhook_attempts: int = Field(default=5, ge=1, le=20)
+    webhook_allow_private: bool = False
+    """Allow webhooks to loopback and private addresses (refused by default)."""
+    approval_webhook_url: str | None = None
+    """POSTed a JSON event when an approval is created or decided."""
+    approval_webhook_allow_private: bool = False
+    """Let the approval webhook target loopback or private addresses (same-host receivers)."""
+    approval_webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    approval_webhook_attempts: int = Field(default=5, ge=1, le=20)
+    """Deliveries tried per event, with exponential backoff between them."""
 
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None

@@ -41,10 +41,13 @@ def snapshot_json(snapshot: StateSnapshot) -> dict[str, Any]:
     tasks = []
     for task in snapshot.tasks:
         sub: Any = task.state
+        task_checkpoint = None
         if isinstance(sub, StateSnapshot):
             sub = snapshot_json(sub)
         elif sub is not None:
-            sub = {"configurable": dict(sub.get("configurable", {}))}
+            # A subgraph's checkpoint config: Studio asks `/state/checkpoint` for it.
+            task_checkpoint = dict(sub.get("configurable", {}))
+            sub = None
         tasks.append(
             {
                 "id": task.id,
@@ -52,7 +55,7 @@ def snapshot_json(snapshot: StateSnapshot) -> dict[str, Any]:
                 "path": list(task.path),
                 "error": task.error if task.error is None else repr(task.error),
                 "interrupts": [{"value": i.value, "id": i.id} for i in task.interrupts],
-                "checkpoint": None,
+                "checkpoint": task_checkpoint,
                 "state": sub,
                 "result": task.result,
             }

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import socket
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-import uvicorn
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 
 from server.app import create_app
 from server.settings import Settings
-from tests.support import TEST_GRAPHS, create_database, drop_database
+from tests.support import TEST_GRAPHS, create_database, drop_database, serve_in_loop
 
 
 @pytest.fixture(scope="session")
@@ -39,20 +36,8 @@ def settings(database_url: str) -> Settings:
 @pytest.fixture(scope="session")
 async def server_url(settings: Settings) -> AsyncIterator[str]:
     """A Trellis server on a loopback port, in this event loop, spoken to over real HTTP."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(settings), log_config=None, access_log=False, lifespan="on")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await task
-    sock.close()
+    async with serve_in_loop(create_app(settings)) as url:
+        yield url
 
 
 @pytest.fixture

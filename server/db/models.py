@@ -20,6 +20,7 @@ from sqlalchemy import (
     MetaData,
     PrimaryKeyConstraint,
     Text,
+    UniqueConstraint,
     func,
     text,
 )
@@ -176,3 +177,39 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (Index("ix_api_keys_owner", "owner"),)
+
+
+class Approval(Base):
+    """A human decision awaited by an `interrupt()`: one row per (thread, interrupt id)."""
+
+    __tablename__ = "approvals"
+
+    approval_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    thread_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("threads.thread_id", ondelete="CASCADE")
+    )
+    run_id: Mapped[uuid.UUID] = mapped_column()
+    """The run that reached the interrupt (runs may be deleted; no foreign key)."""
+    assistant_id: Mapped[uuid.UUID] = mapped_column()
+    owner: Mapped[str] = mapped_column(Text)
+    interrupt_id: Mapped[str] = mapped_column(Text)
+    task_id: Mapped[str] = mapped_column(Text)
+    value: Mapped[Any] = mapped_column(JSONB, nullable=True)
+    status: Mapped[str] = mapped_column(Text, server_default=text("'pending'"))
+    decision: Mapped[JsonDict | None] = mapped_column()
+    decided_by: Mapped[str | None] = mapped_column(Text)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resume_run_id: Mapped[uuid.UUID | None] = mapped_column()
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+    __table_args__ = (
+        UniqueConstraint("thread_id", "interrupt_id", name="uq_approvals_thread_interrupt"),
+        Index("ix_approvals_owner_created", "owner", "created_at"),
+        Index(
+            "ix_approvals_pending_expiry",
+            "expires_at",
+            postgresql_where=text("status = 'pending' AND expires_at IS NOT NULL"),
+        ),
+    )

@@ -14,8 +14,6 @@ from pydantic import Field
 from server.deps import OwnerDep
 from server.errors import InvalidRequest
 from server.schemas import Body
-from tools.retrieval import ingest_documents
-from tools.toolbox import installed_toolbox
 
 router = APIRouter(prefix="/documents", tags=["documents"])
 
@@ -36,6 +34,9 @@ class IngestRequest(Body):
 @router.post("/ingest")
 async def ingest(body: IngestRequest, owner: OwnerDep) -> dict[str, Any]:
     """Chunk, embed and upsert documents; idempotent per source."""
+    from tools.retrieval import ingest_documents
+    from tools.toolbox import installed_toolbox
+
     toolbox = installed_toolbox()
     if toolbox is None:
         raise InvalidRequest("this server does not serve the built-in assistant; nothing to ingest")

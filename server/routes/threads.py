@@ -222,6 +222,10 @@ async def update_state(
             values=values,
             interrupts=interrupts,
         )
+        if services.approvals is not None:  # a fork can leave pending approvals behind
+            await services.approvals.on_state_updated(
+                conn, uuid.UUID(thread["thread_id"]), interrupts
+            )
     configurable = new_config["configurable"]
     return {
         "checkpoint": {

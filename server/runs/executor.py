@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -38,6 +38,10 @@ from server.runs.events import EventBus
 from server.runs.stream import stream_run
 from server.serde import dumps
 from server.state import thread_snapshot
+from server.webhooks import WebhookSender, run_payload
+
+if TYPE_CHECKING:
+    from server.approvals import ApprovalService, Notice
 
 log = logging.getLogger("trellis.runs")
 
@@ -138,8 +142,12 @@ class Executor:
         default_durability: str,
         lease_seconds: float = 4.0,
         sweep_seconds: float = 1.0,
+        approvals: ApprovalService | None = None,
+        webhooks: WebhookSender | None = None,
     ) -> None:
         self.engine = engine
+        self.approvals = approvals
+        self.webhooks = webhooks
         self.registry = registry
         self.checkpointer = checkpointer
         self.events = events
@@ -396,6 +404,7 @@ class Executor:
         values: Any = None
         interrupts: dict[str, Any] = {}
         has_next = False
+        notices: list[Notice] = []
         if loaded is not None:
             try:
                 values, interrupts, has_next = await thread_snapshot(loaded.graph, str(thread_id))
@@ -434,6 +443,10 @@ class Executor:
                     interrupts=interrupts,
                     error=error,
                 )
+                if self.approvals is not None:  # approvals commit with the state, or neither
+                    notices = await self.approvals.on_run_finished(
+                        conn, run, interrupts if values is not None else None
+                    )
                 await conn.execute(
                     text("SELECT pg_notify(:c, :p)"), {"c": DONE_CHANNEL, "p": run_id}
                 )
@@ -442,6 +455,11 @@ class Executor:
         if not fenced:
             log.error("run ended without its lease; outcome discarded", extra={"run_id": run_id})
             return
+        if self.approvals is not None:
+            self.approvals.notify(notices)
+        webhook = run["kwargs"].get("webhook")
+        if webhook and self.webhooks is not None:
+            self.webhooks.send(webhook, run_payload(run, status, values), event="run.completed")
         if run.get("temporary"):
             await self._delete_temporary_thread(thread_id)
         await self.events.end(run_id)

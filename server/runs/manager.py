@@ -13,8 +13,9 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -29,6 +30,9 @@ from server.registry import GraphRegistry, system_assistant_id
 from server.runs.events import EventBus, RunEvent
 from server.runs.executor import CANCEL_CHANNEL, RUNS_CHANNEL, Completions, Executor
 from server.schemas import RunCreate
+
+if TYPE_CHECKING:
+    from server.approvals import ApprovalService, Notice
 
 log = logging.getLogger("trellis.runs")
 
@@ -55,6 +59,7 @@ class RunManager:
         events: EventBus,
         completions: Completions,
         executor: Executor | None,
+        approvals: ApprovalService | None = None,
     ) -> None:
         self.engine = engine
         self.registry = registry
@@ -62,6 +67,7 @@ class RunManager:
         self.events = events
         self.completions = completions
         self.executor = executor
+        self.approvals = approvals
 
     async def resolve_assistant(
         self, conn: AsyncConnection, owner: str, assistant_id: str
@@ -79,9 +85,20 @@ class RunManager:
             raise NotFound(f"graph {assistant['graph_id']!r} is not served by this server")
         return assistant
 
-    async def create(self, owner: str, thread_id: str | None, body: RunCreate) -> dict[str, Any]:
-        """Validate and enqueue a run; returns the run object (status `pending`)."""
+    async def create(
+        self,
+        owner: str,
+        thread_id: str | None,
+        body: RunCreate,
+        *,
+        approval_id: uuid.UUID | None = None,
+    ) -> dict[str, Any]:
+        """Validate and enqueue a run; returns the run object (status `pending`).
+
+        `approval_id`: the run carries that approval's decision (see `server.approvals`).
+        """
         to_cancel: list[str] = []
+        notices: list[Notice] = []
         async with self.engine.begin() as conn:
             assistant = await self.resolve_assistant(conn, owner, body.assistant_id)
             meta = {"graph_id": assistant["graph_id"], "assistant_id": assistant["assistant_id"]}
@@ -118,7 +135,23 @@ class RunManager:
                     else:
                         await run_rows.cancel_pending(conn, other_uuid)
                 active = []
-            if (
+            checkpoint_id = body.checkpoint_id or (
+                body.checkpoint.checkpoint_id if body.checkpoint else None
+            )
+            if checkpoint_id is not None:
+                # Running from an earlier checkpoint (time travel): it must exist, and a
+                # resume there answers that checkpoint's interrupt, whatever the thread is now.
+                ns = body.checkpoint.checkpoint_ns if body.checkpoint else ""
+                config: RunnableConfig = {
+                    "configurable": {
+                        "thread_id": str(tid),
+                        "checkpoint_ns": ns,
+                        "checkpoint_id": checkpoint_id,
+                    }
+                }
+                if await self.checkpointer.aget_tuple(config) is None:
+                    raise NotFound(f"checkpoint {checkpoint_id!r} not found on thread {tid}")
+            elif (
                 body.command is not None
                 and body.command.resume is not None
                 and not active
@@ -152,9 +185,20 @@ class RunManager:
                 claim_for=self.executor.worker_id if local and self.executor else None,
                 lease_seconds=self.executor.lease_seconds if self.executor else 0,
             )
+            if self.approvals is not None:  # closes the approvals this run answers, or refuses
+                notices = await self.approvals.on_run_created(
+                    conn,
+                    owner=owner,
+                    thread_id=tid,
+                    run_id=run_id,
+                    body=body,
+                    approval_id=approval_id,
+                )
             await thread_rows.set_state(conn, tid, status="busy", metadata=meta)
             if not local:
                 await conn.execute(text(f"NOTIFY {RUNS_CHANNEL}"))
+        if self.approvals is not None:
+            self.approvals.notify(notices)
         for other_id in to_cancel:
             await self._signal_cancel(other_id, "drain" if strategy == "interrupt" else strategy)
         if self.executor is not None:

@@ -3,23 +3,20 @@ on Postgres, driven by the official SDK, with the offline provider."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from langgraph_sdk import get_client
 from PIL import Image, ImageDraw, ImageFont
 
 from server.app import create_app
 from server.settings import ROOT, Settings
-from tests.support import create_database, drop_database
+from tests.support import create_database, drop_database, serve_in_loop
 from tools.retrieval import sample_corpus_dir
 
 
@@ -35,20 +32,8 @@ async def assistant_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterat
         openai_api_key=None,
         openai_base_url=None,
     )
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), log_config=None, access_log=False, lifespan="on")
-    )
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.02)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    await task
-    sock.close()
+    async with serve_in_loop(create_app(settings)) as url:
+        yield url
     drop_database(database)
 
 

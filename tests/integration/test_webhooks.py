@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import uvicorn
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 
 from server.app import create_app
 from server.settings import Settings
+from tests.support import serve_in_loop
 
 
 @dataclass
@@ -62,20 +61,8 @@ async def receiver() -> AsyncIterator[Receiver]:
 async def permissive_url(settings: Settings) -> AsyncIterator[str]:
     """A second server on the same database whose settings allow private webhook targets."""
     allowing = settings.model_copy(update={"webhook_allow_private": True})
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(allowing), log_config=None, access_log=False, lifespan="on")
-    )
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.02)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    await task
-    sock.close()
+    async with serve_in_loop(create_app(allowing)) as url:
+        yield url
 
 
 async def test_webhook_delivered_after_a_retry(permissive_url: str, receiver: Receiver) -> None:

@@ -1,0 +1,30 @@
+"""Security events: one structured log record each, on the `trellis.security` logger.
+
+Events never carry secrets: at most a key's public id, an identity, a client
+address, a path and a reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+log = logging.getLogger("trellis.security")
+
+SecurityEvent = Literal[
+    "auth_failed",
+    "revoked_key_used",
+    "forbidden",
+    "rate_limited",
+    "cross_owner_access",
+    "body_too_large",
+    "checkpoint_rejected",
+]
+"""What happened: a failed authentication, a revoked API key presented, an authorization
+handler refusing, a rate limit hit, an id found under another owner, an oversized body,
+or a checkpoint that tried to revive a class outside the allowlist."""
+
+
+def security_event(event: SecurityEvent, **fields: object) -> None:
+    """Log one security event with its fields as structured `extra` data."""
+    log.warning(event, extra={"security_event": event, **fields})

@@ -1,0 +1,78 @@
+"""Who is calling: the identity every request resolves to, and how it reaches runs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+ANONYMOUS = "anonymous"
+"""The owner of every resource while authentication is off."""
+
+IdentityKind = Literal["anonymous", "api_key", "jwt", "custom"]
+"""Where an identity came from."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """An authenticated caller; `identity` is the owner of what it creates and sees."""
+
+    identity: str
+    permissions: tuple[str, ...] = ()
+    display_name: str | None = None
+    is_authenticated: bool = True
+    kind: IdentityKind = "api_key"
+    key_id: str | None = None
+    """The API key's public id, for logs."""
+    user: Any = field(default=None, compare=False, repr=False)
+    """What a custom `@auth.authenticate` handler returned, for its `@auth.on` handlers."""
+
+    def as_user(self) -> dict[str, Any]:
+        """The `langgraph_auth_user` dict graphs see in `config["configurable"]`."""
+        return {
+            "identity": self.identity,
+            "display_name": self.display_name or self.identity,
+            "is_authenticated": self.is_authenticated,
+            "permissions": list(self.permissions),
+        }
+
+
+ANONYMOUS_IDENTITY = Identity(ANONYMOUS, is_authenticated=False, kind="anonymous")
+
+_current: ContextVar[Identity | None] = ContextVar("trellis_identity", default=None)
+
+
+def set_current(identity: Identity) -> None:
+    """Record the identity of the request being handled (set by the auth middleware)."""
+    _current.set(identity)
+
+
+def current() -> Identity | None:
+    """The identity of the request being handled, if any."""
+    return _current.get()
+
+
+def auth_user_for_run(owner: str) -> dict[str, Any]:
+    """What a new run persists (in its kwargs) so any worker can rebuild the caller's identity."""
+    identity = current()
+    if identity is not None and identity.identity == owner:
+        return identity.as_user()
+    return Identity(owner, is_authenticated=owner != ANONYMOUS, kind="anonymous").as_user()
+
+
+def auth_configurable(run: Mapping[str, Any]) -> dict[str, Any]:
+    """The `langgraph_auth_*` and `user_id` keys of a run's `configurable`.
+
+    Set after the client's own `configurable`, so a request cannot impersonate anyone.
+    """
+    owner = str(run["owner"])
+    user = (run.get("kwargs") or {}).get("auth_user")
+    if not isinstance(user, dict) or user.get("identity") != owner:
+        user = Identity(owner, is_authenticated=owner != ANONYMOUS, kind="anonymous").as_user()
+    return {
+        "user_id": owner,
+        "langgraph_auth_user_id": owner,
+        "langgraph_auth_user": user,
+        "langgraph_auth_permissions": list(user.get("permissions") or []),
+    }
