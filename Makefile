@@ -35,3 +35,5 @@ format:
 
 bench: setup
 	$(UV) run python -m benchmarks.server
+	$(UV) run python -m benchmarks.workers
+	$(UV) run python -m benchmarks.assistant

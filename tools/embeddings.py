@@ -249,6 +249,11 @@ class MiniLMEmbedder:
 
                 model_dir = self._model_dir or minilm_model_dir()
                 config = json.loads((model_dir / "config.json").read_text())
+                # Multi-threaded BLAS loses on the forward pass's many small matrix
+                # products and fights the server's own threads: one thread is faster and
+                # steadier. Set once for the process: changing it while another thread
+                # is inside BLAS is unsafe in OpenBLAS.
+                threadpool_limits(limits=1, user_api="blas")
                 tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
                 # The shipped tokenizer.json pads every input to 128 tokens; padding is
                 # done per batch below instead, so it is switched off here.
@@ -270,12 +275,6 @@ class MiniLMEmbedder:
             return np.zeros((0, self.dimension), dtype=np.float32)
         tokenizer, bert = self._load()
         encodings = tokenizer.encode_batch(list(texts))
-        # Multi-threaded BLAS loses on these many small matrix products (and fights
-        # the server's own threads); one thread is faster and steadier.
-        with threadpool_limits(limits=1, user_api="blas"):
-            return self._encode(bert, encodings)
-
-    def _encode(self, bert: _Bert, encodings: list[Any]) -> FloatArray:
         lengths = [len(e.ids) for e in encodings]
         # Batching texts of similar length keeps padding (wasted compute) small.
         order = sorted(range(len(encodings)), key=lengths.__getitem__)
