@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -111,13 +112,24 @@ def read_config(path: Path) -> GraphConfig:
     return GraphConfig(path, graphs, deps, env, auth, raw)
 
 
-def _import_variable(entry: GraphEntry) -> Any:
-    if not entry.file.is_file():
-        raise GraphLoadError(f"{entry.file}: graph {entry.graph_id!r}: file not found")
-    module_name = f"trellis_user_graph_{entry.graph_id}_{abs(hash(entry.file)):x}"
-    spec = importlib.util.spec_from_file_location(module_name, entry.file)
+def add_import_paths(config: GraphConfig) -> None:
+    """Make the config's folder and its `dependencies` importable, as `langgraph dev` does."""
+    for dep in [config.path.parent, *config.dependencies]:
+        if str(dep) not in sys.path:
+            sys.path.insert(0, str(dep))
+
+
+def load_module(file: Path, *, kind: str, label: str) -> ModuleType:
+    """Import a user's Python file (a graph or an auth module) under a private module name.
+
+    Failures raise `GraphLoadError` naming the file, `label` (what it was for) and the problem.
+    """
+    if not file.is_file():
+        raise GraphLoadError(f"{file}: {label}: file not found")
+    module_name = f"trellis_user_{kind}_{abs(hash(file)):x}"
+    spec = importlib.util.spec_from_file_location(module_name, file)
     if spec is None or spec.loader is None:
-        raise GraphLoadError(f"{entry.file}: graph {entry.graph_id!r}: not an importable module")
+        raise GraphLoadError(f"{file}: {label}: not an importable module")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     try:
@@ -125,8 +137,15 @@ def _import_variable(entry: GraphEntry) -> Any:
     except Exception as exc:
         sys.modules.pop(module_name, None)
         raise GraphLoadError(
-            f"{entry.file}: graph {entry.graph_id!r}: import failed: {type(exc).__name__}: {exc}"
+            f"{file}: {label}: import failed: {type(exc).__name__}: {exc}"
         ) from exc
+    return module
+
+
+def _import_variable(entry: GraphEntry) -> Any:
+    module = load_module(
+        entry.file, kind=f"graph_{entry.graph_id}", label=f"graph {entry.graph_id!r}"
+    )
     try:
         return getattr(module, entry.variable)
     except AttributeError as exc:
@@ -223,9 +242,7 @@ class GraphRegistry:
         config = read_config(path)
         for key, value in config.env.items():
             os.environ.setdefault(key, value)
-        for dep in [config.path.parent, *config.dependencies]:
-            if str(dep) not in sys.path:
-                sys.path.insert(0, str(dep))
+        add_import_paths(config)
         loaded: dict[str, LoadedGraph] = {}
         for entry in config.graphs:
             value = await _resolve(entry, await asyncio.to_thread(_import_variable, entry))

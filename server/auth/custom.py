@@ -14,9 +14,7 @@ and returns a user id string, a `MinimalUserDict`, or an object with `identity`
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
-import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +28,7 @@ from starlette.requests import Request
 from starlette.types import Scope
 
 from server.auth.identity import Identity
-from server.registry import GraphLoadError, read_config
+from server.registry import GraphLoadError, add_import_paths, load_module, read_config
 
 __all__ = ["AuthDenied", "AuthHTTPException", "CustomAuth", "load_custom_auth"]
 
@@ -241,22 +239,8 @@ def load_custom_auth(config_path: Path) -> CustomAuth:
         )
     file_part, _, variable = spec_text.rpartition(":")
     file = (config.path.parent / file_part).resolve()
-    for dep in [config.path.parent, *config.dependencies]:
-        if str(dep) not in sys.path:
-            sys.path.insert(0, str(dep))
-    if not file.is_file():
-        raise GraphLoadError(f"{config.path}: auth file {file} not found")
-    module_name = f"trellis_user_auth_{abs(hash(file)):x}"
-    spec = importlib.util.spec_from_file_location(module_name, file)
-    if spec is None or spec.loader is None:
-        raise GraphLoadError(f"{file}: not an importable module")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        sys.modules.pop(module_name, None)
-        raise GraphLoadError(f"{file}: import failed: {type(exc).__name__}: {exc}") from exc
+    add_import_paths(config)
+    module = load_module(file, kind="auth", label="auth")
     auth = getattr(module, variable, None)
     if not isinstance(auth, Auth):
         raise GraphLoadError(f"{file}: {variable!r} is not a langgraph_sdk.Auth instance")

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
-import socket
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI
 
 from server.app import create_app
 from server.auth import api_keys
 from server.db.engine import create_engine
 from server.settings import Settings
-from tests.support import TEST_GRAPHS
+from tests.support import TEST_GRAPHS, serve_in_loop
 
 GENEROUS = "10000/minute"
 
@@ -39,24 +36,9 @@ def security_settings(database_url: str, **overrides: Any) -> Settings:
     return Settings(**(values | overrides))
 
 
-@asynccontextmanager
-async def serve_app(app: FastAPI) -> AsyncIterator[str]:
+def serve_app(app: FastAPI) -> AbstractAsyncContextManager[str]:
     """Serve any ASGI app on a free loopback port in this event loop."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="on"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.02)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
+    return serve_in_loop(app)
 
 
 @asynccontextmanager
