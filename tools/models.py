@@ -43,6 +43,7 @@ import numpy as np
 import openai
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.runnables import RunnableConfig
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel, Field, SecretStr
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
@@ -349,6 +350,11 @@ def cited_refs(text: str, passages: Sequence[PassageLike]) -> tuple[CitedRef, ..
 
 def _facts_text(facts: Mapping[str, Any]) -> str:
     return json.dumps(dict(facts), sort_keys=True, default=str)
+
+
+def _prompt_metadata(prompt: Prompt) -> dict[str, Any]:
+    """Run metadata naming the prompt a model call used (traces and `messages` events show it)."""
+    return {"prompt": prompt.name, "prompt_version": prompt.version}
 
 
 def _use(prompt: Prompt) -> PromptUse:
@@ -749,9 +755,8 @@ class OpenAIProvider:
                 schema, method=self._config.structured_method, include_raw=True
             )
             messages = [SystemMessage(inputs["system"]), HumanMessage(inputs["user"])]
-            out = cast(
-                dict[str, Any], await runnable.ainvoke(messages, config={"tags": [_NOSTREAM]})
-            )
+            config: RunnableConfig = {"tags": [_NOSTREAM], "metadata": _prompt_metadata(prompt)}
+            out = cast(dict[str, Any], await runnable.ainvoke(messages, config=config))
             parsed = out.get("parsed")
             if out.get("parsing_error") is not None or not isinstance(parsed, BaseModel):
                 raise ModelOutputInvalid(
@@ -772,7 +777,9 @@ class OpenAIProvider:
         owner: str | None,
     ) -> tuple[str, str | None, str]:
         async def compute(chosen: str) -> tuple[dict[str, Any], BaseMessage | None]:
-            reply = await self._chat(chosen).ainvoke(messages)
+            reply = await self._chat(chosen).ainvoke(
+                messages, config={"metadata": _prompt_metadata(prompt)}
+            )
             if not isinstance(reply, AIMessage):
                 raise ModelOutputInvalid(f"{chosen} returned {type(reply).__name__}")
             return {"text": reply.text, "id": reply.id, "model": chosen}, reply
