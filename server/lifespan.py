@@ -192,6 +192,7 @@ async def open_services(settings: Settings, *, worker: bool = True) -> AsyncIter
             completions=completions,
             executor=executor,
             approvals=approvals,
+            lease_seconds=settings.run_lease_seconds,
         )
         log.info("trellis ready", extra={"graphs": registry.graph_ids, "worker": worker})
         yield Services(

@@ -235,25 +235,28 @@ async def request_cancel(conn: AsyncConnection, run_id: uuid.UUID, action: str) 
     return (await conn.execute(stmt)).first() is not None
 
 
-_SWEEP = text(
-    """
+_SWEEP = """
     UPDATE runs SET
         status = CASE WHEN cancel_action IS NULL THEN 'pending' ELSE 'interrupted' END,
         ended_at = CASE WHEN cancel_action IS NULL THEN NULL ELSE now() END,
         lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
-    WHERE status = 'running' AND lease_expires_at < now()
+    WHERE status = 'running' AND lease_expires_at < now() {only}
     RETURNING run_id, thread_id, owner, cancel_action
-    """
-)
+"""
+_SWEEP_ALL = text(_SWEEP.format(only=""))
+_SWEEP_ONE = text(_SWEEP.format(only="AND run_id = :run_id"))
 
 
 async def requeue_expired(
-    conn: AsyncConnection,
+    conn: AsyncConnection, run_id: uuid.UUID | None = None
 ) -> tuple[list[uuid.UUID], list[dict[str, Any]]]:
-    """Runs whose lease lapsed (their worker died): requeued, or ended if cancelled meanwhile."""
+    """Runs whose lease lapsed (their worker died), or just `run_id`: requeued, or ended if
+    cancelled meanwhile."""
     requeued: list[uuid.UUID] = []
     cancelled: list[dict[str, Any]] = []
-    for row in (await conn.execute(_SWEEP)).all():
+    statement = _SWEEP_ALL if run_id is None else _SWEEP_ONE
+    params = {} if run_id is None else {"run_id": run_id}
+    for row in (await conn.execute(statement, params)).all():
         if row.cancel_action is None:
             requeued.append(row.run_id)
         else:

@@ -17,7 +17,7 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, cast
 
@@ -52,7 +52,12 @@ class EventBus(Protocol):
 
     async def has_events(self, run_id: str) -> bool: ...
 
-    def subscribe(self, run_id: str, after: str | None = None) -> AsyncIterator[RunEvent]: ...
+    def subscribe(
+        self,
+        run_id: str,
+        after: str | None = None,
+        finished: Callable[[], Awaitable[bool]] | None = None,
+    ) -> AsyncIterator[RunEvent]: ...
 
     async def close(self) -> None: ...
 
@@ -128,8 +133,16 @@ class MemoryEventBus:
         channel = self._channels.get(run_id)
         return channel is not None and (bool(channel.events) or channel.ended_at is not None)
 
-    async def subscribe(self, run_id: str, after: str | None = None) -> AsyncIterator[RunEvent]:
-        """Events after `after` (all when None), then live ones until the end marker."""
+    async def subscribe(
+        self,
+        run_id: str,
+        after: str | None = None,
+        finished: Callable[[], Awaitable[bool]] | None = None,
+    ) -> AsyncIterator[RunEvent]:
+        """Events after `after` (all when None), then live ones until the end marker.
+
+        (`finished` is for buses that can lose the marker; this one cannot.)
+        """
         cursor = parse_event_id(after)
         channel = self._channel(run_id)
         seq = cursor[0] if cursor else 0
@@ -228,17 +241,39 @@ class RedisEventBus:
             return True
 
     async def _trimmed_past(self, key: str, after: str) -> bool:
+        """Whether events after `after` may have been trimmed: `after` is older than the oldest
+        retained event (trimming with MAXLEN does not record what it deleted)."""
         info: Any = await self.redis.xinfo_stream(key)
-        deleted = info.get("max-deleted-entry-id") or info.get(b"max-deleted-entry-id")
-        if isinstance(deleted, bytes):
-            deleted = deleted.decode()
-        if not deleted or deleted == "0-0":
+        first = info.get("first-entry") or info.get(b"first-entry")
+        if not first:
             return False
-        cursor, last_deleted = parse_event_id(after), parse_event_id(str(deleted))
-        return cursor is not None and last_deleted is not None and cursor < last_deleted
+        first_id = first[0].decode() if isinstance(first[0], bytes) else str(first[0])
+        cursor, oldest = parse_event_id(after), parse_event_id(first_id)
+        return cursor is not None and oldest is not None and cursor < oldest
 
-    async def subscribe(self, run_id: str, after: str | None = None) -> AsyncIterator[RunEvent]:
-        """Events after `after` (all when None), then live ones until the end marker."""
+    async def _read(self, key: str, last: str) -> list[tuple[str, str, bytes]]:
+        """One XREAD after `last`; shielded, so a cancelled reader never leaves a reply pending
+        on a pooled connection (the next user of it would read someone else's events)."""
+        reply = await asyncio.shield(self.redis.xread({key: last}, count=500, block=self.block_ms))
+        out: list[tuple[str, str, bytes]] = []
+        for _, entries in cast(
+            list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]], reply or []
+        ):
+            for entry_id, fields in entries:
+                out.append((entry_id.decode(), fields[b"e"].decode(), fields[b"d"]))
+        return out
+
+    async def subscribe(
+        self,
+        run_id: str,
+        after: str | None = None,
+        finished: Callable[[], Awaitable[bool]] | None = None,
+    ) -> AsyncIterator[RunEvent]:
+        """Events after `after` (all when None), then live ones until the end marker.
+
+        `finished` (is the run over?) is asked whenever a read waits in vain: a run that
+        ended without its end marker reaching Redis still closes its streams.
+        """
         key = self.key(run_id)
         last = after or "0-0"
         if after is not None:
@@ -253,21 +288,31 @@ class RedisEventBus:
         delay = 0.1
         while True:
             try:
-                reply = await self.redis.xread({key: last}, count=500, block=self.block_ms)
+                entries = await self._read(key, last)
             except (RedisError, OSError):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue
             delay = 0.1
-            for _, entries in cast(
-                list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]], reply or []
-            ):
-                for entry_id, fields in entries:
-                    last = entry_id.decode()
-                    event = fields[b"e"].decode()
+            for entry_id, event, data in entries:
+                last = entry_id
+                if event == END:
+                    return
+                yield RunEvent(entry_id, event, data)
+            if not entries and finished is not None and await finished():
+                # Over, yet no end marker came: take what is left, without blocking, and stop.
+                for entry_id, event, data in await self._tail(key, last):
                     if event == END:
                         return
-                    yield RunEvent(last, event, fields[b"d"])
+                    yield RunEvent(entry_id, event, data)
+                return
+
+    async def _tail(self, key: str, last: str) -> list[tuple[str, str, bytes]]:
+        entries = cast(
+            list[tuple[bytes, dict[bytes, bytes]]],
+            await self.redis.xrange(key, min=f"({last}", max="+"),
+        )
+        return [(i.decode(), f[b"e"].decode(), f[b"d"]) for i, f in entries]
 
     async def close(self) -> None:
         """Flush what is buffered (briefly) and stop; the Redis client belongs to the caller."""

@@ -259,29 +259,11 @@ class Executor:
 
     async def _sweep(self) -> None:
         """Requeue runs whose worker died; end those a client cancelled meanwhile."""
-        async with self.engine.begin() as conn:
-            requeued, cancelled = await run_rows.requeue_expired(conn)
-            for run in cancelled:
-                await self._end_abandoned(conn, run)
-        for run in cancelled:
-            await self.events.end(str(run["run_id"]))
-            self.completions.done(str(run["run_id"]))
+        requeued = await sweep_expired(self.engine, self.events, self.completions)
         if requeued:
             log.warning(
                 "took over runs whose lease expired", extra={"runs": [str(r) for r in requeued]}
             )
-
-    async def _end_abandoned(self, conn: AsyncConnection, run: dict[str, Any]) -> None:
-        """Finish a run whose worker is gone and that was cancelled: no graph code runs."""
-        thread_id = run["thread_id"]
-        if run["cancel_action"] == "rollback":
-            await rollback_checkpoints(conn, thread_id, str(run["run_id"]))
-            await run_rows.delete_run(conn, owner=run["owner"], run_id=run["run_id"])
-        active = await run_rows.active_for_thread(conn, thread_id)
-        await thread_rows.set_state(conn, thread_id, status="busy" if active else "idle")
-        await conn.execute(
-            text("SELECT pg_notify(:c, :p)"), {"c": DONE_CHANNEL, "p": str(run["run_id"])}
-        )
 
     def launch(self, run: dict[str, Any], assistant: dict[str, Any] | None = None) -> None:
         """Execute a run this worker has claimed (its full row)."""
@@ -479,6 +461,40 @@ class Executor:
         await self.checkpointer.adelete_thread(str(thread_id))
         async with self.engine.begin() as conn:
             await conn.execute(text("DELETE FROM threads WHERE thread_id = :t"), {"t": thread_id})
+
+
+async def sweep_expired(
+    engine: AsyncEngine,
+    events: EventBus,
+    completions: Completions,
+    run_id: uuid.UUID | None = None,
+) -> list[uuid.UUID]:
+    """Runs whose lease lapsed (their worker died): requeued, or ended if they were cancelled.
+
+    Any process may sweep (workers do it periodically; a cancel with `wait` does it for its
+    run). A cancelled run is finished here without running graph code. Returns the requeued.
+    """
+    async with engine.begin() as conn:
+        requeued, cancelled = await run_rows.requeue_expired(conn, run_id)
+        for run in cancelled:
+            await end_abandoned(conn, run)
+    for run in cancelled:
+        await events.end(str(run["run_id"]))
+        completions.done(str(run["run_id"]))
+    return requeued
+
+
+async def end_abandoned(conn: AsyncConnection, run: dict[str, Any]) -> None:
+    """Finish a cancelled run whose worker is gone (rolled back if asked); frees its thread."""
+    thread_id = run["thread_id"]
+    if run["cancel_action"] == "rollback":
+        await rollback_checkpoints(conn, thread_id, str(run["run_id"]))
+        await run_rows.delete_run(conn, owner=run["owner"], run_id=run["run_id"])
+    active = await run_rows.active_for_thread(conn, thread_id)
+    await thread_rows.set_state(conn, thread_id, status="busy" if active else "idle")
+    await conn.execute(
+        text("SELECT pg_notify(:c, :p)"), {"c": DONE_CHANNEL, "p": str(run["run_id"])}
+    )
 
 
 async def rollback_checkpoints(conn: AsyncConnection, thread_id: uuid.UUID, run_id: str) -> None:

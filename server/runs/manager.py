@@ -28,7 +28,13 @@ from server.errors import InvalidRequest, NotFound, NothingToResume, ThreadBusy
 from server.ids import parse_uuid, uuid7
 from server.registry import GraphRegistry, system_assistant_id
 from server.runs.events import EventBus, RunEvent
-from server.runs.executor import CANCEL_CHANNEL, RUNS_CHANNEL, Completions, Executor
+from server.runs.executor import (
+    CANCEL_CHANNEL,
+    RUNS_CHANNEL,
+    Completions,
+    Executor,
+    sweep_expired,
+)
 from server.schemas import RunCreate
 
 if TYPE_CHECKING:
@@ -60,8 +66,10 @@ class RunManager:
         completions: Completions,
         executor: Executor | None,
         approvals: ApprovalService | None = None,
+        lease_seconds: float = 4.0,
     ) -> None:
         self.engine = engine
+        self.lease_seconds = lease_seconds
         self.registry = registry
         self.checkpointer = checkpointer
         self.events = events
@@ -265,7 +273,13 @@ class RunManager:
         """A run's events after `after`, following live until the run ends."""
         if after is None and await self._ended_without_events(run_id):
             return
-        async for event in self.events.subscribe(run_id, after):
+
+        async def finished() -> bool:
+            async with self.engine.connect() as conn:
+                found = await run_rows.output(conn, uuid.UUID(run_id))
+            return found is None or found[0] in TERMINAL
+
+        async for event in self.events.subscribe(run_id, after, finished):
             yield event
 
     async def _ended_without_events(self, run_id: str) -> bool:
@@ -301,10 +315,25 @@ class RunManager:
         else:
             await self._signal_cancel(run["run_id"], action)
             if wait:
-                await self.wait(run["run_id"])
+                await self._wait_cancelled(rid)
         if action == "rollback":
             return {**run, "status": "interrupted"}
         return await self.get(owner, thread_id, run_id) if wait or stopped else run
+
+    async def _wait_cancelled(self, run_id: uuid.UUID) -> None:
+        """Wait until a cancelled run stops; if its worker is dead, end it here once its lease
+        lapses instead of waiting for a worker's sweep (there may be no worker left)."""
+        key = str(run_id)
+        while True:
+            event = self.completions.event(key)
+            async with self.engine.connect() as conn:
+                found = await run_rows.output(conn, run_id)
+            if found is None or found[0] in TERMINAL:
+                self.completions.forget(key)
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), self.lease_seconds / 2)
+            await sweep_expired(self.engine, self.events, self.completions, run_id)
 
     async def _signal_cancel(self, run_id: str, action: str) -> None:
         if self.executor is not None and self.executor.cancel(run_id, action):
