@@ -165,6 +165,9 @@ class Executor:
         self._cancel_actions: dict[str, CancelAction] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._maybe_queued = True
+        """Whether the queue may hold runs this executor could claim (false after an empty
+        claim, until a wake-up): a finished run frees a slot without a pointless query."""
 
     # lifecycle ------------------------------------------------------------
 
@@ -199,7 +202,8 @@ class Executor:
         self._heartbeat.stop()
 
     def wake(self) -> None:
-        """A run may be claimable now."""
+        """A run may be claimable now (a NOTIFY, or a run created here without a free slot)."""
+        self._maybe_queued = True
         self._wake.set()
 
     def has_capacity(self) -> bool:
@@ -232,25 +236,33 @@ class Executor:
 
     async def _claim_loop(self) -> None:
         next_sweep = 0.0
+        due: datetime | None = None
         while not self._stopping:
             self._wake.clear()
             try:
                 if time.monotonic() >= next_sweep:
                     await self._sweep()
+                    # Delayed runs (`after_seconds`) are looked up with the sweep, not on
+                    # every wake-up: the hot path is one claim query per wake-up.
+                    async with self.engine.connect() as conn:
+                        due = await run_rows.next_due(conn)
                     next_sweep = time.monotonic() + self.sweep_seconds
-                while self.has_capacity():
+                    self._maybe_queued = True
+                if due is not None and due <= datetime.now(UTC):
+                    self._maybe_queued = True
+                    due = None
+                while self._maybe_queued and self.has_capacity():
                     async with self.engine.begin() as conn:
                         run = await run_rows.claim(
                             conn, worker=self.worker_id, lease_seconds=self.lease_seconds
                         )
                     if run is None:
+                        self._maybe_queued = False
                         break
                     self.launch(run)
                 timeout = max(0.01, next_sweep - time.monotonic())
-                async with self.engine.connect() as conn:
-                    due = await run_rows.next_due(conn)
                 if due is not None:
-                    timeout = min(timeout, max(0.01, (due - datetime.now(UTC)).total_seconds()))
+                    timeout = max(0.01, min(timeout, (due - datetime.now(UTC)).total_seconds()))
             except Exception:
                 log.exception("claim loop error")
                 timeout = 1.0
