@@ -28,10 +28,12 @@ def _node_major(node: str) -> int:
 def node() -> str:
     """Node with the client installed in `tests/js/node_modules`."""
     node, npm = shutil.which("node"), shutil.which("npm")
+    # Node is part of the test environment (the machine has it; the test must not pass
+    # silently where it is missing).
     if node is None or npm is None:
-        pytest.skip("node and npm are needed for the JS client test")
+        pytest.fail("node and npm are needed for the JS client test")
     if _node_major(node) < 20:
-        pytest.skip("the JS client test needs Node 20 or newer")
+        pytest.fail("the JS client test needs Node 20 or newer")
     if not (JS / "node_modules" / "@langchain" / "langgraph-sdk").is_dir():
         install = ["ci"] if (JS / "package-lock.json").exists() else ["install"]
         done = subprocess.run(
