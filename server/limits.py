@@ -113,25 +113,19 @@ class RateLimits:
 
     async def hit(self, bucket: str, key: str) -> float | None:
         """Count one request; None if allowed, else seconds until the caller may retry."""
-        if self._limiter is None or time.monotonic() < self._down_until:
-            return None
-        item = self.items[bucket]
-        try:
-            if await self._limiter.hit(item, bucket, key):
-                return None
-            stats = await self._limiter.get_window_stats(item, bucket, key)
-        except Exception as exc:
-            self._storage_failed(exc)
-            return None
-        return max(1.0, stats.reset_time - time.time())
+        return await self._check(bucket, key, count=True)
 
     async def exhausted(self, bucket: str, key: str) -> float | None:
         """Whether `key` already used up `bucket` (without counting); seconds to wait if so."""
+        return await self._check(bucket, key, count=False)
+
+    async def _check(self, bucket: str, key: str, *, count: bool) -> float | None:
         if self._limiter is None or time.monotonic() < self._down_until:
             return None
         item = self.items[bucket]
         try:
-            if await self._limiter.test(item, bucket, key):
+            check = self._limiter.hit if count else self._limiter.test
+            if await check(item, bucket, key):
                 return None
             stats = await self._limiter.get_window_stats(item, bucket, key)
         except Exception as exc:
