@@ -20,6 +20,6 @@ RUN uv sync --frozen --no-dev
 ENV PATH="/app/.venv/bin:$PATH" \
     ENVIRONMENT=production \
     HOST=0.0.0.0 \
-    PORT=2024
-EXPOSE 2024
+    PORT=8123
+EXPOSE 8123
 CMD ["trellis", "serve"]

@@ -60,7 +60,8 @@ class Settings(BaseSettings):
     db_statement_timeout_ms: int = Field(default=30_000, ge=0)
 
     host: str = "127.0.0.1"
-    port: int = Field(default=2024, ge=1, le=65535)
+    port: int = Field(default=8123, ge=1, le=65535)
+    """8123 is where `langgraph_sdk.get_client()` looks by default."""
     cors_origins: list[str] = Field(
         default_factory=lambda: ["https://smith.langchain.com"],
         description="Origins allowed by CORS; LangGraph Studio runs at https://smith.langchain.com.",
