@@ -61,7 +61,7 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8123, ge=1, le=65535)
-    """8123 is where `langgraph_sdk.get_client()` looks by default."""
+    """8123, like the official `langgraph up` deployment."""
     cors_origins: list[str] = Field(
         default_factory=lambda: ["https://smith.langchain.com"],
         description="Origins allowed by CORS; LangGraph Studio runs at https://smith.langchain.com.",
