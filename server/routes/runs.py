@@ -38,7 +38,7 @@ async def _stream(
         await runs.cancel(owner, run["thread_id"], run["run_id"], action="interrupt", wait=False)
 
     return run_stream_response(
-        runs.stream(run["run_id"]),
+        runs.stream(run["run_id"], just_created=True),
         thread_id=run["thread_id"],
         run_id=run["run_id"],
         heartbeat_seconds=services.settings.sse_heartbeat_seconds,

@@ -269,9 +269,15 @@ class RunManager:
         finally:
             self.completions.forget(run_id)
 
-    async def stream(self, run_id: str, after: str | None = None) -> AsyncIterator[RunEvent]:
-        """A run's events after `after`, following live until the run ends."""
-        if after is None and await self._ended_without_events(run_id):
+    async def stream(
+        self, run_id: str, after: str | None = None, *, just_created: bool = False
+    ) -> AsyncIterator[RunEvent]:
+        """A run's events after `after`, following live until the run ends.
+
+        `just_created`: the caller created the run a moment ago, so it cannot have ended
+        with its events already gone (no need to ask).
+        """
+        if after is None and not just_created and await self._ended_without_events(run_id):
             return
 
         async def finished() -> bool:
