@@ -7,7 +7,6 @@ not here.
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -233,9 +232,3 @@ class Settings(BaseSettings):
         if self.rate_limit_storage_url:
             return self.rate_limit_storage_url
         return "async+" + self.redis_url if self.redis_url.startswith("redis") else self.redis_url
-
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    """Settings read once per process."""
-    return Settings()

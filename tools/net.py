@@ -221,6 +221,16 @@ async def pin_url(
     return PinnedUrl(url=parsed, address=addresses[0])
 
 
+def _pinning_client(timeout: float) -> httpx.AsyncClient:
+    """A client that goes where it is told: no redirects, no environment proxy."""
+    return httpx.AsyncClient(
+        trust_env=False,  # an environment proxy would defeat address pinning
+        follow_redirects=False,
+        timeout=httpx.Timeout(timeout),
+        headers={"User-Agent": USER_AGENT},
+    )
+
+
 async def fetch_public(
     url: str,
     *,
@@ -236,12 +246,7 @@ async def fetch_public(
     try:
         async with (
             asyncio.timeout(timeout),
-            httpx.AsyncClient(
-                trust_env=False,  # an environment proxy would defeat address pinning
-                follow_redirects=False,
-                timeout=httpx.Timeout(timeout),
-                headers={"User-Agent": USER_AGENT},
-            ) as client,
+            _pinning_client(timeout) as client,
         ):
             current = httpx.URL(url)
             for _ in range(max_redirects + 1):
@@ -289,12 +294,7 @@ async def post_json_public(
     try:
         async with (
             asyncio.timeout(timeout),
-            httpx.AsyncClient(
-                trust_env=False,  # an environment proxy would defeat address pinning
-                follow_redirects=False,
-                timeout=httpx.Timeout(timeout),
-                headers={"User-Agent": USER_AGENT},
-            ) as client,
+            _pinning_client(timeout) as client,
         ):
             pinned = await pin_url(
                 url, allow_private=allow_private, allow_hosts=allow_hosts, resolver=resolver
