@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -11,6 +13,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from langgraph.store.postgres.aio import AsyncPostgresStore
+from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
@@ -52,15 +55,36 @@ class Services:
     approvals: ApprovalService | None = None
 
 
+class IdleCheck:
+    """Pool health check: ping a connection only when it sat in the pool longer than
+    `idle_seconds` (a ping on every checkout costs a round trip per query)."""
+
+    def __init__(self, idle_seconds: float) -> None:
+        self.idle_seconds = idle_seconds
+        self._returned: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+
+    async def returned(self, conn: AsyncConnection[Any]) -> None:
+        """The pool's `reset` hook: remember when the connection came back."""
+        self._returned[conn] = time.monotonic()
+
+    async def check(self, conn: AsyncConnection[Any]) -> None:
+        """The pool's `check` hook."""
+        returned = self._returned.get(conn)
+        if returned is None or time.monotonic() - returned > self.idle_seconds:
+            await AsyncConnectionPool.check_connection(conn)
+
+
 async def open_pool(settings: Settings) -> AsyncConnectionPool[Any]:
     """The psycopg pool LangGraph's checkpointer and store use (autocommit, no prepares)."""
+    idle = IdleCheck(settings.db_pool_check_idle_seconds)
     pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
         settings.psycopg_url,
         min_size=settings.db_pool_min_size,
         max_size=settings.db_pool_max_size,
         timeout=settings.db_pool_timeout_seconds,
         kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
-        check=AsyncConnectionPool.check_connection,
+        check=idle.check,
+        reset=idle.returned,
         open=False,
     )
     await pool.open(wait=True, timeout=settings.db_pool_timeout_seconds)

@@ -331,27 +331,21 @@ class RequestTimeout:
         if route.streams:
             await self.app(scope, receive, send)
             return
-        started = asyncio.Event()
+        deadline = asyncio.timeout(self.seconds)
+        started = False
 
         async def tracking_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                started.set()
+            nonlocal started
+            if message["type"] == "http.response.start" and not started:
+                started = True
+                deadline.reschedule(None)  # a started response is left to finish
             await send(message)
 
-        task = asyncio.ensure_future(self.app(scope, receive, tracking_send))
-        waiter = asyncio.ensure_future(started.wait())
         try:
-            await asyncio.wait({task, waiter}, timeout=self.seconds, return_when="FIRST_COMPLETED")
-        except BaseException:
-            task.cancel()
-            raise
-        finally:
-            waiter.cancel()
-        if not task.done() and not started.is_set():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            async with deadline:
+                await self.app(scope, receive, tracking_send)
+        except TimeoutError:
+            if started or not deadline.expired():
+                raise
             log.warning("request timed out", extra={"path": scope["path"], "seconds": self.seconds})
             await send_json(send, 504, f"the request took longer than {self.seconds} s", "timeout")
-            return
-        await task

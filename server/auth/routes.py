@@ -8,6 +8,7 @@ see, whether it only reads, whether it creates runs, and whether it streams.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -144,8 +145,12 @@ _ROUTES: list[tuple[re.Pattern[str], dict[str, tuple[str, str, dict[str, bool]]]
 ]
 
 
+@functools.lru_cache(maxsize=1024)
 def classify(method: str, path: str, query_string: bytes = b"") -> Route:
-    """The route a request addresses; unknown routes read when they are GET/HEAD."""
+    """The route a request addresses; unknown routes read when they are GET/HEAD.
+
+    Several middleware layers ask about the same request, so answers are cached.
+    """
     method = method.upper()
     if method == "HEAD":
         method = "GET"

@@ -14,7 +14,7 @@ from sqlalchemy import ColumnElement, Table, and_, func, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.db.engine import plain
+from server.db.engine import columns, fetch_all, plain
 from server.db.models import Approval
 
 A: Table = Approval.__table__  # type: ignore[assignment]
@@ -110,15 +110,14 @@ async def supersede_stale(
     conn: AsyncConnection, thread_id: uuid.UUID, pending_interrupts: list[str]
 ) -> list[dict[str, Any]]:
     """Mark the thread's pending approvals whose interrupt is no longer pending as superseded."""
-    stmt = (
-        update(A)
-        .where(A.c.thread_id == thread_id, A.c.status == "pending")
-        .values(status="superseded", updated_at=func.now())
-        .returning(*PUBLIC)
+    rows = await fetch_all(
+        conn,
+        "UPDATE approvals SET status = 'superseded', updated_at = now() "
+        "WHERE thread_id = %s AND status = 'pending' AND interrupt_id <> ALL(%s::text[]) "
+        f"RETURNING {columns(*PUBLIC)}",
+        (thread_id, pending_interrupts),
     )
-    if pending_interrupts:
-        stmt = stmt.where(A.c.interrupt_id.not_in(pending_interrupts))
-    return [_out(row) for row in (await conn.execute(stmt)).all()]
+    return [plain(row) for row in rows]
 
 
 async def expire_due(conn: AsyncConnection, *, owner: str) -> None:

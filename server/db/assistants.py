@@ -9,7 +9,7 @@ from sqlalchemy import ColumnElement, Table, and_, delete, func, or_, select, up
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.db.engine import plain
+from server.db.engine import columns, fetch_one, plain
 from server.db.models import Assistant, AssistantVersion
 from server.schemas import AssistantCount, AssistantSearch
 
@@ -38,6 +38,9 @@ VERSION_PUBLIC = [
     V.c.version,
     V.c.created_at,
 ]
+
+
+_PUBLIC = columns(*PUBLIC)
 
 
 def _visible(owner: str) -> ColumnElement[bool]:
@@ -104,9 +107,13 @@ async def get(
     conn: AsyncConnection, *, owner: str, assistant_id: uuid.UUID
 ) -> dict[str, Any] | None:
     """The assistant if visible to `owner`."""
-    stmt = select(*PUBLIC).where(A.c.assistant_id == assistant_id, _visible(owner))
-    row = (await conn.execute(stmt)).first()
-    return _out(row) if row is not None else None
+    row = await fetch_one(
+        conn,
+        f"SELECT {_PUBLIC} FROM assistants WHERE assistant_id = %s "
+        "AND (owner IS NULL OR owner = %s)",
+        (assistant_id, owner),
+    )
+    return plain(row) if row is not None else None
 
 
 async def get_any(conn: AsyncConnection, assistant_id: uuid.UUID) -> dict[str, Any] | None:

@@ -2,29 +2,54 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import RowMapping
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+import psycopg
+from psycopg.rows import dict_row
+from sqlalchemy import ColumnElement, RowMapping, event, exc
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from server.settings import Settings
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
     """A bounded, health-checked engine; statements time out server-side."""
-    return create_async_engine(
+    engine = create_async_engine(
         settings.sqlalchemy_url,
         pool_size=settings.db_pool_max_size,
         max_overflow=0,
         pool_timeout=settings.db_pool_timeout_seconds,
-        pool_pre_ping=True,
         connect_args={
             "prepare_threshold": None,
             "options": f"-c statement_timeout={settings.db_statement_timeout_ms}",
         },
     )
+    _ping_when_idle(engine, settings.db_pool_check_idle_seconds)
+    return engine
+
+
+def _ping_when_idle(engine: AsyncEngine, idle_seconds: float) -> None:
+    """Ping a connection at checkout only when it sat in the pool longer than `idle_seconds`
+    (what `pool_pre_ping` does on every checkout); a dead one is replaced transparently."""
+    pool, dialect = engine.sync_engine.pool, engine.sync_engine.dialect
+
+    @event.listens_for(pool, "checkin")
+    def _returned(_: Any, record: ConnectionPoolEntry) -> None:
+        record.info["returned_at"] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def _check(dbapi_connection: Any, record: ConnectionPoolEntry, _: Any) -> None:
+        returned = record.info.get("returned_at")
+        if returned is not None and time.monotonic() - returned <= idle_seconds:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            raise exc.DisconnectionError(str(error)) from error
 
 
 def iso(value: datetime | None) -> str | None:
@@ -44,3 +69,44 @@ def plain(row: RowMapping | Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[name] = value
     return out
+
+
+# The hot path --------------------------------------------------------------
+#
+# Creating, claiming and finishing runs are a few statements each, executed for every
+# run. SQLAlchemy's per-statement work (building, compiling, result processing) costs
+# several times the round trip, so those statements are plain SQL sent straight to the
+# psycopg connection under the SQLAlchemy one: same transaction, prepared once per
+# connection.
+
+
+Params = Sequence[Any] | Mapping[str, Any]
+
+
+async def driver(conn: AsyncConnection) -> psycopg.AsyncConnection[Any]:
+    """The psycopg connection under `conn` (its transaction is `conn`'s)."""
+    sync = conn.sync_connection
+    if sync is not None and not sync.closed and not sync.invalidated:
+        fairy = sync.connection  # checked out already: no I/O, so no greenlet hop
+    else:
+        fairy = await conn.get_raw_connection()
+    return cast(psycopg.AsyncConnection[Any], fairy.driver_connection)
+
+
+async def fetch_all(conn: AsyncConnection, sql: str, params: Params = ()) -> list[dict[str, Any]]:
+    """Rows of a hot statement, as dicts. `sql` is built from constants only."""
+    async with (await driver(conn)).cursor(row_factory=dict_row) as cur:
+        await cur.execute(sql, params, prepare=True)
+        return await cur.fetchall() if cur.description is not None else []
+
+
+async def fetch_one(conn: AsyncConnection, sql: str, params: Params = ()) -> dict[str, Any] | None:
+    """The first row of a hot statement, or None. `sql` is built from constants only."""
+    async with (await driver(conn)).cursor(row_factory=dict_row) as cur:
+        await cur.execute(sql, params, prepare=True)
+        return await cur.fetchone() if cur.description is not None else None
+
+
+def columns(*cols: ColumnElement[Any]) -> str:
+    """A select list for hot SQL, from the model's columns (one source of truth)."""
+    return ", ".join(f'"{col.name}"' for col in cols)

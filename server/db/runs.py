@@ -9,13 +9,14 @@ creation order, so `enqueue` is strict FIFO.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
+from psycopg.types.json import Jsonb
 from sqlalchemy import Table, delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.db.engine import plain
+from server.db.engine import columns, fetch_all, fetch_one, plain
 from server.db.models import Run
 
 R: Table = Run.__table__  # type: ignore[assignment]
@@ -33,8 +34,23 @@ PUBLIC = [
 ACTIVE = ("pending", "running")
 
 
-def _out(row: Any) -> dict[str, Any]:
-    return plain(row._mapping)
+def _json(value: Any) -> Jsonb | None:
+    return None if value is None else Jsonb(value)
+
+
+_PUBLIC = columns(*PUBLIC)
+
+_INSERT = """
+    INSERT INTO runs (run_id, thread_id, assistant_id, owner, metadata, kwargs,
+                      multitask_strategy, temporary, not_before, status, attempt,
+                      lease_owner, lease_epoch, lease_expires_at, started_at)
+    VALUES (%(run_id)s, %(thread_id)s, %(assistant_id)s, %(owner)s, %(metadata)s, %(kwargs)s,
+            %(strategy)s, %(temporary)s, now() + make_interval(secs => %(after)s), %(status)s,
+            %(epoch)s, %(worker)s, %(epoch)s,
+            CASE WHEN %(claimed)s THEN now() + make_interval(secs => %(lease)s) END,
+            CASE WHEN %(claimed)s THEN now() END)
+    RETURNING *
+"""
 
 
 async def insert(
@@ -56,28 +72,29 @@ async def insert(
 
     Returns the full row (UUIDs and datetimes as Python objects).
     """
-    values: dict[str, Any] = {
-        "run_id": run_id,
-        "thread_id": thread_id,
-        "assistant_id": assistant_id,
-        "owner": owner,
-        "metadata": metadata,
-        "kwargs": kwargs,
-        "multitask_strategy": multitask_strategy,
-        "temporary": temporary,
-        "not_before": func.now() + timedelta(seconds=after_seconds),
-    }
-    if claim_for is not None:
-        values |= {
-            "status": "running",
-            "attempt": 1,
-            "lease_owner": claim_for,
-            "lease_epoch": 1,
-            "lease_expires_at": func.now() + timedelta(seconds=lease_seconds),
-            "started_at": func.now(),
-        }
-    row = (await conn.execute(R.insert().values(**values).returning(R))).one()
-    return dict(row._mapping)
+    claimed = claim_for is not None
+    row = await fetch_one(
+        conn,
+        _INSERT,
+        {
+            "run_id": run_id,
+            "thread_id": thread_id,
+            "assistant_id": assistant_id,
+            "owner": owner,
+            "metadata": Jsonb(metadata),
+            "kwargs": Jsonb(kwargs),
+            "strategy": multitask_strategy,
+            "temporary": temporary,
+            "after": float(after_seconds),
+            "status": "running" if claimed else "pending",
+            "epoch": 1 if claimed else 0,  # also the attempt
+            "worker": claim_for,
+            "claimed": claimed,
+            "lease": float(lease_seconds),
+        },
+    )
+    assert row is not None
+    return row
 
 
 def public(row: dict[str, Any]) -> dict[str, Any]:
@@ -89,17 +106,19 @@ async def get(
     conn: AsyncConnection, *, owner: str, run_id: uuid.UUID, thread_id: uuid.UUID | None = None
 ) -> dict[str, Any] | None:
     """The run if it belongs to `owner` (and to `thread_id`, when given)."""
-    stmt = select(*PUBLIC).where(R.c.run_id == run_id, R.c.owner == owner)
-    if thread_id is not None:
-        stmt = stmt.where(R.c.thread_id == thread_id)
-    row = (await conn.execute(stmt)).first()
-    return _out(row) if row is not None else None
+    row = await fetch_one(
+        conn,
+        f"SELECT {_PUBLIC} FROM runs WHERE run_id = %s AND owner = %s "
+        "AND (%s::uuid IS NULL OR thread_id = %s::uuid)",
+        (run_id, owner, thread_id, thread_id),
+    )
+    return plain(row) if row is not None else None
 
 
 async def output(conn: AsyncConnection, run_id: uuid.UUID) -> tuple[str, Any] | None:
     """The run's status and final output (values, `__interrupt__` or `__error__`)."""
-    row = (await conn.execute(select(R.c.status, R.c.output).where(R.c.run_id == run_id))).first()
-    return (row[0], row[1]) if row is not None else None
+    row = await fetch_one(conn, "SELECT status, output FROM runs WHERE run_id = %s", (run_id,))
+    return (row["status"], row["output"]) if row is not None else None
 
 
 async def get_any(conn: AsyncConnection, run_id: uuid.UUID) -> dict[str, Any] | None:
@@ -122,23 +141,24 @@ async def list_for_thread(
     if status:
         stmt = stmt.where(R.c.status == status)
     stmt = stmt.order_by(R.c.created_at.desc(), R.c.run_id.desc()).limit(limit).offset(offset)
-    return [_out(row) for row in (await conn.execute(stmt)).all()]
+    return [plain(row._mapping) for row in (await conn.execute(stmt)).all()]
 
 
 async def active_for_thread(conn: AsyncConnection, thread_id: uuid.UUID) -> list[dict[str, Any]]:
     """Pending and running runs of a thread, oldest first."""
-    stmt = (
-        select(R.c.run_id, R.c.status)
-        .where(R.c.thread_id == thread_id, R.c.status.in_(ACTIVE))
-        .order_by(R.c.created_at, R.c.run_id)
+    rows = await fetch_all(
+        conn,
+        "SELECT run_id, status FROM runs WHERE thread_id = %s "
+        "AND status IN ('pending', 'running') ORDER BY created_at, run_id",
+        (thread_id,),
     )
-    return [_out(row) for row in (await conn.execute(stmt)).all()]
+    return [plain(row) for row in rows]
 
 
-_CLAIM = text(
-    """
-    UPDATE runs SET status = 'running', attempt = attempt + 1, lease_owner = :worker,
-           lease_epoch = lease_epoch + 1, lease_expires_at = now() + make_interval(secs => :lease),
+_CLAIM = """
+    UPDATE runs SET status = 'running', attempt = attempt + 1, lease_owner = %(worker)s,
+           lease_epoch = lease_epoch + 1,
+           lease_expires_at = now() + make_interval(secs => %(lease)s),
            started_at = coalesce(started_at, now()), updated_at = now()
     WHERE run_id = (
         SELECT r.run_id FROM runs r
@@ -152,16 +172,14 @@ _CLAIM = text(
         LIMIT 1
         FOR UPDATE SKIP LOCKED)
     RETURNING *
-    """
-)
+"""
 
 
 async def claim(
     conn: AsyncConnection, *, worker: str, lease_seconds: float
 ) -> dict[str, Any] | None:
     """Claim the next runnable run under a fresh lease, or None."""
-    row = (await conn.execute(_CLAIM, {"worker": worker, "lease": lease_seconds})).first()
-    return dict(row._mapping) if row is not None else None
+    return await fetch_one(conn, _CLAIM, {"worker": worker, "lease": float(lease_seconds)})
 
 
 async def next_due(conn: AsyncConnection) -> datetime | None:
@@ -182,26 +200,20 @@ async def finish(
     output: Any = None,
 ) -> bool:
     """End a running run if this worker still holds its lease (fencing); False otherwise."""
-    stmt = (
-        update(R)
-        .where(
-            R.c.run_id == run_id,
-            R.c.status == "running",
-            R.c.lease_owner == worker,
-            R.c.lease_epoch == epoch,
-        )
-        .values(
-            status=status,
-            error=error,
-            output=output,
-            ended_at=func.now(),
-            updated_at=func.now(),
-            lease_owner=None,
-            lease_expires_at=None,
-        )
-        .returning(R.c.run_id)
+    row = await fetch_one(
+        conn,
+        "UPDATE runs SET status = %s, error = %s, output = %s, ended_at = now(), "
+        "updated_at = now(), lease_owner = NULL, lease_expires_at = NULL "
+        "WHERE run_id = %s AND status = 'running' AND lease_owner = %s AND lease_epoch = %s "
+        "RETURNING run_id",
+        (status, _json(error), _json(output), run_id, worker, epoch),
     )
-    return (await conn.execute(stmt)).first() is not None
+    return row is not None
+
+
+async def notify(conn: AsyncConnection, channel: str, payload: str = "") -> None:
+    """A Postgres NOTIFY, delivered when the transaction commits."""
+    await fetch_one(conn, "SELECT pg_notify(%s, %s)", (channel, payload))
 
 
 async def cancel_pending(conn: AsyncConnection, run_id: uuid.UUID) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from psycopg.types.json import Jsonb
 from sqlalchemy import (
     ColumnElement,
     Table,
@@ -17,10 +18,9 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.db.engine import plain
+from server.db.engine import columns, fetch_one, plain
 from server.db.models import Thread
 from server.schemas import ThreadCount, ThreadSearch
 
@@ -39,8 +39,11 @@ PUBLIC = [
 ]
 
 
+_PUBLIC = columns(*PUBLIC)
+
+
 def _out(row: Any) -> dict[str, Any]:
-    data = plain(row._mapping)
+    data = plain(row if isinstance(row, dict) else row._mapping)
     data.pop("owner", None)
     if data.get("values") is None:
         data["values"] = {}
@@ -56,13 +59,12 @@ async def create(
     if_exists: str = "raise",
 ) -> dict[str, Any] | None:
     """Insert a thread; returns None when the id is taken (the caller decides what that means)."""
-    stmt = (
-        pg_insert(T)
-        .values(thread_id=thread_id, owner=owner, metadata=metadata)
-        .on_conflict_do_nothing(index_elements=[T.c.thread_id])
-        .returning(*PUBLIC)
+    row = await fetch_one(
+        conn,
+        "INSERT INTO threads (thread_id, owner, metadata) VALUES (%s, %s, %s) "
+        f"ON CONFLICT (thread_id) DO NOTHING RETURNING {_PUBLIC}",
+        (thread_id, owner, Jsonb(metadata)),
     )
-    row = (await conn.execute(stmt)).first()
     return _out(row) if row is not None else None
 
 
@@ -70,10 +72,8 @@ async def get(
     conn: AsyncConnection, *, owner: str, thread_id: uuid.UUID, for_update: bool = False
 ) -> dict[str, Any] | None:
     """The thread if it exists and belongs to `owner`."""
-    stmt = select(*PUBLIC).where(T.c.thread_id == thread_id, T.c.owner == owner)
-    if for_update:
-        stmt = stmt.with_for_update()
-    row = (await conn.execute(stmt)).first()
+    sql = f"SELECT {_PUBLIC} FROM threads WHERE thread_id = %s AND owner = %s"
+    row = await fetch_one(conn, sql + " FOR UPDATE" if for_update else sql, (thread_id, owner))
     return _out(row) if row is not None else None
 
 
@@ -158,14 +158,29 @@ async def set_state(
     metadata: dict[str, Any] | None = None,
 ) -> None:
     """Record the thread's status and, when given, a snapshot of its latest state."""
-    changes: dict[str, Any] = {"status": status, "updated_at": func.now(), "error": error}
-    if values is not None:
-        changes["values"] = values
-        changes["interrupts"] = interrupts or {}
-        changes["state_updated_at"] = func.now()
-    if metadata:
-        changes["metadata"] = T.c.metadata.op("||")(metadata)
-    await conn.execute(update(T).where(T.c.thread_id == thread_id).values(**changes))
+    await fetch_one(
+        conn,
+        _SET_STATE,
+        {
+            "thread_id": thread_id,
+            "status": status,
+            "error": None if error is None else Jsonb(error),
+            "snapshot": values is not None,
+            "values": Jsonb(values),
+            "interrupts": Jsonb(interrupts or {}),
+            "metadata": Jsonb(metadata or {}),
+        },
+    )
+
+
+_SET_STATE = """
+    UPDATE threads SET status = %(status)s, updated_at = now(), error = %(error)s,
+        "values" = CASE WHEN %(snapshot)s THEN %(values)s ELSE "values" END,
+        interrupts = CASE WHEN %(snapshot)s THEN %(interrupts)s ELSE interrupts END,
+        state_updated_at = CASE WHEN %(snapshot)s THEN now() ELSE state_updated_at END,
+        metadata = metadata || %(metadata)s
+    WHERE thread_id = %(thread_id)s
+"""
 
 
 async def copy(

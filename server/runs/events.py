@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import re
 import time
@@ -165,8 +166,9 @@ class MemoryEventBus:
 class RedisEventBus:
     """Per-run Redis Streams: `XADD` with `MAXLEN ~`, `XREAD BLOCK` to follow, TTL after the end.
 
-    Publishing never fails a run: while Redis is unreachable, events wait in a
-    bounded local backlog (in order) and are flushed when it is back.
+    Publishing never waits for Redis and never fails a run: events queue in a bounded
+    local backlog that one writer task appends in order, a batch per round trip; while
+    Redis is unreachable they wait there and are flushed when it is back.
     """
 
     def __init__(
@@ -190,44 +192,38 @@ class RedisEventBus:
         """The stream key of a run."""
         return f"{self.prefix}:run:{run_id}:events"
 
-    async def _xadd(self, run_id: str, event: str, data: bytes) -> None:
-        key = self.key(run_id)
-        if event == END:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.xadd(key, {"e": event, "d": data}, maxlen=self.max_events, approximate=True)
-                pipe.expire(key, self.retention)
-                await pipe.execute()
-        else:
-            await self.redis.xadd(
-                key, {"e": event, "d": data}, maxlen=self.max_events, approximate=True
-            )
-
     async def publish(self, run_id: str, event: str, data: bytes) -> None:
-        """Append an event to the run's stream (or to the backlog while Redis is away)."""
-        if self._backlog:
-            self._backlog.append((run_id, event, data))
-            return
-        try:
-            await self._xadd(run_id, event, data)
-        except (RedisError, OSError):
-            log.warning("redis unavailable; buffering run events", extra={"run_id": run_id})
-            self._backlog.append((run_id, event, data))
-            if self._flusher is None or self._flusher.done():
-                self._flusher = asyncio.create_task(self._flush(), name="trellis-event-flush")
+        """Queue an event for the run's stream; one writer task appends queued events in order,
+        a batch per round trip. While Redis is unreachable they wait here and go out later."""
+        self._backlog.append((run_id, event, data))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="trellis-event-writer")
 
     async def _flush(self) -> None:
-        delay = 0.1
+        delay, warned = 0.1, False
         while self._backlog:
-            run_id, event, data = self._backlog[0]
+            batch = list(itertools.islice(self._backlog, 256))
             try:
-                await self._xadd(run_id, event, data)
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for run_id, event, data in batch:
+                        key = self.key(run_id)
+                        fields: Any = {"e": event, "d": data}
+                        pipe.xadd(key, fields, maxlen=self.max_events, approximate=True)
+                        if event == END:
+                            pipe.expire(key, self.retention)
+                    await pipe.execute()
             except (RedisError, OSError):
+                if not warned:
+                    log.warning("redis unavailable; buffering run events")
+                    warned = True
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue
-            self._backlog.popleft()
+            for _ in batch:
+                self._backlog.popleft()
             delay = 0.1
-        log.info("redis back; buffered run events flushed")
+        if warned:
+            log.info("redis back; buffered run events flushed")
 
     async def end(self, run_id: str) -> None:
         """Append the end marker and start the retention clock."""
@@ -235,6 +231,8 @@ class RedisEventBus:
 
     async def has_events(self, run_id: str) -> bool:
         """Whether the run's stream is retained (assume so while Redis is unreachable)."""
+        if any(queued[0] == run_id for queued in self._backlog):
+            return True
         try:
             return bool(await self.redis.exists(self.key(run_id)))
         except (RedisError, OSError):

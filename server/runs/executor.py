@@ -373,7 +373,7 @@ class Executor:
         """Hand a run back to the queue so another worker resumes it now."""
         async with self.engine.begin() as conn:
             await run_rows.release(conn, uuid.UUID(run_id), worker=self.worker_id)
-            await conn.execute(text(f"NOTIFY {RUNS_CHANNEL}"))
+            await run_rows.notify(conn, RUNS_CHANNEL)
         log.info("run handed back to the queue", extra={"run_id": run_id})
 
     async def _finish(
@@ -441,11 +441,9 @@ class Executor:
                     notices = await self.approvals.on_run_finished(
                         conn, run, interrupts if values is not None else None
                     )
-                await conn.execute(
-                    text("SELECT pg_notify(:c, :p)"), {"c": DONE_CHANNEL, "p": run_id}
-                )
+                await run_rows.notify(conn, DONE_CHANNEL, run_id)
                 if active:
-                    await conn.execute(text(f"NOTIFY {RUNS_CHANNEL}"))
+                    await run_rows.notify(conn, RUNS_CHANNEL)
         if not fenced:
             log.error("run ended without its lease; outcome discarded", extra={"run_id": run_id})
             return
@@ -504,9 +502,7 @@ async def end_abandoned(conn: AsyncConnection, run: dict[str, Any]) -> None:
         await run_rows.delete_run(conn, owner=run["owner"], run_id=run["run_id"])
     active = await run_rows.active_for_thread(conn, thread_id)
     await thread_rows.set_state(conn, thread_id, status="busy" if active else "idle")
-    await conn.execute(
-        text("SELECT pg_notify(:c, :p)"), {"c": DONE_CHANNEL, "p": str(run["run_id"])}
-    )
+    await run_rows.notify(conn, DONE_CHANNEL, str(run["run_id"]))
 
 
 async def rollback_checkpoints(conn: AsyncConnection, thread_id: uuid.UUID, run_id: str) -> None:

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.auth.identity import auth_user_for_run
@@ -204,7 +203,7 @@ class RunManager:
                 )
             await thread_rows.set_state(conn, tid, status="busy", metadata=meta)
             if not local:
-                await conn.execute(text(f"NOTIFY {RUNS_CHANNEL}"))
+                await run_rows.notify(conn, RUNS_CHANNEL)
         if self.approvals is not None:
             self.approvals.notify(notices)
         for other_id in to_cancel:
@@ -345,6 +344,4 @@ class RunManager:
         if self.executor is not None and self.executor.cancel(run_id, action):
             return
         async with self.engine.begin() as conn:
-            await conn.execute(
-                text("SELECT pg_notify(:c, :p)"), {"c": CANCEL_CHANNEL, "p": f"{run_id}:{action}"}
-            )
+            await run_rows.notify(conn, CANCEL_CHANNEL, f"{run_id}:{action}")
