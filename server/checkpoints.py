@@ -96,11 +96,11 @@ class FencedPostgresSaver(AsyncPostgresSaver):
         fence = CURRENT_FENCE.get() if _WRITING.get() else None
         async with self.conn.connection() as conn:
             if fence is not None:
-                # One pipelined transaction: the lease check and the writes travel together,
-                # and a lost lease aborts the writes.
+                # One transaction: the lease check first, and a lost lease aborts the writes.
+                # (Not pipelined: psycopg's pipeline mode costs more CPU than the round
+                # trips it saves on loopback, about 0.6 ms per write.)
                 try:
                     async with (
-                        conn.pipeline(),
                         conn.transaction(),
                         conn.cursor(binary=True, row_factory=dict_row) as cur,
                     ):
