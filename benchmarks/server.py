@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import time
 import uuid
@@ -76,7 +77,15 @@ async def in_process(url: str, n: int, total: int) -> tuple[list[float], float]:
         return await sequential(run, n), await throughput(run, total, 10)
 
 
-async def over_http(url: str, n: int, total: int, concurrency: list[int]) -> dict[str, object]:
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far (Linux `/proc`)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def over_http(
+    url: str, pid: int, n: int, total: int, concurrency: list[int]
+) -> dict[str, object]:
     client = get_client(url=url, api_key=None)
 
     async def run() -> None:
@@ -88,7 +97,9 @@ async def over_http(url: str, n: int, total: int, concurrency: list[int]) -> dic
         await client.runs.wait(None, "bench", input={"text": "hi"})
 
     await sequential(run, 10)
+    spent = cpu_seconds(pid)
     out: dict[str, object] = {"stream": await sequential(run, n)}
+    out["cpu"] = (cpu_seconds(pid) - spent) / n
     out["wait"] = await sequential(wait_run, n // 2)
     for c in concurrency:
         out[f"rps{c}"] = await throughput(run, total, c)
@@ -103,8 +114,8 @@ def main() -> None:
     args = parser.parse_args()
     with scratch_database() as db:
         local, local_rps = asyncio.run(in_process(db, args.runs, args.total))
-        with server_process(database_url=db, config=CONFIG) as (url, _):
-            remote = asyncio.run(over_http(url, args.runs, args.total, [10]))
+        with server_process(database_url=db, config=CONFIG) as (url, proc):
+            remote = asyncio.run(over_http(url, proc.pid, args.runs, args.total, [10]))
     stream = remote["stream"]
     assert isinstance(stream, list)
     wait = remote["wait"]
@@ -115,6 +126,9 @@ def main() -> None:
     print(f"  trellis create thread + stream   {summary(stream)}")
     print(f"  trellis stateless runs.wait      {summary(wait)}")
     print(f"  server overhead (median)         {overhead * 1000:6.2f} ms")
+    cpu = remote["cpu"]
+    assert isinstance(cpu, float)
+    print(f"  server process CPU per run       {cpu * 1000:6.2f} ms  (the sequential runs above)")
     print(
         f"  runs/s at concurrency 10: in-process {local_rps:6.1f}  trellis {remote['rps10']:6.1f}"
     )
