@@ -9,6 +9,7 @@ from typing import Any, cast
 
 import psycopg
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 from sqlalchemy import ColumnElement, RowMapping, event, exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -105,6 +106,11 @@ async def fetch_one(conn: AsyncConnection, sql: str, params: Params = ()) -> dic
     async with (await driver(conn)).cursor(row_factory=dict_row) as cur:
         await cur.execute(sql, params, prepare=True)
         return await cur.fetchone() if cur.description is not None else None
+
+
+def jsonb(value: Any) -> Jsonb | None:
+    """A JSONB parameter for hot SQL; None stays SQL NULL."""
+    return None if value is None else Jsonb(value)
 
 
 def columns(*cols: ColumnElement[Any]) -> str:

@@ -12,11 +12,10 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from psycopg.types.json import Jsonb
 from sqlalchemy import Table, delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.db.engine import columns, fetch_all, fetch_one, plain
+from server.db.engine import columns, fetch_all, fetch_one, jsonb, plain
 from server.db.models import Run
 
 R: Table = Run.__table__  # type: ignore[assignment]
@@ -31,13 +30,6 @@ PUBLIC = [
     R.c.kwargs,
     R.c.multitask_strategy,
 ]
-ACTIVE = ("pending", "running")
-
-
-def _json(value: Any) -> Jsonb | None:
-    return None if value is None else Jsonb(value)
-
-
 _PUBLIC = columns(*PUBLIC)
 
 _INSERT = """
@@ -81,8 +73,8 @@ async def insert(
             "thread_id": thread_id,
             "assistant_id": assistant_id,
             "owner": owner,
-            "metadata": Jsonb(metadata),
-            "kwargs": Jsonb(kwargs),
+            "metadata": jsonb(metadata),
+            "kwargs": jsonb(kwargs),
             "strategy": multitask_strategy,
             "temporary": temporary,
             "after": float(after_seconds),
@@ -206,7 +198,7 @@ async def finish(
         "updated_at = now(), lease_owner = NULL, lease_expires_at = NULL "
         "WHERE run_id = %s AND status = 'running' AND lease_owner = %s AND lease_epoch = %s "
         "RETURNING run_id",
-        (status, _json(error), _json(output), run_id, worker, epoch),
+        (status, jsonb(error), jsonb(output), run_id, worker, epoch),
     )
     return row is not None
 

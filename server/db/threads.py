@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from psycopg.types.json import Jsonb
 from sqlalchemy import (
     ColumnElement,
     Table,
@@ -20,7 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.db.engine import columns, fetch_one, plain
+from server.db.engine import columns, fetch_one, jsonb, plain
 from server.db.models import Thread
 from server.schemas import ThreadCount, ThreadSearch
 
@@ -63,7 +62,7 @@ async def create(
         conn,
         "INSERT INTO threads (thread_id, owner, metadata) VALUES (%s, %s, %s) "
         f"ON CONFLICT (thread_id) DO NOTHING RETURNING {_PUBLIC}",
-        (thread_id, owner, Jsonb(metadata)),
+        (thread_id, owner, jsonb(metadata)),
     )
     return _out(row) if row is not None else None
 
@@ -164,11 +163,11 @@ async def set_state(
         {
             "thread_id": thread_id,
             "status": status,
-            "error": None if error is None else Jsonb(error),
+            "error": jsonb(error),
             "snapshot": values is not None,
-            "values": Jsonb(values),
-            "interrupts": Jsonb(interrupts or {}),
-            "metadata": Jsonb(metadata or {}),
+            "values": jsonb(values),
+            "interrupts": jsonb(interrupts or {}),
+            "metadata": jsonb(metadata or {}),
         },
     )
 
