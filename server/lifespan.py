@@ -190,6 +190,7 @@ async def open_services(settings: Settings, *, worker: bool = True) -> AsyncIter
         if worker:
             executor = Executor(
                 engine=engine,
+                pool=pool,
                 registry=registry,
                 checkpointer=checkpointer,
                 events=events,
@@ -210,6 +211,7 @@ async def open_services(settings: Settings, *, worker: bool = True) -> AsyncIter
             stack.push_async_callback(executor.stop, settings.shutdown_grace_seconds)
         runs = RunManager(
             engine=engine,
+            pool=pool,
             registry=registry,
             checkpointer=checkpointer,
             events=events,

@@ -14,7 +14,7 @@ from sqlalchemy import ColumnElement, Table, and_, func, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.db.engine import columns, fetch_all, plain
+from server.db.engine import Conn, columns, fetch_all, plain
 from server.db.models import Approval
 
 A: Table = Approval.__table__  # type: ignore[assignment]
@@ -107,7 +107,7 @@ async def upsert_pending(
 
 
 async def supersede_stale(
-    conn: AsyncConnection, thread_id: uuid.UUID, pending_interrupts: list[str]
+    conn: Conn, thread_id: uuid.UUID, pending_interrupts: list[str]
 ) -> list[dict[str, Any]]:
     """Mark the thread's pending approvals whose interrupt is no longer pending as superseded."""
     rows = await fetch_all(

@@ -9,7 +9,7 @@ from sqlalchemy import ColumnElement, Table, and_, delete, func, or_, select, up
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.db.engine import columns, fetch_one, plain
+from server.db.engine import Conn, columns, fetch_one, plain
 from server.db.models import Assistant, AssistantVersion
 from server.schemas import AssistantCount, AssistantSearch
 
@@ -103,9 +103,7 @@ async def create(
     return _out(row)
 
 
-async def get(
-    conn: AsyncConnection, *, owner: str, assistant_id: uuid.UUID
-) -> dict[str, Any] | None:
+async def get(conn: Conn, *, owner: str, assistant_id: uuid.UUID) -> dict[str, Any] | None:
     """The assistant if visible to `owner`."""
     row = await fetch_one(
         conn,

@@ -82,10 +82,15 @@ def plain(row: RowMapping | Mapping[str, Any]) -> dict[str, Any]:
 
 
 Params = Sequence[Any] | Mapping[str, Any]
+Conn = AsyncConnection | psycopg.AsyncConnection[Any]
+"""Where hot statements run: inside a SQLAlchemy transaction, or on a psycopg connection
+from the shared pool (autocommit: a lone statement is one round trip, no BEGIN/COMMIT)."""
 
 
-async def driver(conn: AsyncConnection) -> psycopg.AsyncConnection[Any]:
-    """The psycopg connection under `conn` (its transaction is `conn`'s)."""
+async def driver(conn: Conn) -> psycopg.AsyncConnection[Any]:
+    """The psycopg connection itself, or the one under a SQLAlchemy connection."""
+    if isinstance(conn, psycopg.AsyncConnection):
+        return conn
     sync = conn.sync_connection
     if sync is not None and not sync.closed and not sync.invalidated:
         fairy = sync.connection  # checked out already: no I/O, so no greenlet hop
@@ -94,14 +99,14 @@ async def driver(conn: AsyncConnection) -> psycopg.AsyncConnection[Any]:
     return cast(psycopg.AsyncConnection[Any], fairy.driver_connection)
 
 
-async def fetch_all(conn: AsyncConnection, sql: str, params: Params = ()) -> list[dict[str, Any]]:
+async def fetch_all(conn: Conn, sql: str, params: Params = ()) -> list[dict[str, Any]]:
     """Rows of a hot statement, as dicts. `sql` is built from constants only."""
     async with (await driver(conn)).cursor(row_factory=dict_row) as cur:
         await cur.execute(sql, params, prepare=True)
         return await cur.fetchall() if cur.description is not None else []
 
 
-async def fetch_one(conn: AsyncConnection, sql: str, params: Params = ()) -> dict[str, Any] | None:
+async def fetch_one(conn: Conn, sql: str, params: Params = ()) -> dict[str, Any] | None:
     """The first row of a hot statement, or None. `sql` is built from constants only."""
     async with (await driver(conn)).cursor(row_factory=dict_row) as cur:
         await cur.execute(sql, params, prepare=True)

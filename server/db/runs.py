@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Table, delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.db.engine import columns, fetch_all, fetch_one, jsonb, plain
+from server.db.engine import Conn, columns, fetch_all, fetch_one, jsonb, plain
 from server.db.models import Run
 
 R: Table = Run.__table__  # type: ignore[assignment]
@@ -46,7 +46,7 @@ _INSERT = """
 
 
 async def insert(
-    conn: AsyncConnection,
+    conn: Conn,
     *,
     run_id: uuid.UUID,
     thread_id: uuid.UUID,
@@ -95,7 +95,7 @@ def public(row: dict[str, Any]) -> dict[str, Any]:
 
 
 async def get(
-    conn: AsyncConnection, *, owner: str, run_id: uuid.UUID, thread_id: uuid.UUID | None = None
+    conn: Conn, *, owner: str, run_id: uuid.UUID, thread_id: uuid.UUID | None = None
 ) -> dict[str, Any] | None:
     """The run if it belongs to `owner` (and to `thread_id`, when given)."""
     row = await fetch_one(
@@ -107,7 +107,7 @@ async def get(
     return plain(row) if row is not None else None
 
 
-async def output(conn: AsyncConnection, run_id: uuid.UUID) -> tuple[str, Any] | None:
+async def output(conn: Conn, run_id: uuid.UUID) -> tuple[str, Any] | None:
     """The run's status and final output (values, `__interrupt__` or `__error__`)."""
     row = await fetch_one(conn, "SELECT status, output FROM runs WHERE run_id = %s", (run_id,))
     return (row["status"], row["output"]) if row is not None else None
@@ -136,7 +136,7 @@ async def list_for_thread(
     return [plain(row._mapping) for row in (await conn.execute(stmt)).all()]
 
 
-async def active_for_thread(conn: AsyncConnection, thread_id: uuid.UUID) -> list[dict[str, Any]]:
+async def active_for_thread(conn: Conn, thread_id: uuid.UUID) -> list[dict[str, Any]]:
     """Pending and running runs of a thread, oldest first."""
     rows = await fetch_all(
         conn,
@@ -167,9 +167,7 @@ _CLAIM = """
 """
 
 
-async def claim(
-    conn: AsyncConnection, *, worker: str, lease_seconds: float
-) -> dict[str, Any] | None:
+async def claim(conn: Conn, *, worker: str, lease_seconds: float) -> dict[str, Any] | None:
     """Claim the next runnable run under a fresh lease, or None."""
     return await fetch_one(conn, _CLAIM, {"worker": worker, "lease": float(lease_seconds)})
 
@@ -182,7 +180,7 @@ async def next_due(conn: AsyncConnection) -> datetime | None:
 
 
 async def finish(
-    conn: AsyncConnection,
+    conn: Conn,
     run_id: uuid.UUID,
     *,
     status: str,
@@ -203,7 +201,7 @@ async def finish(
     return row is not None
 
 
-async def notify(conn: AsyncConnection, channel: str, payload: str = "") -> None:
+async def notify(conn: Conn, channel: str, payload: str = "") -> None:
     """A Postgres NOTIFY, delivered when the transaction commits."""
     await fetch_one(conn, "SELECT pg_notify(%s, %s)", (channel, payload))
 

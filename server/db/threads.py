@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.db.engine import columns, fetch_one, jsonb, plain
+from server.db.engine import Conn, columns, fetch_one, jsonb, plain
 from server.db.models import Thread
 from server.schemas import ThreadCount, ThreadSearch
 
@@ -50,7 +50,7 @@ def _out(row: Any) -> dict[str, Any]:
 
 
 async def create(
-    conn: AsyncConnection,
+    conn: Conn,
     *,
     owner: str,
     thread_id: uuid.UUID,
@@ -68,7 +68,7 @@ async def create(
 
 
 async def get(
-    conn: AsyncConnection, *, owner: str, thread_id: uuid.UUID, for_update: bool = False
+    conn: Conn, *, owner: str, thread_id: uuid.UUID, for_update: bool = False
 ) -> dict[str, Any] | None:
     """The thread if it exists and belongs to `owner`."""
     sql = f"SELECT {_PUBLIC} FROM threads WHERE thread_id = %s AND owner = %s"
@@ -147,7 +147,7 @@ async def count(conn: AsyncConnection, *, owner: str, query: ThreadCount) -> int
 
 
 async def set_state(
-    conn: AsyncConnection,
+    conn: Conn,
     thread_id: uuid.UUID,
     *,
     status: str,

@@ -68,7 +68,7 @@ async def create_thread(body: ThreadCreate, services: ServicesDep, owner: OwnerD
         if parsed is None:
             raise InvalidRequest("thread_id must be a UUID")
         thread_id = parsed
-    async with services.engine.begin() as conn:
+    async with services.pool.connection() as conn:  # one statement: autocommit
         created = await rows.create(conn, owner=owner, thread_id=thread_id, metadata=body.metadata)
         if created is not None:
             return created

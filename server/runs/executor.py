@@ -25,6 +25,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.errors import GraphDrained
 from langgraph.runtime import RunControl
 from langgraph.types import Command
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -133,6 +134,7 @@ class Executor:
         self,
         *,
         engine: AsyncEngine,
+        pool: AsyncConnectionPool[Any],
         registry: GraphRegistry,
         checkpointer: BaseCheckpointSaver[Any],
         events: EventBus,
@@ -146,6 +148,7 @@ class Executor:
         webhooks: WebhookSender | None = None,
     ) -> None:
         self.engine = engine
+        self.pool = pool
         self.approvals = approvals
         self.webhooks = webhooks
         self.registry = registry
@@ -252,7 +255,7 @@ class Executor:
                     self._maybe_queued = True
                     due = None
                 while self._maybe_queued and self.has_capacity():
-                    async with self.engine.begin() as conn:
+                    async with self.pool.connection() as conn:  # one atomic statement
                         run = await run_rows.claim(
                             conn, worker=self.worker_id, lease_seconds=self.lease_seconds
                         )

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.auth.identity import auth_user_for_run
@@ -59,6 +60,7 @@ class RunManager:
         self,
         *,
         engine: AsyncEngine,
+        pool: AsyncConnectionPool[Any],
         registry: GraphRegistry,
         checkpointer: BaseCheckpointSaver[Any],
         events: EventBus,
@@ -68,6 +70,8 @@ class RunManager:
         lease_seconds: float = 4.0,
     ) -> None:
         self.engine = engine
+        self.pool = pool
+        """For lone statements: one autocommit round trip, no transaction around it."""
         self.lease_seconds = lease_seconds
         self.registry = registry
         self.checkpointer = checkpointer
@@ -223,7 +227,7 @@ class RunManager:
     async def get(self, owner: str, thread_id: str, run_id: str) -> dict[str, Any]:
         """A run of a thread."""
         tid, rid = require_uuid(thread_id, "thread"), require_uuid(run_id, "run")
-        async with self.engine.connect() as conn:
+        async with self.pool.connection() as conn:
             run = await run_rows.get(conn, owner=owner, run_id=rid, thread_id=tid)
         if run is None:
             raise NotFound(f"run {run_id!r} not found")
@@ -254,7 +258,7 @@ class RunManager:
         event = self.completions.event(run_id)
         try:
             while True:
-                async with self.engine.connect() as conn:
+                async with self.pool.connection() as conn:
                     found = await run_rows.output(conn, uuid.UUID(run_id))
                 if found is None:
                     return "deleted", None
@@ -280,7 +284,7 @@ class RunManager:
             return
 
         async def finished() -> bool:
-            async with self.engine.connect() as conn:
+            async with self.pool.connection() as conn:
                 found = await run_rows.output(conn, uuid.UUID(run_id))
             return found is None or found[0] in TERMINAL
 
@@ -291,7 +295,7 @@ class RunManager:
         """A finished run whose events are no longer retained has nothing to replay."""
         if await self.events.has_events(run_id):
             return False
-        async with self.engine.connect() as conn:
+        async with self.pool.connection() as conn:
             found = await run_rows.output(conn, uuid.UUID(run_id))
         return found is None or found[0] in TERMINAL
 
@@ -331,7 +335,7 @@ class RunManager:
         key = str(run_id)
         while True:
             event = self.completions.event(key)
-            async with self.engine.connect() as conn:
+            async with self.pool.connection() as conn:
                 found = await run_rows.output(conn, run_id)
             if found is None or found[0] in TERMINAL:
                 self.completions.forget(key)
