@@ -25,11 +25,12 @@ def create_app(settings: Settings, *, worker: bool = True) -> FastAPI:
         default_response_class=JSONResponse,
     )
     errors.install(app)
-    app.include_router(meta.router)
-    app.include_router(assistants.router)
-    app.include_router(threads.router)
+    # Routes are matched in order, one pattern at a time: the ones every run uses go first.
     app.include_router(runs.thread_runs)
+    app.include_router(threads.router)
     app.include_router(runs.stateless_runs)
+    app.include_router(assistants.router)
+    app.include_router(meta.router)
     app.include_router(documents.router)
     app.include_router(approvals.router)
     app.include_router(store.router)

@@ -56,35 +56,31 @@ class Services:
 
 
 class IdleCheck:
-    """Pool health check: ping a connection only when it sat in the pool longer than
+    """Pool health check: ping a connection only when it has not been handed out for
     `idle_seconds` (a ping on every checkout costs a round trip per query)."""
 
     def __init__(self, idle_seconds: float) -> None:
         self.idle_seconds = idle_seconds
-        self._returned: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
-
-    async def returned(self, conn: AsyncConnection[Any]) -> None:
-        """The pool's `reset` hook: remember when the connection came back."""
-        self._returned[conn] = time.monotonic()
+        self._handed_out: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 
     async def check(self, conn: AsyncConnection[Any]) -> None:
-        """The pool's `check` hook."""
-        returned = self._returned.get(conn)
-        if returned is None or time.monotonic() - returned > self.idle_seconds:
+        """The pool's `check` hook (no `reset` hook: it would make every return a task)."""
+        now = time.monotonic()
+        last = self._handed_out.get(conn)
+        if last is None or now - last > self.idle_seconds:
             await AsyncConnectionPool.check_connection(conn)
+        self._handed_out[conn] = now
 
 
 async def open_pool(settings: Settings) -> AsyncConnectionPool[Any]:
     """The psycopg pool LangGraph's checkpointer and store use (autocommit, no prepares)."""
-    idle = IdleCheck(settings.db_pool_check_idle_seconds)
     pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
         settings.psycopg_url,
         min_size=settings.db_pool_min_size,
         max_size=settings.db_pool_max_size,
         timeout=settings.db_pool_timeout_seconds,
         kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
-        check=idle.check,
-        reset=idle.returned,
+        check=IdleCheck(settings.db_pool_check_idle_seconds).check,
         open=False,
     )
     await pool.open(wait=True, timeout=settings.db_pool_timeout_seconds)
