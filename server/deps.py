@@ -1,4 +1,8 @@
-"""FastAPI dependencies as `Annotated` aliases, so route signatures read like prose."""
+"""FastAPI dependencies as `Annotated` aliases, so route signatures read like prose.
+
+They are `async def` on purpose: FastAPI runs a plain `def` dependency in a worker
+thread, a thread hop per dependency per request for what is an attribute lookup.
+"""
 
 from __future__ import annotations
 
@@ -13,24 +17,25 @@ from server.runs.manager import RunManager
 __all__ = ["ANONYMOUS", "IdentityDep", "OwnerDep", "RunsDep", "ServicesDep"]
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     """The process' services, opened by the lifespan."""
     services: Services = request.app.state.services
     return services
 
 
-def get_runs(request: Request) -> RunManager:
+async def get_runs(request: Request) -> RunManager:
     """The run manager."""
-    return get_services(request).runs
+    services: Services = request.app.state.services
+    return services.runs
 
 
-def get_owner(request: Request) -> str:
+async def get_owner(request: Request) -> str:
     """The identity that owns what this request creates and sees."""
     owner: str = getattr(request.state, "owner", ANONYMOUS)
     return owner
 
 
-def get_identity(request: Request) -> Identity:
+async def get_identity(request: Request) -> Identity:
     """The caller's identity (anonymous while authentication is off)."""
     identity: Identity = getattr(request.state, "identity", ANONYMOUS_IDENTITY)
     return identity

@@ -15,7 +15,7 @@ from server.schemas import MAX_PAGE, Body
 router = APIRouter(prefix="/approvals", tags=["approvals"])
 
 
-def get_approvals(services: ServicesDep) -> ApprovalService:
+async def get_approvals(services: ServicesDep) -> ApprovalService:
     """The approval service opened by the lifespan."""
     if services.approvals is None:
         raise Unavailable("approvals are not enabled in this process")
