@@ -57,8 +57,8 @@ class Settings(BaseSettings):
     db_pool_max_size: int = Field(default=20, ge=1)
     db_pool_timeout_seconds: float = Field(default=10.0, gt=0)
     db_pool_check_idle_seconds: float = Field(default=5.0, ge=0)
-    """A pooled connection idle longer than this is pinged before use; one back from use more
-    recently is handed out as is (a ping per checkout costs a round trip on every query)."""
+    """A pooled connection not handed out for longer than this is pinged before use; one used
+    more recently is handed out as is (a ping per checkout costs a round trip per query)."""
     db_statement_timeout_ms: int = Field(default=30_000, ge=0)
 
     host: str = "127.0.0.1"

@@ -76,9 +76,9 @@ def plain(row: RowMapping | Mapping[str, Any]) -> dict[str, Any]:
 #
 # Creating, claiming and finishing runs are a few statements each, executed for every
 # run. SQLAlchemy's per-statement work (building, compiling, result processing) costs
-# several times the round trip, so those statements are plain SQL sent straight to the
-# psycopg connection under the SQLAlchemy one: same transaction, prepared once per
-# connection.
+# several times the round trip, so those statements are plain SQL sent straight to a
+# psycopg connection and prepared once per connection: the one under a SQLAlchemy
+# connection (same transaction) or one from the shared psycopg pool (autocommit).
 
 
 Params = Sequence[Any] | Mapping[str, Any]
