@@ -76,6 +76,13 @@ async def get(
     return _out(row) if row is not None else None
 
 
+async def lock(conn: Conn, thread_id: uuid.UUID) -> None:
+    """Lock the thread row for the transaction. Every transaction that changes a thread's
+    runs and status takes this lock first (creating a run does, with `get(for_update=True)`),
+    so they serialise in one order: no deadlock, and status is computed from committed runs."""
+    await fetch_one(conn, "SELECT 1 FROM threads WHERE thread_id = %s FOR UPDATE", (thread_id,))
+
+
 async def exists_for_other_owner(conn: AsyncConnection, thread_id: uuid.UUID) -> bool:
     """Whether the id is taken at all (used to refuse creating over someone else's thread)."""
     stmt = select(T.c.thread_id).where(T.c.thread_id == thread_id)

@@ -392,6 +392,7 @@ class Executor:
         epoch = self._epochs.get(run_id, -1)
         if status == "rollback":
             async with self.engine.begin() as conn:
+                await thread_rows.lock(conn, thread_id)
                 fenced = await run_rows.finish(
                     conn, run["run_id"], status="interrupted", worker=self.worker_id, epoch=epoch
                 )
@@ -420,6 +421,7 @@ class Executor:
                 "interrupted" if interrupts or (has_next and not stopped_early) else "idle"
             )
         async with self.engine.begin() as conn:
+            await thread_rows.lock(conn, thread_id)  # before the run row, as run creation does
             if status != "rollback":
                 fenced = await run_rows.finish(
                     conn,

@@ -310,6 +310,7 @@ class RunManager:
         async with self.engine.begin() as conn:
             # A run that has not started just stops; a running one is asked to stop, in the
             # database too, so a worker in another process (or the sweep, if it died) acts.
+            await thread_rows.lock(conn, tid)
             stopped = await run_rows.cancel_pending(conn, rid)
             if stopped and action == "rollback":
                 await run_rows.delete_run(conn, owner=owner, run_id=rid)
