@@ -53,6 +53,12 @@ class EventBus(Protocol):
 
     async def has_events(self, run_id: str) -> bool: ...
 
+    def attach(self, run_id: str) -> None:
+        """This process starts executing the run: its readers here may follow it from memory."""
+
+    def detach(self, run_id: str) -> None:
+        """This process stops executing the run (it ended, or went to another worker)."""
+
     def subscribe(
         self,
         run_id: str,
@@ -61,6 +67,10 @@ class EventBus(Protocol):
     ) -> AsyncIterator[RunEvent]: ...
 
     async def close(self) -> None: ...
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def parse_event_id(value: str | None) -> tuple[int, int] | None:
@@ -129,6 +139,12 @@ class MemoryEventBus:
         channel.changed.set()
         self._collect()
 
+    def attach(self, run_id: str) -> None:
+        """Nothing to do: every reader of this bus is in this process."""
+
+    def detach(self, run_id: str) -> None:
+        """Nothing to do: every reader of this bus is in this process."""
+
     async def has_events(self, run_id: str) -> bool:
         """Whether anything of the run is retained."""
         channel = self._channels.get(run_id)
@@ -169,6 +185,11 @@ class RedisEventBus:
     Publishing never waits for Redis and never fails a run: events queue in a bounded
     local backlog that one writer task appends in order, a batch per round trip; while
     Redis is unreachable they wait there and are flushed when it is back.
+
+    A reader in the process executing the run (the usual stream of a run just created)
+    does not poll Redis for each event: the writer hands it every event it appended,
+    with the id Redis gave it. Readers elsewhere, and rejoins with `Last-Event-ID`,
+    follow the stream with `XREAD`.
     """
 
     def __init__(
@@ -187,6 +208,10 @@ class RedisEventBus:
         self.prefix = prefix
         self._backlog: deque[tuple[str, str, bytes]] = deque(maxlen=1_000_000)
         self._flusher: asyncio.Task[None] | None = None
+        self._executing: set[str] = set()
+        """Runs executing in this process whose end marker has not been written yet."""
+        self._followers: dict[str, set[asyncio.Queue[RunEvent | None]]] = {}
+        """Local readers of those runs; `None` tells one to go on with `XREAD`."""
 
     def key(self, run_id: str) -> str:
         """The stream key of a run."""
@@ -211,7 +236,7 @@ class RedisEventBus:
                         pipe.xadd(key, fields, maxlen=self.max_events, approximate=True)
                         if event == END:
                             pipe.expire(key, self.retention)
-                    await pipe.execute()
+                    replies = await pipe.execute()
             except (RedisError, OSError):
                 if not warned:
                     log.warning("redis unavailable; buffering run events")
@@ -219,15 +244,40 @@ class RedisEventBus:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue
-            for _ in batch:
+            ids = iter(reply for reply in replies if isinstance(reply, bytes | str))
+            for run_id, event, data in batch:
                 self._backlog.popleft()
+                entry_id = next(ids)
+                self._hand_over(run_id, RunEvent(_text(entry_id), event, data))
             delay = 0.1
         if warned:
             log.info("redis back; buffered run events flushed")
 
+    def _hand_over(self, run_id: str, event: RunEvent) -> None:
+        """Give an event Redis now holds to this process's readers of the run."""
+        for queue in self._followers.get(run_id, ()):
+            queue.put_nowait(event)
+        if event.event == END:
+            self._executing.discard(run_id)
+
     async def end(self, run_id: str) -> None:
         """Append the end marker and start the retention clock."""
         await self.publish(run_id, END, b"null")
+
+    def attach(self, run_id: str) -> None:
+        """This process executes the run: local readers can follow it from memory."""
+        self._executing.add(run_id)
+
+    def detach(self, run_id: str) -> None:
+        """This process stopped executing the run. Unless its end marker is on its way,
+        local readers go on with `XREAD` (another worker may carry the run on)."""
+        if run_id not in self._executing:
+            return
+        if any(queued[0] == run_id and queued[1] == END for queued in self._backlog):
+            return  # the writer hands the end marker over, and forgets the run then
+        self._executing.discard(run_id)
+        for queue in self._followers.get(run_id, ()):
+            queue.put_nowait(None)
 
     async def has_events(self, run_id: str) -> bool:
         """Whether the run's stream is retained (assume so while Redis is unreachable)."""
@@ -274,6 +324,12 @@ class RedisEventBus:
         """
         key = self.key(run_id)
         last = after or "0-0"
+        if after is None and run_id in self._executing:
+            async for followed in self._follow_locally(run_id):
+                last = followed.id
+                if followed.event == END:
+                    return
+                yield followed
         if after is not None:
             parse_event_id(after)
             try:
@@ -304,6 +360,36 @@ class RedisEventBus:
                         return
                     yield RunEvent(entry_id, event, data)
                 return
+
+    async def _follow_locally(self, run_id: str) -> AsyncIterator[RunEvent]:
+        """A run executing here: what Redis holds already, then what the writer hands over,
+        up to the end marker (included), or until the run leaves this process."""
+        queue: asyncio.Queue[RunEvent | None] = asyncio.Queue()
+        followers = self._followers.setdefault(run_id, set())
+        followers.add(queue)  # before reading what is there: nothing falls in between
+        try:
+            last = (0, 0)
+            try:
+                written = await self._tail(self.key(run_id), "0-0")
+            except (RedisError, OSError):
+                return  # the XREAD loop waits for Redis
+            for entry_id, event, data in written:
+                last = parse_event_id(entry_id) or last
+                yield RunEvent(entry_id, event, data)
+                if event == END:
+                    return
+            while (item := await queue.get()) is not None:
+                position = parse_event_id(item.id) or last
+                if position <= last:
+                    continue  # already read from Redis
+                last = position
+                yield item
+                if item.event == END:
+                    return
+        finally:
+            followers.discard(queue)
+            if not followers:
+                self._followers.pop(run_id, None)
 
     async def _tail(self, key: str, last: str) -> list[tuple[str, str, bytes]]:
         entries = cast(

@@ -287,10 +287,12 @@ class Executor:
         self._controls[run_id] = RunControl()
         if run.get("cancel_action"):
             self._cancel_actions[run_id] = run["cancel_action"]
+        self.events.attach(run_id)
         task = asyncio.create_task(self._execute(run, assistant), name=f"run-{run_id}")
         self._tasks[run_id] = task
 
         def _done(_: asyncio.Task[None]) -> None:
+            self.events.detach(run_id)
             self._tasks.pop(run_id, None)
             self._epochs.pop(run_id, None)
             self._controls.pop(run_id, None)

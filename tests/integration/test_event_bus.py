@@ -1,0 +1,97 @@
+"""RedisEventBus against the machine's Redis: local readers follow a run from memory, and
+go on with XREAD when the run leaves this process."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio
+
+from server.runs.events import RedisEventBus, RunEvent, parse_event_id
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[redis.asyncio.Redis]:
+    connection: redis.asyncio.Redis = redis.asyncio.Redis.from_url(REDIS_URL)
+    prefix = f"trellis-test-{uuid.uuid4().hex}"
+    connection.test_prefix = prefix  # type: ignore[attr-defined]
+    yield connection
+    keys = [key async for key in connection.scan_iter(match=prefix + "*")]
+    if keys:
+        await connection.delete(*keys)
+    await connection.aclose()
+
+
+def bus(client: redis.asyncio.Redis) -> RedisEventBus:
+    return RedisEventBus(client, prefix=client.test_prefix, block_ms=200)  # type: ignore[attr-defined]
+
+
+async def collect(stream: AsyncIterator[RunEvent]) -> list[RunEvent]:
+    return [event async for event in stream]
+
+
+def no_xread(*_: object) -> None:
+    raise AssertionError("a local reader of a run executing here must not poll Redis")
+
+
+async def test_a_local_reader_follows_the_run_from_memory(client: redis.asyncio.Redis) -> None:
+    events = bus(client)
+    events._read = no_xread  # type: ignore[assignment,method-assign]
+    run_id = str(uuid.uuid4())
+    events.attach(run_id)
+    await events.publish(run_id, "metadata", b'{"run_id": 1}')  # before the reader comes
+    reader = asyncio.create_task(collect(events.subscribe(run_id)))
+    await asyncio.sleep(0.05)
+    for step in range(5):
+        await events.publish(run_id, "values", b"%d" % step)
+    await events.end(run_id)
+    received = await asyncio.wait_for(reader, 5)
+    events.detach(run_id)
+    assert [(e.event, e.data) for e in received] == [
+        ("metadata", b'{"run_id": 1}'),
+        *(("values", b"%d" % step) for step in range(5)),
+    ]
+    ids = [parse_event_id(e.id) for e in received]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)
+    # The same events as a reader in another process (it follows Redis).
+    replay = await collect(bus(client).subscribe(run_id))
+    assert replay == received
+
+
+async def test_a_run_that_leaves_this_process_is_followed_in_redis(
+    client: redis.asyncio.Redis,
+) -> None:
+    here, elsewhere = bus(client), bus(client)
+    run_id = str(uuid.uuid4())
+    here.attach(run_id)
+    await here.publish(run_id, "values", b"1")
+    reader = asyncio.create_task(collect(here.subscribe(run_id)))
+    await asyncio.sleep(0.05)
+    await here.publish(run_id, "values", b"2")
+    await asyncio.sleep(0.05)
+    here.detach(run_id)  # handed over (a graceful shutdown): another worker carries on
+    await elsewhere.publish(run_id, "values", b"3")
+    await elsewhere.end(run_id)
+    received = await asyncio.wait_for(reader, 5)
+    assert [e.data for e in received] == [b"1", b"2", b"3"]
+    ids = [parse_event_id(e.id) for e in received]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)
+
+
+async def test_readers_after_the_end_replay_from_redis(client: redis.asyncio.Redis) -> None:
+    events = bus(client)
+    run_id = str(uuid.uuid4())
+    events.attach(run_id)
+    await events.publish(run_id, "values", b"1")
+    await events.end(run_id)
+    await asyncio.sleep(0.1)  # the writer has appended both
+    events.detach(run_id)
+    received = await asyncio.wait_for(collect(events.subscribe(run_id)), 5)
+    assert [e.data for e in received] == [b"1"]
