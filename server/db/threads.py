@@ -162,14 +162,20 @@ async def set_state(
     interrupts: dict[str, Any] | None = None,
     error: dict[str, Any] | None = None,
     metadata: dict[str, Any] | None = None,
-) -> None:
-    """Record the thread's status and, when given, a snapshot of its latest state."""
-    await fetch_one(
+    busy_if_queued: bool = False,
+) -> bool:
+    """Record the thread's status and, when given, a snapshot of its latest state.
+
+    `busy_if_queued` (after a run ended, with the thread locked): the status is `busy`
+    instead while the thread has pending or running runs. Returns whether it is `busy`.
+    """
+    row = await fetch_one(
         conn,
         _SET_STATE,
         {
             "thread_id": thread_id,
             "status": status,
+            "queued": busy_if_queued,
             "error": jsonb(error),
             "snapshot": values is not None,
             "values": jsonb(values),
@@ -177,15 +183,22 @@ async def set_state(
             "metadata": jsonb(metadata or {}),
         },
     )
+    return row is not None and row["status"] == "busy"
 
 
 _SET_STATE = """
-    UPDATE threads SET status = %(status)s, updated_at = now(), error = %(error)s,
+    UPDATE threads SET
+        status = CASE WHEN %(queued)s AND EXISTS (
+                          SELECT 1 FROM runs WHERE thread_id = %(thread_id)s
+                          AND status IN ('pending', 'running'))
+                      THEN 'busy' ELSE %(status)s END,
+        updated_at = now(), error = %(error)s,
         "values" = CASE WHEN %(snapshot)s THEN %(values)s ELSE "values" END,
         interrupts = CASE WHEN %(snapshot)s THEN %(interrupts)s ELSE interrupts END,
         state_updated_at = CASE WHEN %(snapshot)s THEN now() ELSE state_updated_at END,
         metadata = metadata || %(metadata)s
     WHERE thread_id = %(thread_id)s
+    RETURNING status
 """
 
 

@@ -435,21 +435,21 @@ class Executor:
                     output=output,
                 )
             if fenced:
-                active = await run_rows.active_for_thread(conn, thread_id)
-                await thread_rows.set_state(
+                queued = await thread_rows.set_state(
                     conn,
                     thread_id,
-                    status="busy" if active else thread_status,
+                    status=thread_status,
                     values=values,
                     interrupts=interrupts,
                     error=error,
+                    busy_if_queued=True,
                 )
                 if self.approvals is not None:  # approvals commit with the state, or neither
                     notices = await self.approvals.on_run_finished(
                         conn, run, interrupts if values is not None else None
                     )
                 await run_rows.notify(conn, DONE_CHANNEL, run_id)
-                if active:
+                if queued:
                     await run_rows.notify(conn, RUNS_CHANNEL)
         if not fenced:
             log.error("run ended without its lease; outcome discarded", extra={"run_id": run_id})
@@ -507,8 +507,7 @@ async def end_abandoned(conn: AsyncConnection, run: dict[str, Any]) -> None:
     if run["cancel_action"] == "rollback":
         await rollback_checkpoints(conn, thread_id, str(run["run_id"]))
         await run_rows.delete_run(conn, owner=run["owner"], run_id=run["run_id"])
-    active = await run_rows.active_for_thread(conn, thread_id)
-    await thread_rows.set_state(conn, thread_id, status="busy" if active else "idle")
+    await thread_rows.set_state(conn, thread_id, status="idle", busy_if_queued=True)
     await run_rows.notify(conn, DONE_CHANNEL, str(run["run_id"]))
 
 

@@ -315,8 +315,7 @@ class RunManager:
             if stopped and action == "rollback":
                 await run_rows.delete_run(conn, owner=owner, run_id=rid)
             if stopped:
-                if not await run_rows.active_for_thread(conn, tid):
-                    await thread_rows.set_state(conn, tid, status="idle")
+                await thread_rows.set_state(conn, tid, status="idle", busy_if_queued=True)
             else:
                 await run_rows.request_cancel(conn, rid, action)
         if stopped:
