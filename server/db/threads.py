@@ -77,9 +77,10 @@ async def get(
 
 
 async def lock(conn: Conn, thread_id: uuid.UUID) -> None:
-    """Lock the thread row for the transaction. Every transaction that changes a thread's
-    runs and status takes this lock first (creating a run does, with `get(for_update=True)`),
-    so they serialise in one order: no deadlock, and status is computed from committed runs."""
+    """Lock the thread row for the transaction. Creating (with `get(for_update=True)`),
+    finishing and cancelling a run take this lock before touching run rows, so they
+    serialise in one order (no deadlock) and a status computed after it sees committed runs.
+    (The lease sweep still updates run rows first: it races only with a fenced late finish.)"""
     await fetch_one(conn, "SELECT 1 FROM threads WHERE thread_id = %s FOR UPDATE", (thread_id,))
 
 
