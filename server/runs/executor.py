@@ -166,6 +166,9 @@ class Executor:
         self._controls: dict[str, RunControl] = {}
         self._epochs: dict[str, int] = {}
         self._cancel_actions: dict[str, CancelAction] = {}
+        self._ending: set[str] = set()
+        """Runs writing their outcome: too late to stop them (that write is fenced anyway).
+        A heartbeat that renewed leases just after such a write reports the run as lost."""
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._maybe_queued = True
@@ -225,7 +228,7 @@ class Executor:
         without writing anything (another worker owns it).
         """
         task = self._tasks.get(run_id)
-        if task is None:
+        if task is None or run_id in self._ending:
             return False
         if action == "drain":
             self._cancel_actions.setdefault(run_id, "interrupt")
@@ -297,6 +300,7 @@ class Executor:
             self._epochs.pop(run_id, None)
             self._controls.pop(run_id, None)
             self._cancel_actions.pop(run_id, None)
+            self._ending.discard(run_id)
             self._wake.set()
 
         task.add_done_callback(_done)
@@ -422,6 +426,7 @@ class Executor:
             thread_status = (
                 "interrupted" if interrupts or (has_next and not stopped_early) else "idle"
             )
+        self._ending.add(run_id)
         async with self.engine.begin() as conn:
             await thread_rows.lock(conn, thread_id)  # before the run row, as run creation does
             if status != "rollback":
