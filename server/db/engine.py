@@ -25,7 +25,9 @@ def create_engine(settings: Settings) -> AsyncEngine:
         max_overflow=0,
         pool_timeout=settings.db_pool_timeout_seconds,
         connect_args={
-            "prepare_threshold": None,
+            # Only the hot statements ask to be prepared (`fetch_one`/`fetch_all`); what
+            # SQLAlchemy builds is never executed often enough to reach this threshold.
+            "prepare_threshold": 2**31 - 1,
             "options": f"-c statement_timeout={settings.db_statement_timeout_ms}",
         },
     )

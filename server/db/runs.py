@@ -152,7 +152,7 @@ _CLAIM = """
            lease_epoch = lease_epoch + 1,
            lease_expires_at = now() + make_interval(secs => %(lease)s),
            started_at = coalesce(started_at, now()), updated_at = now()
-    WHERE run_id = (
+    WHERE run_id IN (
         SELECT r.run_id FROM runs r
         WHERE r.status = 'pending' AND r.not_before <= now()
           AND NOT EXISTS (SELECT 1 FROM runs x
@@ -161,15 +161,18 @@ _CLAIM = """
                           WHERE y.thread_id = r.thread_id AND y.status = 'pending'
                             AND (y.created_at, y.run_id) < (r.created_at, r.run_id))
         ORDER BY r.created_at, r.run_id
-        LIMIT 1
+        LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED)
     RETURNING *
 """
 
 
-async def claim(conn: Conn, *, worker: str, lease_seconds: float) -> dict[str, Any] | None:
-    """Claim the next runnable run under a fresh lease, or None."""
-    return await fetch_one(conn, _CLAIM, {"worker": worker, "lease": float(lease_seconds)})
+async def claim(
+    conn: Conn, *, worker: str, lease_seconds: float, limit: int = 1
+) -> list[dict[str, Any]]:
+    """Claim up to `limit` runnable runs (oldest first, one per thread) under fresh leases."""
+    params = {"worker": worker, "lease": float(lease_seconds), "limit": limit}
+    return await fetch_all(conn, _CLAIM, params)
 
 
 async def next_due(conn: AsyncConnection) -> datetime | None:

@@ -50,6 +50,9 @@ RUNS_CHANNEL = "trellis_runs"
 DONE_CHANNEL = "trellis_run_done"
 CANCEL_CHANNEL = "trellis_run_cancel"
 
+CLAIM_BATCH = 4
+"""Runs one claim query may take."""
+
 CancelAction = str
 """How a run is stopped: `interrupt` keeps its checkpoints and marks it interrupted;
 `rollback` deletes both; `drain` interrupts at the next step boundary; `requeue` hands
@@ -258,14 +261,20 @@ class Executor:
                     self._maybe_queued = True
                     due = None
                 while self._maybe_queued and self.has_capacity():
+                    # A few at a time: one query per wake-up when the queue is short, and
+                    # the other workers still get their share of a burst.
+                    limit = min(CLAIM_BATCH, self.concurrency - len(self._tasks))
                     async with self.pool.connection() as conn:  # one atomic statement
-                        run = await run_rows.claim(
-                            conn, worker=self.worker_id, lease_seconds=self.lease_seconds
+                        claimed = await run_rows.claim(
+                            conn,
+                            worker=self.worker_id,
+                            lease_seconds=self.lease_seconds,
+                            limit=limit,
                         )
-                    if run is None:
-                        self._maybe_queued = False
-                        break
-                    self.launch(run)
+                    for run in sorted(claimed, key=lambda row: (row["created_at"], row["run_id"])):
+                        self.launch(run)
+                    if len(claimed) < limit:
+                        self._maybe_queued = False  # the queue is empty (for this worker)
                 timeout = max(0.01, next_sweep - time.monotonic())
                 if due is not None:
                     timeout = max(0.01, min(timeout, (due - datetime.now(UTC)).total_seconds()))
@@ -323,7 +332,7 @@ class Executor:
         loaded = self.registry.get(kwargs["graph_id"])
         try:
             if assistant is None:
-                async with self.engine.connect() as conn:
+                async with self.pool.connection() as conn:
                     assistant = await assistant_rows.get_any(conn, run["assistant_id"])
             if loaded is None or assistant is None:
                 raise LookupError(f"graph {kwargs['graph_id']!r} is no longer served")
