@@ -7,15 +7,14 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Self
 
 import psycopg
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-from psycopg import AsyncCursor, sql
-from psycopg.abc import Params, Query, QueryNoTemplate
-from psycopg.pq import Format
+from psycopg import AsyncClientCursor, AsyncCursor, sql
+from psycopg.abc import Params, Query
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import text
@@ -76,25 +75,24 @@ LEASE_LOST_SQLSTATE = "TR001"
 """Raised by `trellis_assert_lease` (migration 0001) when the lease is gone."""
 
 
-class _FewRowsCursor(AsyncCursor[DictRow]):
-    """A cursor whose `executemany` of a few rows is plain statements, not pipeline mode.
+class _WriteScript(AsyncClientCursor[DictRow]):
+    """Collects the saver's write statements as literal SQL instead of executing them.
 
-    The saver writes one to three rows at a time; entering and leaving psycopg's
-    pipeline for them costs more CPU than the round trips it saves on loopback.
+    `aput` and `aput_writes` only write (they never read a result), so their statements
+    can go to the server afterwards in one simple query, behind the lease check: one
+    round trip, and one implicit transaction, per fenced write.
     """
+
+    statements: list[str]
+
+    async def execute(self, query: Any, params: Any = None, **_: Any) -> Self:
+        self.statements.append(self.mogrify(query, params))
+        return self
 
     async def executemany(
         self, query: Query, params_seq: Iterable[Params], *, returning: bool = False
     ) -> None:
-        rows = list(params_seq)
-        if len(rows) > _PIPELINE_FROM_ROWS:
-            await super().executemany(query, rows, returning=returning)
-            return
-        for row in rows:
-            await self.execute(cast(QueryNoTemplate, query), row)  # the saver's SQL strings
-
-
-_PIPELINE_FROM_ROWS = 4
+        self.statements.extend(self.mogrify(query, params) for params in params_seq)
 
 
 class FencedPostgresSaver(AsyncPostgresSaver):
@@ -118,26 +116,20 @@ class FencedPostgresSaver(AsyncPostgresSaver):
         fence = CURRENT_FENCE.get() if _WRITING.get() else None
         async with self.conn.connection() as conn:
             if fence is not None:
-                # One transaction, opened together with the lease check in one round trip
-                # (a simple query; the values are literals), and a lost lease aborts the
-                # writes. (Not pipelined: psycopg's pipeline mode costs more CPU than the
-                # round trips it saves on loopback, about 0.6 ms per write.)
-                begin = sql.SQL("BEGIN; SELECT trellis_assert_lease({}, {}, {})").format(
-                    str(fence.run_id), fence.worker, fence.epoch
-                )
+                # The lease check and the writes as one multi-statement simple query: one
+                # round trip, run as one transaction, and a lost lease aborts the writes.
+                async with _WriteScript(conn, row_factory=dict_row) as script:
+                    script.statements = [
+                        sql.SQL("SELECT trellis_assert_lease({}, {}, {})")
+                        .format(str(fence.run_id), fence.worker, fence.epoch)
+                        .as_string(conn)
+                    ]
+                    yield script
                 try:
-                    await conn.execute(begin, prepare=False)
-                    async with _FewRowsCursor(conn, row_factory=dict_row) as cur:
-                        cur.format = Format.BINARY
-                        yield cur
-                    await conn.execute("COMMIT", prepare=False)
+                    await conn.execute(";\n".join(script.statements).encode(), prepare=False)
                 except psycopg.Error as exc:
-                    await conn.rollback()
                     if exc.sqlstate == LEASE_LOST_SQLSTATE:
                         raise LeaseLost(str(exc.diag.message_primary)) from exc
-                    raise
-                except BaseException:
-                    await conn.rollback()
                     raise
             elif pipeline:
                 async with conn.pipeline(), conn.cursor(binary=True, row_factory=dict_row) as cur:

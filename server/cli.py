@@ -60,7 +60,15 @@ def _worker(args: argparse.Namespace) -> int:
     if args.concurrency:
         settings = settings.model_copy(update={"run_concurrency": args.concurrency})
     configure(settings.log_level, settings.log_format)
-    asyncio.run(run_worker(settings))
+    # The same event loop as `serve` (uvicorn picks uvloop when it is installed): a
+    # worker's time goes to many small database and Redis round trips.
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(run_worker(settings))
+    else:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(run_worker(settings))
     return 0
 
 
