@@ -204,6 +204,48 @@ async def finish(
     return row is not None
 
 
+async def finish_with_thread(
+    conn: Conn,
+    run_id: uuid.UUID,
+    thread_id: uuid.UUID,
+    *,
+    worker: str,
+    epoch: int,
+    status: str,
+    error: dict[str, Any] | None,
+    output: Any,
+    thread_status: str,
+    values: Any,
+    interrupts: dict[str, Any],
+    supersede_approvals: bool,
+) -> str | None:
+    """End a run and record its thread's status and state in one call (`trellis_finish_run`,
+    migration 0004): the thread locked first, the run fenced on this worker's lease, the
+    thread `busy` instead while it has queued runs, waiters and workers notified.
+
+    Returns the thread's new status, or None when the lease is gone (nothing written).
+    """
+    row = await fetch_one(
+        conn,
+        "SELECT trellis_finish_run(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) AS status",
+        (
+            run_id,
+            thread_id,
+            worker,
+            epoch,
+            status,
+            jsonb(error),
+            jsonb(output),
+            thread_status,
+            values is not None,
+            jsonb(values),
+            jsonb(interrupts),
+            supersede_approvals,
+        ),
+    )
+    return None if row is None else row["status"]
+
+
 async def notify(conn: Conn, channel: str, payload: str = "") -> None:
     """A Postgres NOTIFY, delivered when the transaction commits."""
     await fetch_one(conn, "SELECT pg_notify(%s, %s)", (channel, payload))

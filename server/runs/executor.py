@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("trellis.runs")
 
+# NOTIFY channels (migration 0004's `trellis_finish_run` names the first two too).
 RUNS_CHANNEL = "trellis_runs"
 DONE_CHANNEL = "trellis_run_done"
 CANCEL_CHANNEL = "trellis_run_cancel"
@@ -436,35 +437,30 @@ class Executor:
                 "interrupted" if interrupts or (has_next and not stopped_early) else "idle"
             )
         self._ending.add(run_id)
-        async with self.engine.begin() as conn:
-            await thread_rows.lock(conn, thread_id)  # before the run row, as run creation does
-            if status != "rollback":
-                fenced = await run_rows.finish(
-                    conn,
-                    run["run_id"],
-                    status=status,
-                    worker=self.worker_id,
-                    epoch=epoch,
-                    error=error,
-                    output=output,
-                )
-            if fenced:
-                queued = await thread_rows.set_state(
-                    conn,
-                    thread_id,
-                    status=thread_status,
-                    values=values,
-                    interrupts=interrupts,
-                    error=error,
-                    busy_if_queued=True,
-                )
-                if self.approvals is not None:  # approvals commit with the state, or neither
-                    notices = await self.approvals.on_run_finished(
-                        conn, run, interrupts if values is not None else None
+        if status == "rollback":
+            async with self.engine.begin() as conn:
+                await thread_rows.lock(conn, thread_id)  # before the run row, as creation does
+                if fenced:
+                    queued = await thread_rows.set_state(
+                        conn,
+                        thread_id,
+                        status=thread_status,
+                        values=values,
+                        interrupts=interrupts,
+                        error=error,
+                        busy_if_queued=True,
                     )
-                await run_rows.notify(conn, DONE_CHANNEL, run_id)
-                if queued:
-                    await run_rows.notify(conn, RUNS_CHANNEL)
+                    if self.approvals is not None:  # approvals commit with the state
+                        notices = await self.approvals.on_run_finished(
+                            conn, run, interrupts if values is not None else None
+                        )
+                    await run_rows.notify(conn, DONE_CHANNEL, run_id)
+                    if queued:
+                        await run_rows.notify(conn, RUNS_CHANNEL)
+        else:
+            fenced, notices = await self._record_outcome(
+                run, status, error, output, thread_status, values, interrupts
+            )
         if not fenced:
             log.error("run ended without its lease; outcome discarded", extra={"run_id": run_id})
             return
@@ -487,6 +483,47 @@ class Executor:
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2),
             },
         )
+
+    async def _record_outcome(
+        self,
+        run: dict[str, Any],
+        status: str,
+        error: dict[str, Any] | None,
+        output: Any,
+        thread_status: str,
+        values: Any,
+        interrupts: dict[str, Any],
+    ) -> tuple[bool, list[Notice]]:
+        """The run's outcome and its thread's state, fenced on the lease: one call, or one
+        transaction with the approvals its pending interrupts open. Returns (fenced, notices)."""
+        epoch = self._epochs.get(str(run["run_id"]), -1)
+        # Approvals follow the final state (not read: leave them); none is pending now.
+        review = self.approvals is not None and values is not None and not run.get("temporary")
+        pending = any(interrupts.values())
+        args = {
+            "worker": self.worker_id,
+            "epoch": epoch,
+            "status": status,
+            "error": error,
+            "output": output,
+            "thread_status": thread_status,
+            "values": values,
+            "interrupts": interrupts,
+        }
+        if not (review and pending):
+            async with self.pool.connection() as conn:
+                ended = await run_rows.finish_with_thread(
+                    conn, run["run_id"], run["thread_id"], supersede_approvals=review, **args
+                )
+            return ended is not None, []
+        assert self.approvals is not None
+        async with self.engine.begin() as conn:  # approvals commit with the state, or neither
+            ended = await run_rows.finish_with_thread(
+                conn, run["run_id"], run["thread_id"], supersede_approvals=False, **args
+            )
+            if ended is None:
+                return False, []
+            return True, await self.approvals.on_run_finished(conn, run, interrupts)
 
     async def _delete_temporary_thread(self, thread_id: uuid.UUID) -> None:
         await self.checkpointer.adelete_thread(str(thread_id))

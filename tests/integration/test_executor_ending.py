@@ -9,14 +9,13 @@ its stream open until the reader's fallback noticed, seconds later.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import Any
 
 import pytest
 from langgraph_sdk import get_client
 
 from server.app import create_app
-from server.db import threads as thread_rows
+from server.db import runs as run_rows
 from server.runs import executor as executor_module
 from server.settings import Settings
 from tests.support import serve_in_loop
@@ -27,15 +26,15 @@ async def test_a_lost_lease_reported_while_the_outcome_is_written_is_ignored(
 ) -> None:
     app = create_app(settings)
     refused: list[bool] = []
-    real_set_state = thread_rows.set_state
+    real_finish = run_rows.finish_with_thread
 
-    async def report_lost_first(conn: Any, thread_id: uuid.UUID, **kwargs: Any) -> bool:
+    async def report_lost_first(conn: Any, *args: Any, **kwargs: Any) -> str | None:
         executor = app.state.services.executor
         for run_id in list(executor._tasks):
             refused.append(executor.cancel(run_id, "lost"))
-        return await real_set_state(conn, thread_id, **kwargs)
+        return await real_finish(conn, *args, **kwargs)
 
-    monkeypatch.setattr(executor_module.thread_rows, "set_state", report_lost_first)
+    monkeypatch.setattr(executor_module.run_rows, "finish_with_thread", report_lost_first)
     async with serve_in_loop(app) as url:
         client = get_client(url=url, api_key=None)
         try:
