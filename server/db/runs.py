@@ -12,7 +12,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, delete, func, select, text, update
+from sqlalchemy import Table, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.db.engine import Conn, columns, fetch_all, fetch_one, jsonb, plain
@@ -33,15 +33,24 @@ PUBLIC = [
 _PUBLIC = columns(*PUBLIC)
 
 _INSERT = """
-    INSERT INTO runs (run_id, thread_id, assistant_id, owner, metadata, kwargs,
-                      multitask_strategy, temporary, not_before, status, attempt,
-                      lease_owner, lease_epoch, lease_expires_at, started_at)
-    VALUES (%(run_id)s, %(thread_id)s, %(assistant_id)s, %(owner)s, %(metadata)s, %(kwargs)s,
-            %(strategy)s, %(temporary)s, now() + make_interval(secs => %(after)s), %(status)s,
-            %(epoch)s, %(worker)s, %(epoch)s,
-            CASE WHEN %(claimed)s THEN now() + make_interval(secs => %(lease)s) END,
-            CASE WHEN %(claimed)s THEN now() END)
-    RETURNING *
+    WITH run AS (
+        INSERT INTO runs (run_id, thread_id, assistant_id, owner, metadata, kwargs,
+                          multitask_strategy, temporary, not_before, status, attempt,
+                          lease_owner, lease_epoch, lease_expires_at, started_at)
+        VALUES (%(run_id)s, %(thread_id)s, %(assistant_id)s, %(owner)s, %(metadata)s,
+                %(kwargs)s, %(strategy)s, %(temporary)s,
+                now() + make_interval(secs => %(after)s), %(status)s,
+                %(epoch)s, %(worker)s, %(epoch)s,
+                CASE WHEN %(claimed)s THEN now() + make_interval(secs => %(lease)s) END,
+                CASE WHEN %(claimed)s THEN now() END)
+        RETURNING *
+    ), thread AS (
+        UPDATE threads SET status = 'busy', updated_at = now(), error = NULL,
+                           metadata = metadata || %(thread_metadata)s
+        WHERE thread_id = %(thread_id)s
+        RETURNING CASE WHEN %(wake)s::text IS NOT NULL THEN pg_notify(%(wake)s, '') END
+    )
+    SELECT run.* FROM run, thread
 """
 
 
@@ -57,12 +66,17 @@ async def insert(
     multitask_strategy: str,
     temporary: bool,
     after_seconds: float,
+    thread_metadata: dict[str, Any],
+    wake: str | None,
     claim_for: str | None = None,
     lease_seconds: float = 0,
 ) -> dict[str, Any]:
     """Insert a run: pending, or already running under `claim_for`'s lease (the local fast path).
 
-    Returns the full row (UUIDs and datetimes as Python objects).
+    The same statement marks its thread (locked by the caller) `busy`, merging
+    `thread_metadata` into the thread's metadata, and NOTIFYs channel `wake` on commit when
+    given (so workers elsewhere claim the run). Returns the full run row (UUIDs and
+    datetimes as Python objects).
     """
     claimed = claim_for is not None
     row = await fetch_one(
@@ -83,6 +97,8 @@ async def insert(
             "worker": claim_for,
             "claimed": claimed,
             "lease": float(lease_seconds),
+            "thread_metadata": jsonb(thread_metadata),
+            "wake": wake,
         },
     )
     assert row is not None
@@ -251,15 +267,15 @@ async def notify(conn: Conn, channel: str, payload: str = "") -> None:
     await fetch_one(conn, "SELECT pg_notify(%s, %s)", (channel, payload))
 
 
-async def cancel_pending(conn: AsyncConnection, run_id: uuid.UUID) -> bool:
+async def cancel_pending(conn: Conn, run_id: uuid.UUID) -> bool:
     """Mark a run that has not started as interrupted; False if it already started."""
-    stmt = (
-        update(R)
-        .where(R.c.run_id == run_id, R.c.status == "pending")
-        .values(status="interrupted", updated_at=func.now(), ended_at=func.now())
-        .returning(R.c.run_id)
+    row = await fetch_one(
+        conn,
+        "UPDATE runs SET status = 'interrupted', updated_at = now(), ended_at = now() "
+        "WHERE run_id = %s AND status = 'pending' RETURNING run_id",
+        (run_id,),
     )
-    return (await conn.execute(stmt)).first() is not None
+    return row is not None
 
 
 async def release(conn: AsyncConnection, run_id: uuid.UUID, *, worker: str) -> None:
@@ -271,15 +287,15 @@ async def release(conn: AsyncConnection, run_id: uuid.UUID, *, worker: str) -> N
     )
 
 
-async def request_cancel(conn: AsyncConnection, run_id: uuid.UUID, action: str) -> bool:
+async def request_cancel(conn: Conn, run_id: uuid.UUID, action: str) -> bool:
     """Record that a running run must stop; its worker (or the sweep, if it died) acts on it."""
-    stmt = (
-        update(R)
-        .where(R.c.run_id == run_id, R.c.status == "running")
-        .values(cancel_action=action, updated_at=func.now())
-        .returning(R.c.run_id)
+    row = await fetch_one(
+        conn,
+        "UPDATE runs SET cancel_action = %s, updated_at = now() "
+        "WHERE run_id = %s AND status = 'running' RETURNING run_id",
+        (action, run_id),
     )
-    return (await conn.execute(stmt)).first() is not None
+    return row is not None
 
 
 _SWEEP = """
@@ -312,10 +328,13 @@ async def requeue_expired(
 
 
 async def delete_run(
-    conn: AsyncConnection, *, owner: str, run_id: uuid.UUID, thread_id: uuid.UUID | None = None
+    conn: Conn, *, owner: str, run_id: uuid.UUID, thread_id: uuid.UUID | None = None
 ) -> bool:
     """Delete a run record."""
-    stmt = delete(R).where(R.c.run_id == run_id, R.c.owner == owner)
-    if thread_id is not None:
-        stmt = stmt.where(R.c.thread_id == thread_id)
-    return (await conn.execute(stmt.returning(R.c.run_id))).first() is not None
+    row = await fetch_one(
+        conn,
+        "DELETE FROM runs WHERE run_id = %s AND owner = %s "
+        "AND (%s::uuid IS NULL OR thread_id = %s::uuid) RETURNING run_id",
+        (run_id, owner, thread_id, thread_id),
+    )
+    return row is not None

@@ -84,10 +84,10 @@ async def lock(conn: Conn, thread_id: uuid.UUID) -> None:
     await fetch_one(conn, "SELECT 1 FROM threads WHERE thread_id = %s FOR UPDATE", (thread_id,))
 
 
-async def exists_for_other_owner(conn: AsyncConnection, thread_id: uuid.UUID) -> bool:
+async def exists_for_other_owner(conn: Conn, thread_id: uuid.UUID) -> bool:
     """Whether the id is taken at all (used to refuse creating over someone else's thread)."""
-    stmt = select(T.c.thread_id).where(T.c.thread_id == thread_id)
-    return (await conn.execute(stmt)).first() is not None
+    row = await fetch_one(conn, "SELECT 1 AS taken FROM threads WHERE thread_id = %s", (thread_id,))
+    return row is not None
 
 
 async def patch_metadata(

@@ -24,6 +24,7 @@ from server.auth.identity import auth_user_for_run
 from server.db import assistants as assistant_rows
 from server.db import runs as run_rows
 from server.db import threads as thread_rows
+from server.db.engine import Conn
 from server.errors import InvalidRequest, NotFound, NothingToResume, ThreadBusy
 from server.ids import parse_uuid, uuid7
 from server.registry import GraphRegistry, system_assistant_id
@@ -80,9 +81,17 @@ class RunManager:
         self.executor = executor
         self.approvals = approvals
 
-    async def resolve_assistant(
-        self, conn: AsyncConnection, owner: str, assistant_id: str
-    ) -> dict[str, Any]:
+    @contextlib.asynccontextmanager
+    async def _transaction(self, *, orm: bool) -> AsyncIterator[Conn]:
+        """A transaction on a SQLAlchemy connection (`orm`) or on a pooled psycopg one."""
+        if orm:
+            async with self.engine.begin() as conn:
+                yield conn
+        else:
+            async with self.pool.connection() as raw, raw.transaction():
+                yield raw
+
+    async def resolve_assistant(self, conn: Conn, owner: str, assistant_id: str) -> dict[str, Any]:
         """An assistant by id, or a graph id naming its system assistant."""
         parsed = parse_uuid(assistant_id)
         if parsed is None and assistant_id in self.registry:
@@ -110,7 +119,14 @@ class RunManager:
         """
         to_cancel: list[str] = []
         notices: list[Notice] = []
-        async with self.engine.begin() as conn:
+        # Closing approvals needs SQLAlchemy (only a resume can close any); otherwise the
+        # transaction runs on a psycopg connection: no greenlet hops, prepared statements.
+        closes_approvals = (
+            self.approvals is not None
+            and body.command is not None
+            and body.command.resume is not None
+        )
+        async with self._transaction(orm=closes_approvals) as conn:
             assistant = await self.resolve_assistant(conn, owner, body.assistant_id)
             meta = {"graph_id": assistant["graph_id"], "assistant_id": assistant["assistant_id"]}
             temporary = thread_id is None
@@ -193,10 +209,13 @@ class RunManager:
                 multitask_strategy=strategy,
                 temporary=temporary,
                 after_seconds=body.after_seconds,
+                thread_metadata=meta,
+                wake=None if local else RUNS_CHANNEL,
                 claim_for=self.executor.worker_id if local and self.executor else None,
                 lease_seconds=self.executor.lease_seconds if self.executor else 0,
             )
-            if self.approvals is not None:  # closes the approvals this run answers, or refuses
+            if self.approvals is not None and isinstance(conn, AsyncConnection):
+                # Closes the approvals this run answers, or refuses it.
                 notices = await self.approvals.on_run_created(
                     conn,
                     owner=owner,
@@ -205,9 +224,6 @@ class RunManager:
                     body=body,
                     approval_id=approval_id,
                 )
-            await thread_rows.set_state(conn, tid, status="busy", metadata=meta)
-            if not local:
-                await run_rows.notify(conn, RUNS_CHANNEL)
         if self.approvals is not None:
             self.approvals.notify(notices)
         for other_id in to_cancel:
