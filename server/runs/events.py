@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 import re
 import time
 from collections import deque
@@ -24,6 +25,8 @@ from typing import Any, NamedTuple, Protocol, cast
 
 import orjson
 from redis.asyncio import Redis
+from redis.asyncio.connection import Connection
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from server.errors import InvalidRequest
@@ -34,6 +37,15 @@ END = "__end__"
 """The internal event that closes a run's stream; never sent to clients."""
 
 _ID = re.compile(r"^(\d{1,16})-(\d{1,16})$")
+
+_APPEND = """
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[2], 'd', ARGV[3])
+if ARGV[4] ~= '0' then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
+redis.call('PUBLISH', KEYS[1], id .. '\\n' .. ARGV[2] .. '\\n' .. ARGV[3])
+return id
+"""
+"""Append an event to a run's stream and publish it (with its id) on the channel of the
+same name, atomically: readers following the channel miss nothing the stream holds."""
 
 
 class RunEvent(NamedTuple):
@@ -212,6 +224,10 @@ class RedisEventBus:
         """Runs executing in this process whose end marker has not been written yet."""
         self._followers: dict[str, set[asyncio.Queue[RunEvent | None]]] = {}
         """Local readers of those runs; `None` tells one to go on with `XREAD`."""
+        self._watchers: dict[str, set[asyncio.Queue[RunEvent | None]]] = {}
+        """Readers of runs executing elsewhere, by stream key, fed by the pub/sub feed."""
+        self._feed = _LiveFeed(redis, self._published, self._feed_lost)
+        self._wait = block_ms / 1000
 
     def key(self, run_id: str) -> str:
         """The stream key of a run."""
@@ -231,11 +247,9 @@ class RedisEventBus:
             try:
                 async with self.redis.pipeline(transaction=False) as pipe:
                     for run_id, event, data in batch:
-                        key = self.key(run_id)
-                        fields: Any = {"e": event, "d": data}
-                        pipe.xadd(key, fields, maxlen=self.max_events, approximate=True)
-                        if event == END:
-                            pipe.expire(key, self.retention)
+                        expire = self.retention if event == END else 0
+                        args = (self.max_events, event, data, expire)
+                        pipe.eval(_APPEND, 1, self.key(run_id), *args)
                     replies = await pipe.execute()
             except (RedisError, OSError):
                 if not warned:
@@ -244,10 +258,8 @@ class RedisEventBus:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue
-            ids = iter(reply for reply in replies if isinstance(reply, bytes | str))
-            for run_id, event, data in batch:
+            for (run_id, event, data), entry_id in zip(batch, replies, strict=True):
                 self._backlog.popleft()
-                entry_id = next(ids)
                 self._hand_over(run_id, RunEvent(_text(entry_id), event, data))
             delay = 0.1
         if warned:
@@ -319,17 +331,13 @@ class RedisEventBus:
     ) -> AsyncIterator[RunEvent]:
         """Events after `after` (all when None), then live ones until the end marker.
 
-        `finished` (is the run over?) is asked whenever a read waits in vain: a run that
-        ended without its end marker reaching Redis still closes its streams.
+        A run executing in this process is followed from memory; any other through the
+        process's pub/sub feed. Either falls back to `XREAD` when its source goes away.
+        `finished` (is the run over?) is asked whenever a wait for events is in vain: a
+        run that ended without its end marker reaching Redis still closes its streams.
         """
         key = self.key(run_id)
         last = after or "0-0"
-        if after is None and run_id in self._executing:
-            async for followed in self._follow_locally(run_id):
-                last = followed.id
-                if followed.event == END:
-                    return
-                yield followed
         if after is not None:
             parse_event_id(after)
             try:
@@ -339,6 +347,12 @@ class RedisEventBus:
                     return
             except (RedisError, OSError):
                 pass  # checked again by the read loop once Redis answers
+        local = after is None and run_id in self._executing
+        async for followed in self._follow(run_id, after, finished, local=local):
+            last = followed.id
+            if followed.event == END:
+                return
+            yield followed
         delay = 0.1
         while True:
             try:
@@ -361,16 +375,29 @@ class RedisEventBus:
                     yield RunEvent(entry_id, event, data)
                 return
 
-    async def _follow_locally(self, run_id: str) -> AsyncIterator[RunEvent]:
-        """A run executing here: what Redis holds already, then what the writer hands over,
-        up to the end marker (included), or until the run leaves this process."""
+    async def _follow(
+        self,
+        run_id: str,
+        after: str | None,
+        finished: Callable[[], Awaitable[bool]] | None,
+        *,
+        local: bool,
+    ) -> AsyncIterator[RunEvent]:
+        """What Redis holds after `after`, then what arrives: handed over by this process's
+        writer (`local`) or by the pub/sub feed. Ends with the end marker (included), or
+        early, when the source goes away (the caller goes on with `XREAD`)."""
+        key = self.key(run_id)
         queue: asyncio.Queue[RunEvent | None] = asyncio.Queue()
-        followers = self._followers.setdefault(run_id, set())
-        followers.add(queue)  # before reading what is there: nothing falls in between
+        readers = self._followers if local else self._watchers
+        readers.setdefault(run_id if local else key, set()).add(queue)
         try:
-            last = (0, 0)
+            # Registered first, then what is there: nothing falls in between.
+            if not local and not await self._feed.watch(key):
+                return
+            last = parse_event_id(after) or (0, 0)
+            last_id = after or "0-0"
             try:
-                written = await self._tail(self.key(run_id), "0-0")
+                written = await self._tail(key, last_id)
             except (RedisError, OSError):
                 return  # the XREAD loop waits for Redis
             for entry_id, event, data in written:
@@ -378,7 +405,20 @@ class RedisEventBus:
                 yield RunEvent(entry_id, event, data)
                 if event == END:
                     return
-            while (item := await queue.get()) is not None:
+            while True:
+                try:
+                    item = await asyncio.wait_for(queue.get(), None if local else self._wait)
+                except TimeoutError:
+                    if finished is None or not await finished():
+                        continue
+                    # Over, yet no end marker came: take what is left and stop.
+                    for entry_id, event, data in await self._tail(key, f"{last[0]}-{last[1]}"):
+                        if event != END:
+                            yield RunEvent(entry_id, event, data)
+                    yield RunEvent(f"{last[0]}-{last[1]}", END, b"null")
+                    return
+                if item is None:
+                    return
                 position = parse_event_id(item.id) or last
                 if position <= last:
                     continue  # already read from Redis
@@ -387,9 +427,25 @@ class RedisEventBus:
                 if item.event == END:
                     return
         finally:
-            followers.discard(queue)
-            if not followers:
-                self._followers.pop(run_id, None)
+            group = readers.get(run_id if local else key)
+            if group is not None:
+                group.discard(queue)
+                if not group:
+                    readers.pop(run_id if local else key, None)
+            if not local:
+                self._feed.unwatch(key)
+
+    def _published(self, channel: str, payload: bytes) -> None:
+        """An event the feed received: to this process's readers of that stream."""
+        entry_id, event, data = payload.split(b"\n", 2)
+        for queue in self._watchers.get(channel, ()):
+            queue.put_nowait(RunEvent(entry_id.decode(), event.decode(), data))
+
+    def _feed_lost(self) -> None:
+        """The pub/sub connection dropped: its readers go on with `XREAD`."""
+        for group in self._watchers.values():
+            for queue in group:
+                queue.put_nowait(None)
 
     async def _tail(self, key: str, last: str) -> list[tuple[str, str, bytes]]:
         entries = cast(
@@ -400,7 +456,111 @@ class RedisEventBus:
 
     async def close(self) -> None:
         """Flush what is buffered (briefly) and stop; the Redis client belongs to the caller."""
+        await self._feed.close()
         if self._flusher is not None and not self._flusher.done():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._flusher), 2.0)
             self._flusher.cancel()
+
+
+_SUBSCRIBE_SECONDS = 5.0
+"""How long a reader waits for Redis to confirm a subscription before it polls instead."""
+
+
+class _LiveFeed:
+    """This process's pub/sub connection: events as writers append them, without a
+    request per event. Channels are the stream keys (`_APPEND` publishes there).
+
+    Subscribing and unsubscribing happen in `watch`, in order on the one connection: a
+    channel nobody reads any more stays subscribed until the next `watch`, so reading a
+    run again right away needs no new subscription.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        deliver: Callable[[str, bytes], None],
+        lost: Callable[[], None],
+    ) -> None:
+        self._redis = redis
+        self._deliver = deliver
+        self._lost = lost
+        self._conn: Connection | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._readers: dict[str, int] = {}
+        self._subscribed: dict[str, asyncio.Future[None]] = {}
+        """Channels subscribed (or being subscribed) on the connection, and the
+        confirmation of each."""
+
+    async def watch(self, channel: str) -> bool:
+        """Count a reader of `channel` and make sure the channel is subscribed; False when
+        the feed is unavailable (the reader then polls the stream)."""
+        self._readers[channel] = self._readers.get(channel, 0) + 1
+        try:
+            conn = await self._connection()
+            idle = [c for c in self._subscribed if c != channel and not self._readers.get(c)]
+            if idle:
+                for name in idle:
+                    del self._subscribed[name]
+                await conn.send_command("UNSUBSCRIBE", *idle)
+            confirmed = self._subscribed.get(channel)
+            if confirmed is None:
+                confirmed = asyncio.get_running_loop().create_future()
+                self._subscribed[channel] = confirmed
+                await conn.send_command("SUBSCRIBE", channel)
+            await asyncio.wait_for(asyncio.shield(confirmed), _SUBSCRIBE_SECONDS)
+            return True
+        except (RedisError, OSError, TimeoutError):
+            self.unwatch(channel)
+            return False
+
+    def unwatch(self, channel: str) -> None:
+        """One reader of `channel` fewer."""
+        left = self._readers.get(channel, 0) - 1
+        if left > 0:
+            self._readers[channel] = left
+        else:
+            self._readers.pop(channel, None)
+
+    async def _connection(self) -> Connection:
+        if self._conn is None:
+            pool = self._redis.connection_pool
+            conn = cast(Connection, pool.make_connection())  # type: ignore[no-untyped-call]
+            await conn.connect()  # type: ignore[no-untyped-call]
+            self._conn = conn
+            self._reader = asyncio.create_task(self._read(conn), name="trellis-event-feed")
+        return self._conn
+
+    async def _read(self, conn: Connection) -> None:
+        try:
+            while True:
+                reply = cast(
+                    list[bytes], await conn.read_response(timeout=math.inf, push_request=True)
+                )
+                kind, channel = reply[0], _text(reply[1])
+                if kind == b"message":
+                    self._deliver(channel, reply[2])
+                elif kind == b"subscribe":
+                    confirmed = self._subscribed.get(channel)
+                    if confirmed is not None and not confirmed.done():
+                        confirmed.set_result(None)
+        except (RedisError, OSError) as exc:
+            log.info("event feed lost; readers poll the streams", extra={"error": str(exc)})
+        finally:
+            if self._conn is conn:
+                self._conn = None
+                for confirmed in self._subscribed.values():
+                    if not confirmed.done():
+                        confirmed.set_exception(RedisConnectionError("event feed lost"))
+                        confirmed.exception()  # retrieved: nobody else may be waiting
+                self._subscribed.clear()
+                self._lost()
+            with contextlib.suppress(RedisError, OSError):
+                await conn.disconnect()
+
+    async def close(self) -> None:
+        """Stop reading and drop the connection."""
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader

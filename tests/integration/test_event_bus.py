@@ -20,7 +20,10 @@ async def client() -> AsyncIterator[redis.asyncio.Redis]:
     connection: redis.asyncio.Redis = redis.asyncio.Redis.from_url(REDIS_URL)
     prefix = f"trellis-test-{uuid.uuid4().hex}"
     connection.test_prefix = prefix  # type: ignore[attr-defined]
+    connection.test_buses = []  # type: ignore[attr-defined]
     yield connection
+    for made in connection.test_buses:  # type: ignore[attr-defined]
+        await made.close()
     keys = [key async for key in connection.scan_iter(match=prefix + "*")]
     if keys:
         await connection.delete(*keys)
@@ -28,7 +31,10 @@ async def client() -> AsyncIterator[redis.asyncio.Redis]:
 
 
 def bus(client: redis.asyncio.Redis) -> RedisEventBus:
-    return RedisEventBus(client, prefix=client.test_prefix, block_ms=200)  # type: ignore[attr-defined]
+    """A bus like another process's, closed when the test ends."""
+    made = RedisEventBus(client, prefix=client.test_prefix, block_ms=200)  # type: ignore[attr-defined]
+    client.test_buses.append(made)  # type: ignore[attr-defined]
+    return made
 
 
 async def collect(stream: AsyncIterator[RunEvent]) -> list[RunEvent]:
@@ -95,3 +101,53 @@ async def test_readers_after_the_end_replay_from_redis(client: redis.asyncio.Red
     events.detach(run_id)
     received = await asyncio.wait_for(collect(events.subscribe(run_id)), 5)
     assert [e.data for e in received] == [b"1"]
+
+
+async def test_a_reader_elsewhere_follows_the_published_events(
+    client: redis.asyncio.Redis,
+) -> None:
+    worker, api = bus(client), bus(client)
+    api._read = no_xread  # type: ignore[assignment,method-assign]
+    run_id = str(uuid.uuid4())
+    worker.attach(run_id)
+    await worker.publish(run_id, "metadata", b"{}")  # before the reader comes
+    await asyncio.sleep(0.05)
+    reader = asyncio.create_task(collect(api.subscribe(run_id)))
+    await asyncio.sleep(0.05)
+    for step in range(5):
+        await worker.publish(run_id, "values", b"%d" % step)
+    await worker.end(run_id)
+    received = await asyncio.wait_for(reader, 5)
+    worker.detach(run_id)
+    assert [e.data for e in received] == [b"{}", *(b"%d" % step for step in range(5))]
+    assert received == await collect(bus(client).subscribe(run_id))
+    # Read again at once: the channel is still subscribed, and the replay is the same.
+    assert await asyncio.wait_for(collect(api.subscribe(run_id)), 5) == received
+
+
+async def test_readers_poll_the_stream_when_the_feed_drops(client: redis.asyncio.Redis) -> None:
+    worker, api = bus(client), bus(client)
+    run_id = str(uuid.uuid4())
+    worker.attach(run_id)
+    reader = asyncio.create_task(collect(api.subscribe(run_id)))
+    await worker.publish(run_id, "values", b"1")
+    await asyncio.sleep(0.1)
+    polled: list[str] = []
+    real_read = api._read
+
+    async def read(key: str, last: str) -> list[tuple[str, str, bytes]]:
+        polled.append(last)
+        return await real_read(key, last)
+
+    api._read = read  # type: ignore[method-assign]
+    feed = api._feed._conn
+    assert feed is not None
+    await feed.disconnect()  # the connection drops
+    await asyncio.sleep(0.1)
+    await worker.publish(run_id, "values", b"2")
+    await worker.end(run_id)
+    received = await asyncio.wait_for(reader, 5)
+    assert [e.data for e in received] == [b"1", b"2"]
+    assert polled  # the reader went on with XREAD, from where the feed left it
+    ids = [parse_event_id(e.id) for e in received]
+    assert ids == sorted(ids)
