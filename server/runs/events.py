@@ -192,16 +192,17 @@ class MemoryEventBus:
 
 
 class RedisEventBus:
-    """Per-run Redis Streams: `XADD` with `MAXLEN ~`, `XREAD BLOCK` to follow, TTL after the end.
+    """Per-run Redis Streams: `XADD` with `MAXLEN ~`, a TTL after the end, published live.
 
     Publishing never waits for Redis and never fails a run: events queue in a bounded
     local backlog that one writer task appends in order, a batch per round trip; while
     Redis is unreachable they wait there and are flushed when it is back.
 
-    A reader in the process executing the run (the usual stream of a run just created)
-    does not poll Redis for each event: the writer hands it every event it appended,
-    with the id Redis gave it. Readers elsewhere, and rejoins with `Last-Event-ID`,
-    follow the stream with `XREAD`.
+    The writer appends and publishes each event in one Lua call, so no reader polls
+    Redis per event: a reader in the process executing the run (the usual stream of a
+    run just created) gets every event from the writer, with the id Redis gave it;
+    readers elsewhere get them from their process's pub/sub feed. Both read what the
+    stream already holds first, and go on with `XREAD` if their source goes away.
     """
 
     def __init__(
@@ -456,11 +457,11 @@ class RedisEventBus:
 
     async def close(self) -> None:
         """Flush what is buffered (briefly) and stop; the Redis client belongs to the caller."""
-        await self._feed.close()
         if self._flusher is not None and not self._flusher.done():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._flusher), 2.0)
             self._flusher.cancel()
+        await self._feed.close()
 
 
 _SUBSCRIBE_SECONDS = 5.0
