@@ -114,14 +114,6 @@ async def get(conn: Conn, *, owner: str, assistant_id: uuid.UUID) -> dict[str, A
     return plain(row) if row is not None else None
 
 
-async def get_any(conn: Conn, assistant_id: uuid.UUID) -> dict[str, Any] | None:
-    """The assistant regardless of owner (for the executor, which runs on a run's behalf)."""
-    row = await fetch_one(
-        conn, f"SELECT {_PUBLIC} FROM assistants WHERE assistant_id = %s", (assistant_id,)
-    )
-    return plain(row) if row is not None else None
-
-
 async def is_system(conn: AsyncConnection, assistant_id: uuid.UUID) -> bool:
     """Whether the assistant is a system assistant from `langgraph.json`."""
     stmt = select(A.c.owner.is_(None)).where(A.c.assistant_id == assistant_id)

@@ -179,14 +179,20 @@ _CLAIM = """
         ORDER BY r.created_at, r.run_id
         LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED)
-    RETURNING *
+    RETURNING *, (SELECT jsonb_build_object(
+                      'assistant_id', a.assistant_id, 'graph_id', a.graph_id,
+                      'config', a.config, 'context', a.context, 'metadata', a.metadata)
+                  FROM assistants a WHERE a.assistant_id = runs.assistant_id) AS assistant
 """
 
 
 async def claim(
     conn: Conn, *, worker: str, lease_seconds: float, limit: int = 1
 ) -> list[dict[str, Any]]:
-    """Claim up to `limit` runnable runs (oldest first, one per thread) under fresh leases."""
+    """Claim up to `limit` runnable runs (oldest first, one per thread) under fresh leases.
+
+    Each row also carries what the executor needs of its assistant (`assistant`: id,
+    graph, config, context, metadata; None if it was deleted meanwhile)."""
     params = {"worker": worker, "lease": float(lease_seconds), "limit": limit}
     return await fetch_all(conn, _CLAIM, params)
 

@@ -31,7 +31,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.auth.identity import auth_configurable
 from server.checkpoints import CURRENT_FENCE, Fence, LeaseLost
-from server.db import assistants as assistant_rows
 from server.db import runs as run_rows
 from server.db import threads as thread_rows
 from server.registry import GraphRegistry
@@ -273,7 +272,7 @@ class Executor:
                             limit=limit,
                         )
                     for run in sorted(claimed, key=lambda row: (row["created_at"], row["run_id"])):
-                        self.launch(run)
+                        self.launch(run, run.pop("assistant"))
                     if len(claimed) < limit:
                         self._maybe_queued = False  # the queue is empty (for this worker)
                 timeout = max(0.01, next_sweep - time.monotonic())
@@ -293,8 +292,9 @@ class Executor:
                 "took over runs whose lease expired", extra={"runs": [str(r) for r in requeued]}
             )
 
-    def launch(self, run: dict[str, Any], assistant: dict[str, Any] | None = None) -> None:
-        """Execute a run this worker has claimed (its full row)."""
+    def launch(self, run: dict[str, Any], assistant: dict[str, Any] | None) -> None:
+        """Execute a run this worker has claimed (its full row), for `assistant` (None: it
+        was deleted; the run fails)."""
         run_id = str(run["run_id"])
         self._epochs[run_id] = int(run["lease_epoch"])
         self._controls[run_id] = RunControl()
@@ -333,9 +333,8 @@ class Executor:
         loaded = self.registry.get(kwargs["graph_id"])
         try:
             if assistant is None:
-                async with self.pool.connection() as conn:
-                    assistant = await assistant_rows.get_any(conn, run["assistant_id"])
-            if loaded is None or assistant is None:
+                raise LookupError(f"assistant {run['assistant_id']} no longer exists")
+            if loaded is None:
                 raise LookupError(f"graph {kwargs['graph_id']!r} is no longer served")
             payload = graph_input(kwargs)
             if attempt > 1 and await self._made_progress(thread_id, run_id):
