@@ -228,6 +228,7 @@ class RedisEventBus:
         self._watchers: dict[str, set[asyncio.Queue[RunEvent | None]]] = {}
         """Readers of runs executing elsewhere, by stream key, fed by the pub/sub feed."""
         self._feed = _LiveFeed(redis, self._published, self._feed_lost)
+        self._writer: Connection | None = None
         self._wait = block_ms / 1000
 
     def key(self, run_id: str) -> str:
@@ -246,12 +247,7 @@ class RedisEventBus:
         while self._backlog:
             batch = list(itertools.islice(self._backlog, 256))
             try:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for run_id, event, data in batch:
-                        expire = self.retention if event == END else 0
-                        args = (self.max_events, event, data, expire)
-                        pipe.eval(_APPEND, 1, self.key(run_id), *args)
-                    replies = await pipe.execute()
+                replies = await self._append(batch)
             except (RedisError, OSError):
                 if not warned:
                     log.warning("redis unavailable; buffering run events")
@@ -265,6 +261,39 @@ class RedisEventBus:
             delay = 0.1
         if warned:
             log.info("redis back; buffered run events flushed")
+
+    async def _append(self, batch: list[tuple[str, str, bytes]]) -> list[bytes]:
+        """Append and publish a batch in one round trip on the writer's own connection: a
+        plain pipeline of `_APPEND` calls, without the client's per-command machinery.
+        Returns the entry ids. On an error the connection is dropped (a batch retried
+        after a partial append may repeat events)."""
+        conn = self._writer
+        if conn is None:
+            pool = self.redis.connection_pool
+            conn = cast(Connection, pool.make_connection())  # type: ignore[no-untyped-call]
+            self._writer = conn
+        try:
+            await conn.send_packed_command(
+                conn.pack_commands(
+                    (
+                        "EVAL",
+                        _APPEND,
+                        1,
+                        self.key(run_id),
+                        self.max_events,
+                        event,
+                        data,
+                        self.retention if event == END else 0,
+                    )
+                    for run_id, event, data in batch
+                )
+            )
+            return [cast(bytes, await conn.read_response()) for _ in batch]
+        except BaseException:
+            self._writer = None
+            with contextlib.suppress(RedisError, OSError):
+                await conn.disconnect()
+            raise
 
     def _hand_over(self, run_id: str, event: RunEvent) -> None:
         """Give an event Redis now holds to this process's readers of the run."""
@@ -462,6 +491,9 @@ class RedisEventBus:
                 await asyncio.wait_for(asyncio.shield(self._flusher), 2.0)
             self._flusher.cancel()
         await self._feed.close()
+        if self._writer is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self._writer.disconnect()
 
 
 _SUBSCRIBE_SECONDS = 5.0
