@@ -526,8 +526,8 @@ class _LiveFeed:
         confirmation of each."""
 
     async def watch(self, channel: str) -> bool:
-        """Count a reader of `channel` and make sure the channel is subscribed; False when
-        the feed is unavailable (the reader then polls the stream)."""
+        """Count a reader of `channel` (until its `unwatch`) and make sure the channel is
+        subscribed; False when the feed is unavailable (the reader then polls the stream)."""
         self._readers[channel] = self._readers.get(channel, 0) + 1
         try:
             conn = await self._connection()
@@ -544,8 +544,7 @@ class _LiveFeed:
             await asyncio.wait_for(asyncio.shield(confirmed), _SUBSCRIBE_SECONDS)
             return True
         except (RedisError, OSError, TimeoutError):
-            self.unwatch(channel)
-            return False
+            return False  # still counted: the reader calls `unwatch` when it stops
 
     def unwatch(self, channel: str) -> None:
         """One reader of `channel` fewer."""
