@@ -7,6 +7,7 @@ import uuid
 import psycopg
 import pytest
 from langgraph.checkpoint.base import empty_checkpoint
+from langgraph_sdk.client import LangGraphClient
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -54,3 +55,15 @@ async def test_writes_need_the_current_lease(server_url: str, database_url: str)
         assert len([c async for c in saver.alist(config)]) == 1
     finally:
         await pool.close()
+
+
+async def test_fenced_writes_keep_every_value_intact(client: LangGraphClient) -> None:
+    """Fenced writes reach Postgres as literal SQL: quotes, placeholders, backslashes, newlines
+    and non-ASCII text in the state must come back exactly."""
+    odd = 'it\'s 100% "done" %s %(x)s {0} \\ \\x00 \n\t; DROP TABLE runs; -- é 漢字 🙂'
+    thread = await client.threads.create()
+    await client.runs.wait(thread["thread_id"], "echo", input={"text": odd})
+    state = await client.threads.get_state(thread["thread_id"])
+    assert state["values"]["text"] == odd + "!"
+    history = await client.threads.get_history(thread["thread_id"])
+    assert odd in [h["values"].get("text") for h in history]  # after the input step
