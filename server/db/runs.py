@@ -164,11 +164,7 @@ async def active_for_thread(conn: Conn, thread_id: uuid.UUID) -> list[dict[str, 
 
 
 _CLAIM = """
-    UPDATE runs SET status = 'running', attempt = attempt + 1, lease_owner = %(worker)s,
-           lease_epoch = lease_epoch + 1,
-           lease_expires_at = now() + make_interval(secs => %(lease)s),
-           started_at = coalesce(started_at, now()), updated_at = now()
-    WHERE run_id IN (
+    WITH picked AS (  -- a locking CTE is evaluated once: exactly the rows it locked
         SELECT r.run_id FROM runs r
         WHERE r.status = 'pending' AND r.not_before <= now()
           AND NOT EXISTS (SELECT 1 FROM runs x
@@ -178,11 +174,17 @@ _CLAIM = """
                             AND (y.created_at, y.run_id) < (r.created_at, r.run_id))
         ORDER BY r.created_at, r.run_id
         LIMIT %(limit)s
-        FOR UPDATE SKIP LOCKED)
-    RETURNING *, (SELECT jsonb_build_object(
-                      'assistant_id', a.assistant_id, 'graph_id', a.graph_id,
-                      'config', a.config, 'context', a.context, 'metadata', a.metadata)
-                  FROM assistants a WHERE a.assistant_id = runs.assistant_id) AS assistant
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE runs SET status = 'running', attempt = attempt + 1, lease_owner = %(worker)s,
+           lease_epoch = lease_epoch + 1,
+           lease_expires_at = now() + make_interval(secs => %(lease)s),
+           started_at = coalesce(started_at, now()), updated_at = now()
+    FROM picked WHERE runs.run_id = picked.run_id
+    RETURNING runs.*, (SELECT jsonb_build_object(
+                           'assistant_id', a.assistant_id, 'graph_id', a.graph_id,
+                           'config', a.config, 'context', a.context, 'metadata', a.metadata)
+                       FROM assistants a WHERE a.assistant_id = runs.assistant_id) AS assistant
 """
 
 

@@ -496,7 +496,9 @@ class Executor:
         """The run's outcome and its thread's state, fenced on the lease: one call, or one
         transaction with the approvals its pending interrupts open. Returns (fenced, notices)."""
         epoch = self._epochs.get(str(run["run_id"]), -1)
-        # Approvals follow the final state (not read: leave them); none is pending now.
+        # Approvals follow the final state, when it could be read: with nothing pending, the
+        # thread's pending approvals are stale (superseded in the same call); pending
+        # interrupts open approvals, in the approvals service's own transaction.
         review = self.approvals is not None and values is not None and not run.get("temporary")
         pending = any(interrupts.values())
         args = {
