@@ -22,6 +22,7 @@ from langgraph_sdk import get_client
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from benchmarks.floor import floor_server
 from benchmarks.graphs import builder
 from tests.support import scratch_database, server_process
 
@@ -107,6 +108,22 @@ async def over_http(
     return out
 
 
+async def sdk_floor(url: str, n: int) -> list[float]:
+    """Create-thread + stream with the official SDK against `benchmarks.floor`'s server."""
+    client = get_client(url=url, api_key=None)
+
+    async def run() -> None:
+        thread = await client.threads.create()
+        async for _ in client.runs.stream(thread["thread_id"], "bench", input={"text": "hi"}):
+            pass
+
+    await sequential(run, 10)
+    try:
+        return await sequential(run, n)
+    finally:
+        await client.http.client.aclose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=200)
@@ -116,6 +133,8 @@ def main() -> None:
         local, local_rps = asyncio.run(in_process(db, args.runs, args.total))
         with server_process(database_url=db, config=CONFIG) as (url, proc):
             remote = asyncio.run(over_http(url, proc.pid, args.runs, args.total, [10]))
+    with floor_server() as url:
+        floor = asyncio.run(sdk_floor(url, args.runs))
     stream = remote["stream"]
     assert isinstance(stream, list)
     wait = remote["wait"]
@@ -126,6 +145,7 @@ def main() -> None:
     print(f"  trellis create thread + stream   {summary(stream)}")
     print(f"  trellis stateless runs.wait      {summary(wait)}")
     print(f"  server overhead (median)         {overhead * 1000:6.2f} ms")
+    print(f"  SDK + HTTP alone (no-op server)  {summary(floor)}  (within the overhead)")
     cpu = remote["cpu"]
     assert isinstance(cpu, float)
     print(f"  server process CPU per run       {cpu * 1000:6.2f} ms  (the sequential runs above)")
