@@ -120,8 +120,13 @@ def serves_builtin_graphs(registry: GraphRegistry) -> bool:
 
 
 @asynccontextmanager
-async def open_services(settings: Settings, *, worker: bool = True) -> AsyncIterator[Services]:
-    """Open the database, LangGraph's saver and store, the graphs, and the run machinery."""
+async def open_services(
+    settings: Settings, *, worker: bool = True, api: bool = True
+) -> AsyncIterator[Services]:
+    """Open the database, LangGraph's saver and store, the graphs, and the run machinery.
+
+    `worker`: this process executes runs; `api`: it answers requests (so it waits for runs
+    that end elsewhere)."""
     async with AsyncExitStack() as stack:
         await asyncio.to_thread(migrate.upgrade_trellis, settings.sqlalchemy_url)
         engine = create_engine(settings)
@@ -199,7 +204,11 @@ async def open_services(settings: Settings, *, worker: bool = True) -> AsyncIter
                 approvals=approvals,
                 webhooks=webhooks,
             )
-        listener = Listener(settings.psycopg_url, completions=completions, executor=executor)
+        listener = Listener(
+            settings.psycopg_url,
+            completions=completions if api else None,
+            executor=executor,
+        )
         await listener.start()
         stack.push_async_callback(listener.stop)
         if executor is not None:

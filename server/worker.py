@@ -18,7 +18,7 @@ async def run_worker(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with open_services(settings, worker=True):
+    async with open_services(settings, worker=True, api=False):
         log.info("worker ready")
         await stop.wait()
         log.info("worker stopping")

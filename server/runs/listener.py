@@ -14,10 +14,14 @@ log = logging.getLogger("trellis.runs")
 
 
 class Listener:
-    """Holds one dedicated connection that LISTENs and dispatches notifications."""
+    """Holds one dedicated connection that LISTENs and dispatches notifications.
+
+    A process listens only to what it acts on: wake-ups and cancellations when it has an
+    executor, run completions when it has `completions` (it answers `wait` and `join`).
+    """
 
     def __init__(
-        self, conninfo: str, *, completions: Completions, executor: Executor | None
+        self, conninfo: str, *, completions: Completions | None, executor: Executor | None
     ) -> None:
         self.conninfo = conninfo
         self.completions = completions
@@ -43,7 +47,7 @@ class Listener:
                 async with await psycopg.AsyncConnection.connect(
                     self.conninfo, autocommit=True
                 ) as conn:
-                    for channel in (RUNS_CHANNEL, DONE_CHANNEL, CANCEL_CHANNEL):
+                    for channel in self._channels():
                         await conn.execute(f"LISTEN {channel}")
                     self.ready.set()
                     if self.executor is not None:
@@ -56,10 +60,16 @@ class Listener:
                 log.exception("listener connection lost; reconnecting")
                 await asyncio.sleep(1.0)
 
+    def _channels(self) -> list[str]:
+        channels = [DONE_CHANNEL] if self.completions is not None else []
+        if self.executor is not None:
+            channels += [RUNS_CHANNEL, CANCEL_CHANNEL]
+        return channels
+
     def _dispatch(self, channel: str, payload: str) -> None:
         if channel == RUNS_CHANNEL and self.executor is not None:
             self.executor.wake()
-        elif channel == DONE_CHANNEL:
+        elif channel == DONE_CHANNEL and self.completions is not None:
             self.completions.done(payload)
         elif channel == CANCEL_CHANNEL and self.executor is not None:
             run_id, _, action = payload.partition(":")
