@@ -229,7 +229,6 @@ class RedisEventBus:
         """Readers of runs executing elsewhere, by stream key, fed by the pub/sub feed."""
         self._feed = _LiveFeed(redis, self._published, self._feed_lost)
         self._writer: Connection | None = None
-        self._wait = block_ms / 1000
 
     def key(self, run_id: str) -> str:
         """The stream key of a run."""
@@ -437,7 +436,9 @@ class RedisEventBus:
                     return
             while True:
                 try:
-                    item = await asyncio.wait_for(queue.get(), None if local else self._wait)
+                    item = await asyncio.wait_for(
+                        queue.get(), None if local else self.block_ms / 1000
+                    )
                 except TimeoutError:
                     if finished is None or not await finished():
                         continue
