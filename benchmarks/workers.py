@@ -2,7 +2,8 @@
 
 Prints, on a scratch database and a private Redis, for the trivial 2-node graph
 (`benchmarks/graphs.py`): run latency (create thread + stream to end) median and
-p95 over N sequential runs, runs/s at concurrency 10 and 50, how long `join`
+p95 over N sequential runs, runs/s at concurrency 10 and 50 (with the CPU each process,
+Postgres and the load generator spent per run at 10), how long `join`
 takes to answer after a run ends, and how long a run takes to resume on the
 other worker after its worker is SIGKILLed (median of a few, with the default
 lease). Loopback only; every loop is bounded. Not a test: nothing is asserted.
@@ -14,10 +15,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import shutil
 import signal
 import statistics
+import subprocess
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -26,6 +30,7 @@ from pathlib import Path
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 
+from benchmarks.server import cpu_seconds
 from tests.faults.harness import Cluster, RedisServer, cluster
 
 HERE = Path(__file__).resolve().parent
@@ -131,7 +136,48 @@ async def takeover(c: Cluster, client: LangGraphClient, kills: int) -> list[floa
     return samples
 
 
-async def measure(c: Cluster, args: argparse.Namespace) -> None:
+def postgres_cpu_seconds() -> float:
+    """CPU time of the machine's Postgres: its processes and the backends it reaped."""
+    listed = subprocess.run(["pgrep", "-x", "postgres"], capture_output=True, text=True)
+    total = 0.0
+    for pid in listed.stdout.split():
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+class CpuMeter:
+    """CPU per run of each process in the benchmark, Postgres included: where runs go."""
+
+    def __init__(self, c: Cluster, redis_pid: int) -> None:
+        assert c.api is not None
+        self.pids = {"API": c.api.pid, "Redis": redis_pid}
+        self.pids.update({f"worker {i + 1}": w.pid for i, w in enumerate(c.workers)})
+        self.start: dict[str, float] = {}
+
+    def _read(self) -> dict[str, float]:
+        out = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        out["Postgres"] = postgres_cpu_seconds()
+        out["load generator (SDK)"] = time.process_time()
+        return out
+
+    def __enter__(self) -> CpuMeter:
+        self.start = self._read()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.end = self._read()
+
+    def report(self, runs: int) -> str:
+        parts = [
+            f"{name} {(self.end[name] - self.start[name]) / runs * 1000:.2f}" for name in self.start
+        ]
+        total = sum(self.end[n] - self.start[n] for n in self.start) / runs * 1000
+        return f"ms of CPU per run: {', '.join(parts)}; in all {total:.2f}"
+
+
+async def measure(c: Cluster, args: argparse.Namespace, redis_pid: int) -> None:
     client = get_client(url=c.url, api_key=None)
 
     async def stream_run() -> None:
@@ -149,11 +195,14 @@ async def measure(c: Cluster, args: argparse.Namespace) -> None:
             flush=True,
         )
         for n in (10, 50):
-            rps = await throughput(stream_run, args.total, n)
+            with CpuMeter(c, redis_pid) as cpu:
+                rps = await throughput(stream_run, args.total, n)
             print(
                 f"  runs/s at concurrency {n:<3}        {rps:7.1f}   ({args.total} runs)",
                 flush=True,
             )
+            if n == 10:
+                print(f"    {cpu.report(args.total)}", flush=True)
         after_end, finished = await join_latency(c, client, 20)
         print(
             f"  join answers after run end       {summary(after_end)}   "
@@ -202,7 +251,8 @@ def main() -> None:
     }
     try:
         with cluster(work, workers=2, env=env, config=config) as c:
-            asyncio.run(measure(c, args))
+            assert redis.proc is not None
+            asyncio.run(measure(c, args, redis.proc.pid))
     finally:
         redis.kill()
         shutil.rmtree(work, ignore_errors=True)
