@@ -9,6 +9,7 @@ creation order, so `enqueue` is strict FIFO.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -228,19 +229,27 @@ async def finish(
     return row is not None
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """How a run ended, and what its thread shows after it."""
+
+    status: str
+    error: dict[str, Any] | None
+    output: Any
+    thread_status: str
+    values: Any
+    """The final state's values; None when they could not be read (the snapshot stays)."""
+    interrupts: dict[str, Any]
+
+
 async def finish_with_thread(
     conn: Conn,
     run_id: uuid.UUID,
     thread_id: uuid.UUID,
+    outcome: Outcome,
     *,
     worker: str,
     epoch: int,
-    status: str,
-    error: dict[str, Any] | None,
-    output: Any,
-    thread_status: str,
-    values: Any,
-    interrupts: dict[str, Any],
     supersede_approvals: bool,
 ) -> str | None:
     """End a run and record its thread's status and state in one call (`trellis_finish_run`,
@@ -257,13 +266,13 @@ async def finish_with_thread(
             thread_id,
             worker,
             epoch,
-            status,
-            jsonb(error),
-            jsonb(output),
-            thread_status,
-            values is not None,
-            jsonb(values),
-            jsonb(interrupts),
+            outcome.status,
+            jsonb(outcome.error),
+            jsonb(outcome.output),
+            outcome.thread_status,
+            outcome.values is not None,
+            jsonb(outcome.values),
+            jsonb(outcome.interrupts),
             supersede_approvals,
         ),
     )

@@ -458,7 +458,7 @@ class Executor:
                         await run_rows.notify(conn, RUNS_CHANNEL)
         else:
             fenced, notices = await self._record_outcome(
-                run, status, error, output, thread_status, values, interrupts
+                run, run_rows.Outcome(status, error, output, thread_status, values, interrupts)
             )
         if not fenced:
             log.error("run ended without its lease; outcome discarded", extra={"run_id": run_id})
@@ -484,14 +484,7 @@ class Executor:
         )
 
     async def _record_outcome(
-        self,
-        run: dict[str, Any],
-        status: str,
-        error: dict[str, Any] | None,
-        output: Any,
-        thread_status: str,
-        values: Any,
-        interrupts: dict[str, Any],
+        self, run: dict[str, Any], outcome: run_rows.Outcome
     ) -> tuple[bool, list[Notice]]:
         """The run's outcome and its thread's state, fenced on the lease: one call, or one
         transaction with the approvals its pending interrupts open. Returns (fenced, notices)."""
@@ -499,32 +492,36 @@ class Executor:
         # Approvals follow the final state, when it could be read: with nothing pending, the
         # thread's pending approvals are stale (superseded in the same call); pending
         # interrupts open approvals, in the approvals service's own transaction.
-        review = self.approvals is not None and values is not None and not run.get("temporary")
-        pending = any(interrupts.values())
-        args = {
-            "worker": self.worker_id,
-            "epoch": epoch,
-            "status": status,
-            "error": error,
-            "output": output,
-            "thread_status": thread_status,
-            "values": values,
-            "interrupts": interrupts,
-        }
-        if not (review and pending):
+        review = (
+            self.approvals is not None and outcome.values is not None and not run.get("temporary")
+        )
+        run_id, thread_id, worker = run["run_id"], run["thread_id"], self.worker_id
+        if not (review and any(outcome.interrupts.values())):
             async with self.pool.connection() as conn:
                 ended = await run_rows.finish_with_thread(
-                    conn, run["run_id"], run["thread_id"], supersede_approvals=review, **args
+                    conn,
+                    run_id,
+                    thread_id,
+                    outcome,
+                    worker=worker,
+                    epoch=epoch,
+                    supersede_approvals=review,
                 )
             return ended is not None, []
         assert self.approvals is not None
         async with self.engine.begin() as conn:  # approvals commit with the state, or neither
             ended = await run_rows.finish_with_thread(
-                conn, run["run_id"], run["thread_id"], supersede_approvals=False, **args
+                conn,
+                run_id,
+                thread_id,
+                outcome,
+                worker=worker,
+                epoch=epoch,
+                supersede_approvals=False,
             )
             if ended is None:
                 return False, []
-            return True, await self.approvals.on_run_finished(conn, run, interrupts)
+            return True, await self.approvals.on_run_finished(conn, run, outcome.interrupts)
 
     async def _delete_temporary_thread(self, thread_id: uuid.UUID) -> None:
         await self.checkpointer.adelete_thread(str(thread_id))
