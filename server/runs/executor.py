@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -495,31 +496,20 @@ class Executor:
         review = (
             self.approvals is not None and outcome.values is not None and not run.get("temporary")
         )
-        run_id, thread_id, worker = run["run_id"], run["thread_id"], self.worker_id
+        finish = functools.partial(
+            run_rows.finish_with_thread,
+            run_id=run["run_id"],
+            thread_id=run["thread_id"],
+            outcome=outcome,
+            worker=self.worker_id,
+            epoch=epoch,
+        )
         if not (review and any(outcome.interrupts.values())):
             async with self.pool.connection() as conn:
-                ended = await run_rows.finish_with_thread(
-                    conn,
-                    run_id,
-                    thread_id,
-                    outcome,
-                    worker=worker,
-                    epoch=epoch,
-                    supersede_approvals=review,
-                )
-            return ended is not None, []
+                return await finish(conn, supersede_approvals=review) is not None, []
         assert self.approvals is not None
         async with self.engine.begin() as conn:  # approvals commit with the state, or neither
-            ended = await run_rows.finish_with_thread(
-                conn,
-                run_id,
-                thread_id,
-                outcome,
-                worker=worker,
-                epoch=epoch,
-                supersede_approvals=False,
-            )
-            if ended is None:
+            if await finish(conn, supersede_approvals=False) is None:
                 return False, []
             return True, await self.approvals.on_run_finished(conn, run, outcome.interrupts)
 
