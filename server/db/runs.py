@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from sqlalchemy import Table, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -34,24 +35,10 @@ PUBLIC = [
 _PUBLIC = columns(*PUBLIC)
 
 _INSERT = """
-    WITH run AS (
-        INSERT INTO runs (run_id, thread_id, assistant_id, owner, metadata, kwargs,
-                          multitask_strategy, temporary, not_before, status, attempt,
-                          lease_owner, lease_epoch, lease_expires_at, started_at)
-        VALUES (%(run_id)s, %(thread_id)s, %(assistant_id)s, %(owner)s, %(metadata)s,
-                %(kwargs)s, %(strategy)s, %(temporary)s,
-                now() + make_interval(secs => %(after)s), %(status)s,
-                %(epoch)s, %(worker)s, %(epoch)s,
-                CASE WHEN %(claimed)s THEN now() + make_interval(secs => %(lease)s) END,
-                CASE WHEN %(claimed)s THEN now() END)
-        RETURNING *
-    ), thread AS (
-        UPDATE threads SET status = 'busy', updated_at = now(), error = NULL,
-                           metadata = metadata || %(thread_metadata)s
-        WHERE thread_id = %(thread_id)s
-        RETURNING CASE WHEN %(wake)s::text IS NOT NULL THEN pg_notify(%(wake)s, '') END
-    )
-    SELECT run.* FROM run, thread
+    SELECT * FROM trellis_insert_run(
+        %(run_id)s, %(thread_id)s, %(assistant_id)s, %(owner)s, %(metadata)s, %(kwargs)s,
+        %(strategy)s, %(temporary)s, %(after)s, %(worker)s, %(lease)s,
+        %(thread_metadata)s, %(wake)s)
 """
 
 
@@ -79,7 +66,6 @@ async def insert(
     given (so workers elsewhere claim the run). Returns the full run row (UUIDs and
     datetimes as Python objects).
     """
-    claimed = claim_for is not None
     row = await fetch_one(
         conn,
         _INSERT,
@@ -93,15 +79,92 @@ async def insert(
             "strategy": multitask_strategy,
             "temporary": temporary,
             "after": float(after_seconds),
-            "status": "running" if claimed else "pending",
-            "epoch": 1 if claimed else 0,  # also the attempt
             "worker": claim_for,
-            "claimed": claimed,
             "lease": float(lease_seconds),
             "thread_metadata": jsonb(thread_metadata),
             "wake": wake,
         },
     )
+    assert row is not None
+    return row
+
+
+_CREATE = """
+    SELECT r.*, trellis_run_assistant(r.assistant_id) AS assistant
+    FROM trellis_create_run(
+        %(owner)s, %(assistant_id)s, %(graphs)s, %(thread_id)s, %(run_id)s, %(metadata)s,
+        %(kwargs)s, %(strategy)s, %(after)s, %(resume)s, %(worker)s, %(lease)s, %(wake)s) r
+"""
+
+REFUSALS = {
+    "TR010": "no_assistant",
+    "TR011": "graph_not_served",
+    "TR012": "no_thread",
+    "TR013": "busy",
+    "TR014": "stop_earlier_runs",
+    "TR015": "nothing_to_resume",
+}
+"""Why `create` refused (the SQLSTATEs `trellis_create_run` raises, migration 0005)."""
+
+
+class Refused(Exception):
+    """`create` wrote nothing; `reason` is one of `REFUSALS`' values."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+async def create(
+    conn: Conn,
+    *,
+    owner: str,
+    assistant_id: uuid.UUID,
+    graphs: list[str],
+    thread_id: uuid.UUID,
+    run_id: uuid.UUID,
+    metadata: dict[str, Any],
+    kwargs: dict[str, Any],
+    multitask_strategy: str,
+    after_seconds: float,
+    resume: bool,
+    claim_for: str | None,
+    lease_seconds: float,
+    wake: str,
+) -> dict[str, Any]:
+    """Create a run on an existing thread in one call (`trellis_create_run`): the assistant
+    visible to `owner` with its graph among `graphs`, the thread locked, the multitask
+    check, the insert (claimed by `claim_for` when nothing is ahead of it and it is not
+    delayed; otherwise `wake` is notified), the thread marked busy.
+
+    Returns the full run row, with `assistant` (what an executor needs of it); raises
+    `Refused` when it wrote nothing.
+    """
+    try:
+        row = await fetch_one(
+            conn,
+            _CREATE,
+            {
+                "owner": owner,
+                "assistant_id": assistant_id,
+                "graphs": graphs,
+                "thread_id": thread_id,
+                "run_id": run_id,
+                "metadata": jsonb(metadata),
+                "kwargs": jsonb(kwargs),
+                "strategy": multitask_strategy,
+                "after": float(after_seconds),
+                "resume": resume,
+                "worker": claim_for,
+                "lease": float(lease_seconds),
+                "wake": wake,
+            },
+        )
+    except psycopg.Error as exc:
+        reason = REFUSALS.get(exc.sqlstate or "")
+        if reason is None:
+            raise
+        raise Refused(reason, str(exc.diag.message_primary)) from exc
     assert row is not None
     return row
 
@@ -182,10 +245,7 @@ _CLAIM = """
            lease_expires_at = now() + make_interval(secs => %(lease)s),
            started_at = coalesce(started_at, now()), updated_at = now()
     FROM picked WHERE runs.run_id = picked.run_id
-    RETURNING runs.*, (SELECT jsonb_build_object(
-                           'assistant_id', a.assistant_id, 'graph_id', a.graph_id,
-                           'config', a.config, 'context', a.context, 'metadata', a.metadata)
-                       FROM assistants a WHERE a.assistant_id = runs.assistant_id) AS assistant
+    RETURNING runs.*, trellis_run_assistant(runs.assistant_id) AS assistant
 """
 
 

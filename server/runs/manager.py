@@ -91,11 +91,16 @@ class RunManager:
             async with self.pool.connection() as raw, raw.transaction():
                 yield raw
 
-    async def resolve_assistant(self, conn: Conn, owner: str, assistant_id: str) -> dict[str, Any]:
-        """An assistant by id, or a graph id naming its system assistant."""
+    def _assistant_uuid(self, assistant_id: str) -> uuid.UUID | None:
+        """An assistant id, or a graph id naming its system assistant, as a UUID."""
         parsed = parse_uuid(assistant_id)
         if parsed is None and assistant_id in self.registry:
             parsed = system_assistant_id(assistant_id)
+        return parsed
+
+    async def resolve_assistant(self, conn: Conn, owner: str, assistant_id: str) -> dict[str, Any]:
+        """An assistant by id, or a graph id naming its system assistant."""
+        parsed = self._assistant_uuid(assistant_id)
         assistant = (
             await assistant_rows.get(conn, owner=owner, assistant_id=parsed) if parsed else None
         )
@@ -113,19 +118,26 @@ class RunManager:
         *,
         approval_id: uuid.UUID | None = None,
     ) -> dict[str, Any]:
-        """Validate and enqueue a run; returns the run object (status `pending`).
+        """Validate and enqueue a run; returns the run object.
 
-        `approval_id`: the run carries that approval's decision (see `server.approvals`).
+        A run on an existing thread is created in one server-side call; one that must stop
+        earlier runs, create its thread, start from a checkpoint or close approvals takes
+        the full path below. `approval_id`: the run carries that approval's decision (see
+        `server.approvals`).
         """
         to_cancel: list[str] = []
         notices: list[Notice] = []
+        resume = body.command is not None and body.command.resume is not None
         # Closing approvals needs SQLAlchemy (only a resume can close any); otherwise the
         # transaction runs on a psycopg connection: no greenlet hops, prepared statements.
-        closes_approvals = (
-            self.approvals is not None
-            and body.command is not None
-            and body.command.resume is not None
+        closes_approvals = self.approvals is not None and resume
+        checkpoint_id = body.checkpoint_id or (
+            body.checkpoint.checkpoint_id if body.checkpoint else None
         )
+        if thread_id is not None and not closes_approvals and checkpoint_id is None:
+            created = await self._create_in_one_call(owner, thread_id, body, resume=resume)
+            if created is not None:
+                return created
         async with self._transaction(orm=closes_approvals) as conn:
             assistant = await self.resolve_assistant(conn, owner, body.assistant_id)
             meta = {"graph_id": assistant["graph_id"], "assistant_id": assistant["assistant_id"]}
@@ -162,9 +174,6 @@ class RunManager:
                     else:
                         await run_rows.cancel_pending(conn, other_uuid)
                 active = []
-            checkpoint_id = body.checkpoint_id or (
-                body.checkpoint.checkpoint_id if body.checkpoint else None
-            )
             if checkpoint_id is not None:
                 # Running from an earlier checkpoint (time travel): it must exist, and a
                 # resume there answers that checkpoint's interrupt, whatever the thread is now.
@@ -178,18 +187,10 @@ class RunManager:
                 }
                 if await self.checkpointer.aget_tuple(config) is None:
                     raise NotFound(f"checkpoint {checkpoint_id!r} not found on thread {tid}")
-            elif (
-                body.command is not None
-                and body.command.resume is not None
-                and not active
-                and thread.get("status") != "interrupted"
-            ):
+            elif resume and not active and thread.get("status") != "interrupted":
                 raise NothingToResume(f"thread {tid} has no pending interrupt to resume")
             run_id = uuid7()
-            kwargs = body.model_dump(mode="json", exclude_none=True)
-            kwargs["stream_mode"] = body.stream_modes
-            kwargs["graph_id"] = assistant["graph_id"]
-            kwargs["auth_user"] = auth_user_for_run(owner)  # lets any worker rebuild the identity
+            kwargs = {**self._run_kwargs(owner, body), "graph_id": assistant["graph_id"]}
             # Fast path: nothing ahead of it on the thread and a free slot here, so this
             # process claims the run in the same transaction instead of a queue round trip.
             local = (
@@ -228,15 +229,75 @@ class RunManager:
             self.approvals.notify(notices)
         for other_id in to_cancel:
             await self._signal_cancel(other_id, "drain" if strategy == "interrupt" else strategy)
+        return self._created(row, assistant)
+
+    async def _create_in_one_call(
+        self, owner: str, thread_id: str, body: RunCreate, *, resume: bool
+    ) -> dict[str, Any] | None:
+        """The common creation, a run on an existing thread, as one server-side call.
+        None when the run needs the full path (earlier runs to stop, a thread to create)."""
+        assistant_id = self._assistant_uuid(body.assistant_id)
+        if assistant_id is None:
+            raise NotFound(f"assistant {body.assistant_id[:80]!r} not found")
+        tid = require_uuid(thread_id, "thread")
+        executor = self.executor
+        try:
+            async with self.pool.connection() as conn:
+                row = await run_rows.create(
+                    conn,
+                    owner=owner,
+                    assistant_id=assistant_id,
+                    graphs=self.registry.graph_ids,
+                    thread_id=tid,
+                    run_id=uuid7(),
+                    metadata=body.metadata or {},
+                    kwargs=self._run_kwargs(owner, body),
+                    multitask_strategy=body.multitask_strategy,
+                    after_seconds=body.after_seconds,
+                    resume=resume,
+                    claim_for=executor.worker_id if executor and executor.has_capacity() else None,
+                    lease_seconds=executor.lease_seconds if executor else 0,
+                    wake=RUNS_CHANNEL,
+                )
+        except run_rows.Refused as refused:
+            if refused.reason == "no_assistant":
+                raise NotFound(f"assistant {body.assistant_id[:80]!r} not found") from None
+            if refused.reason == "graph_not_served":
+                raise NotFound(f"graph {str(refused)!r} is not served by this server") from None
+            if refused.reason == "no_thread" and body.if_not_exists != "create":
+                raise NotFound(f"thread {thread_id!r} not found") from None
+            if refused.reason == "busy":
+                raise ThreadBusy(
+                    f"thread {tid} has an active run; multitask_strategy is 'reject'"
+                ) from None
+            if refused.reason == "nothing_to_resume":
+                raise NothingToResume(f"thread {tid} has no pending interrupt to resume") from None
+            return None
+        return self._created(row, row.pop("assistant"))
+
+    @staticmethod
+    def _run_kwargs(owner: str, body: RunCreate) -> dict[str, Any]:
+        """What a run keeps of its request, for whichever worker executes it."""
+        kwargs = body.model_dump(mode="json", exclude_none=True)
+        kwargs["stream_mode"] = body.stream_modes
+        kwargs["auth_user"] = auth_user_for_run(owner)  # lets any worker rebuild the identity
+        return kwargs
+
+    def _created(self, row: dict[str, Any], assistant: dict[str, Any] | None) -> dict[str, Any]:
+        """Hand a new run to this process's executor (it claimed it: running) or wake it."""
         if self.executor is not None:
-            if local:
+            if row["status"] == "running":
                 self.executor.launch(row, assistant)
             else:
                 self.executor.wake()
         run = run_rows.public(row)
         log.info(
             "run created",
-            extra={"run_id": str(run_id), "thread_id": str(tid), "graph_id": meta["graph_id"]},
+            extra={
+                "run_id": run["run_id"],
+                "thread_id": run["thread_id"],
+                "graph_id": row["kwargs"]["graph_id"],
+            },
         )
         return run
 
