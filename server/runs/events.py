@@ -220,6 +220,7 @@ class RedisEventBus:
         self.block_ms = block_ms
         self.prefix = prefix
         self._backlog: deque[tuple[str, str, bytes]] = deque(maxlen=1_000_000)
+        self._overflowed = False
         self._flusher: asyncio.Task[None] | None = None
         self._executing: set[str] = set()
         """Runs executing in this process whose end marker has not been written yet."""
@@ -237,6 +238,9 @@ class RedisEventBus:
     async def publish(self, run_id: str, event: str, data: bytes) -> None:
         """Queue an event for the run's stream; one writer task appends queued events in order,
         a batch per round trip. While Redis is unreachable they wait here and go out later."""
+        if len(self._backlog) == self._backlog.maxlen and not self._overflowed:
+            self._overflowed = True
+            log.error("run event backlog full; the oldest buffered events are dropped")
         self._backlog.append((run_id, event, data))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="trellis-event-writer")
@@ -254,8 +258,11 @@ class RedisEventBus:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue
-            for (run_id, event, data), entry_id in zip(batch, replies, strict=True):
+            # By identity, not position: a full backlog drops its oldest entries meanwhile.
+            sent = {id(item) for item in batch}
+            while self._backlog and id(self._backlog[0]) in sent:
                 self._backlog.popleft()
+            for (run_id, event, data), entry_id in zip(batch, replies, strict=True):
                 self._hand_over(run_id, RunEvent(_text(entry_id), event, data))
             delay = 0.1
         if warned:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator
 
 import pytest
@@ -151,3 +152,30 @@ async def test_readers_poll_the_stream_when_the_feed_drops(client: redis.asyncio
     assert polled  # the reader went on with XREAD, from where the feed left it
     ids = [parse_event_id(e.id) for e in received]
     assert ids == sorted(ids)
+
+
+async def test_a_full_backlog_drops_its_oldest_events_and_keeps_the_rest_in_order(
+    client: redis.asyncio.Redis,
+) -> None:
+    events = bus(client)
+    events._backlog = deque(maxlen=3)
+    gate = asyncio.Event()
+    appended: list[bytes] = []
+
+    async def slow_append(batch: list[tuple[str, str, bytes]]) -> list[bytes]:
+        await gate.wait()  # Redis is slow: the backlog fills while this batch is in flight
+        appended.extend(data for _, _, data in batch)
+        return [b"%d-0" % (len(appended) - len(batch) + i + 1) for i in range(len(batch))]
+
+    events._append = slow_append  # type: ignore[method-assign]
+    run_id = str(uuid.uuid4())
+    for data in (b"a", b"b", b"c"):
+        await events.publish(run_id, "values", data)
+    await asyncio.sleep(0.01)  # the writer took a, b, c
+    for data in (b"d", b"e"):
+        await events.publish(run_id, "values", data)  # a and b fall out of the backlog
+    gate.set()
+    assert events._flusher is not None
+    await asyncio.wait_for(events._flusher, 5)
+    assert appended == [b"a", b"b", b"c", b"d", b"e"]  # what was in flight, then the rest once
+    assert not events._backlog
