@@ -424,8 +424,8 @@ class RedisEventBus:
         early, when the source goes away (the caller goes on with `XREAD`)."""
         key = self.key(run_id)
         queue: asyncio.Queue[RunEvent | None] = asyncio.Queue()
-        readers = self._followers if local else self._watchers
-        readers.setdefault(run_id if local else key, set()).add(queue)
+        readers, slot = (self._followers, run_id) if local else (self._watchers, key)
+        readers.setdefault(slot, set()).add(queue)
         try:
             # Registered first, then what is there: nothing falls in between.
             if not local and not await self._feed.watch(key):
@@ -450,7 +450,11 @@ class RedisEventBus:
                     if finished is None or not await finished():
                         continue
                     # Over, yet no end marker came: take what is left and stop.
-                    for entry_id, event, data in await self._tail(key, f"{last[0]}-{last[1]}"):
+                    try:
+                        left = await self._tail(key, f"{last[0]}-{last[1]}")
+                    except (RedisError, OSError):
+                        return  # the XREAD loop waits for Redis
+                    for entry_id, event, data in left:
                         if event != END:
                             yield RunEvent(entry_id, event, data)
                     yield RunEvent(f"{last[0]}-{last[1]}", END, b"null")
@@ -465,11 +469,11 @@ class RedisEventBus:
                 if item.event == END:
                     return
         finally:
-            group = readers.get(run_id if local else key)
+            group = readers.get(slot)
             if group is not None:
                 group.discard(queue)
                 if not group:
-                    readers.pop(run_id if local else key, None)
+                    readers.pop(slot, None)
             if not local:
                 self._feed.unwatch(key)
 
