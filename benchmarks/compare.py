@@ -8,8 +8,8 @@ difference between them is what the change did.
     git worktree add /tmp/before HEAD~1
     uv run python -m benchmarks.compare /tmp/before . [--runs 150]
 
-Prints, per checkout, the median of create-thread + stream-to-end and the server
-process's CPU per run. Loopback only; every loop is bounded.
+Prints, per checkout, the median of create-thread + stream-to-end, the server
+process's CPU per run and the machine's Postgres CPU per run. Loopback only; every loop is bounded.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from pathlib import Path
 from langgraph_sdk import get_client
 
 from benchmarks.server import CONFIG, cpu_seconds
+from benchmarks.workers import postgres_cpu_seconds
 from tests.support import NO_RATE_LIMIT_ENV, free_port, scratch_database, wait_ready
 
 
@@ -47,8 +48,11 @@ def serve(checkout: Path, database_url: str) -> Iterator[tuple[str, int]]:
         proc.wait(15)
 
 
-async def alternate(servers: list[tuple[str, int]], rounds: int) -> list[tuple[float, float]]:
-    """(median latency, CPU per run) of each server over `rounds` alternating rounds."""
+async def alternate(
+    servers: list[tuple[str, int]], rounds: int
+) -> list[tuple[float, float, float]]:
+    """(median latency, server CPU per run, Postgres CPU per run) of each server over
+    `rounds` alternating rounds."""
     clients = [get_client(url=url, api_key=None) for url, _ in servers]
 
     async def run(index: int) -> None:
@@ -62,16 +66,20 @@ async def alternate(servers: list[tuple[str, int]], rounds: int) -> list[tuple[f
             await run(index)
     latencies: list[list[float]] = [[] for _ in servers]
     cpu = [0.0 for _ in servers]
+    database = [0.0 for _ in servers]
     for round_ in range(rounds):
         order = range(len(servers)) if round_ % 2 == 0 else reversed(range(len(servers)))
         for index in order:
             pid = servers[index][1]
-            spent, started = cpu_seconds(pid), time.perf_counter()
+            spent, spent_db = cpu_seconds(pid), postgres_cpu_seconds()
+            started = time.perf_counter()
             await run(index)
             latencies[index].append(time.perf_counter() - started)
             cpu[index] += cpu_seconds(pid) - spent
+            database[index] += postgres_cpu_seconds() - spent_db
     return [
-        (statistics.median(lat), total / rounds) for lat, total in zip(latencies, cpu, strict=True)
+        (statistics.median(lat), total / rounds, db / rounds)
+        for lat, total, db in zip(latencies, cpu, database, strict=True)
     ]
 
 
@@ -88,8 +96,11 @@ def main() -> None:
             for checkout in args.checkouts
         ]
         results = asyncio.run(alternate(servers, args.runs))
-    for checkout, (latency, cpu) in zip(args.checkouts, results, strict=True):
-        figures = f"median {latency * 1000:6.2f} ms  server CPU/run {cpu * 1000:6.2f} ms"
+    for checkout, (latency, cpu, database) in zip(args.checkouts, results, strict=True):
+        figures = (
+            f"median {latency * 1000:6.2f} ms  server CPU/run {cpu * 1000:6.2f} ms"
+            f"  Postgres CPU/run {database * 1000:6.2f} ms"
+        )
         print(f"{checkout!s:40s} {figures}")
 
 

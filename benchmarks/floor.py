@@ -6,7 +6,10 @@ HTTP or SSE exists. This server answers the SDK's three requests of a streamed r
 measures is what the SDK and uvicorn cost, with nothing of Trellis: no server can be
 faster than this over HTTP with this client.
 
-    uv run python -m benchmarks.floor serve PORT   # what `floor_server()` starts
+With `--fastapi` the same fixed answers come from FastAPI routes, the stream through
+sse-starlette: what Trellis' web stack costs before Trellis does any work.
+
+    uv run python -m benchmarks.floor serve PORT [--fastapi]   # what `floor_server()` starts
 """
 
 from __future__ import annotations
@@ -14,13 +17,15 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import orjson
 import uvicorn
+from fastapi import FastAPI, Request, Response
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from tests.support import ROOT, free_port
 
@@ -36,11 +41,15 @@ _THREAD = orjson.dumps(
     }
 )
 _RUN = orjson.dumps({"run_id": "r", "thread_id": "t", "status": "success"})
+_FRAMES = [
+    ("metadata", '{"run_id": "r", "attempt": 1}'),
+    ("values", '{"text": "hi"}'),
+    ("values", '{"text": "hi", "steps": ["n1"]}'),
+    ("values", '{"text": "hi", "steps": ["n1", "n2"]}'),
+]
 _EVENTS = [
-    b'event: metadata\ndata: {"run_id": "r", "attempt": 1}\nid: 1-0\n\n',
-    b'event: values\ndata: {"text": "hi"}\nid: 2-0\n\n',
-    b'event: values\ndata: {"text": "hi", "steps": ["n1"]}\nid: 3-0\n\n',
-    b'event: values\ndata: {"text": "hi", "steps": ["n1", "n2"]}\nid: 4-0\n\n',
+    f"event: {event}\ndata: {data}\nid: {index}-0\n\n".encode()
+    for index, (event, data) in enumerate(_FRAMES, 1)
 ]
 
 
@@ -64,12 +73,44 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def fastapi_app() -> FastAPI:
+    """The same fixed answers from FastAPI routes, the stream through sse-starlette."""
+    web = FastAPI()
+
+    @web.post("/threads")
+    async def create_thread() -> Response:
+        return Response(_THREAD, media_type="application/json")
+
+    @web.post("/threads/{thread_id}/runs/stream")
+    async def stream(thread_id: str, request: Request) -> EventSourceResponse:
+        await request.body()
+
+        async def frames() -> AsyncIterator[ServerSentEvent]:
+            for index, (event, data) in enumerate(_FRAMES, 1):
+                yield ServerSentEvent(data=data, event=event, id=f"{index}-0")
+
+        headers = {"Location": "/threads/t/runs/r/stream", "Content-Location": "/threads/t/runs/r"}
+        return EventSourceResponse(frames(), headers=headers, sep="\n")
+
+    @web.get("/threads/{thread_id}/runs/{run_id}")
+    async def get_run(thread_id: str, run_id: str) -> Response:
+        return Response(_RUN, media_type="application/json")
+
+    @web.get("/ok")
+    async def ok() -> Response:
+        return Response(b"{}", media_type="application/json")
+
+    return web
+
+
 @contextmanager
-def floor_server() -> Iterator[str]:
+def floor_server(*, fastapi: bool = False) -> Iterator[str]:
     """The do-nothing server in its own process (as Trellis runs in the benchmark)."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.floor", "serve", str(port)], cwd=ROOT
+        [sys.executable, "-m", "benchmarks.floor", "serve", str(port)]
+        + (["--fastapi"] if fastapi else []),
+        cwd=ROOT,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -88,4 +129,5 @@ def floor_server() -> Iterator[str]:
 if __name__ == "__main__":
     if sys.argv[1:2] != ["serve"]:
         sys.exit(__doc__)
-    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_config=None, lifespan="off")
+    served = fastapi_app() if "--fastapi" in sys.argv[3:] else app
+    uvicorn.run(served, host="127.0.0.1", port=int(sys.argv[2]), log_config=None, lifespan="off")

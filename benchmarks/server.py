@@ -135,6 +135,8 @@ def main() -> None:
             remote = asyncio.run(over_http(url, proc.pid, args.runs, args.total, [10]))
     with floor_server() as url:
         floor = asyncio.run(sdk_floor(url, args.runs))
+    with floor_server(fastapi=True) as url:
+        web_floor = asyncio.run(sdk_floor(url, args.runs))
     stream = remote["stream"]
     assert isinstance(stream, list)
     wait = remote["wait"]
@@ -146,6 +148,7 @@ def main() -> None:
     print(f"  trellis stateless runs.wait      {summary(wait)}")
     print(f"  server overhead (median)         {overhead * 1000:6.2f} ms")
     print(f"  SDK + HTTP alone (no-op server)  {summary(floor)}  (within the overhead)")
+    print(f"  same, no-op FastAPI routes       {summary(web_floor)}  (FastAPI + sse-starlette)")
     cpu = remote["cpu"]
     assert isinstance(cpu, float)
     print(f"  server process CPU per run       {cpu * 1000:6.2f} ms  (the sequential runs above)")
