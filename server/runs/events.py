@@ -531,6 +531,7 @@ class _LiveFeed:
         self._deliver = deliver
         self._lost = lost
         self._conn: Connection | None = None
+        self._connecting = asyncio.Lock()
         self._reader: asyncio.Task[None] | None = None
         self._readers: dict[str, int] = {}
         self._subscribed: dict[str, asyncio.Future[None]] = {}
@@ -567,13 +568,14 @@ class _LiveFeed:
             self._readers.pop(channel, None)
 
     async def _connection(self) -> Connection:
-        if self._conn is None:
-            pool = self._redis.connection_pool
-            conn = cast(Connection, pool.make_connection())  # type: ignore[no-untyped-call]
-            await conn.connect()  # type: ignore[no-untyped-call]
-            self._conn = conn
-            self._reader = asyncio.create_task(self._read(conn), name="trellis-event-feed")
-        return self._conn
+        async with self._connecting:  # readers arriving together share one connection
+            if self._conn is None:
+                pool = self._redis.connection_pool
+                conn = cast(Connection, pool.make_connection())  # type: ignore[no-untyped-call]
+                await conn.connect()  # type: ignore[no-untyped-call]
+                self._conn = conn
+                self._reader = asyncio.create_task(self._read(conn), name="trellis-event-feed")
+            return self._conn
 
     async def _read(self, conn: Connection) -> None:
         try:

@@ -179,3 +179,29 @@ async def test_a_full_backlog_drops_its_oldest_events_and_keeps_the_rest_in_orde
     await asyncio.wait_for(events._flusher, 5)
     assert appended == [b"a", b"b", b"c", b"d", b"e"]  # what was in flight, then the rest once
     assert not events._backlog
+
+
+async def test_readers_arriving_together_share_one_feed_connection(
+    client: redis.asyncio.Redis,
+) -> None:
+    """The first readers of a process arrive at once (a burst of streams after a start):
+    they must share the one pub/sub connection, every subscription confirmed on it."""
+    api = bus(client)
+    made: list[object] = []
+    pool = client.connection_pool
+    make_connection = pool.make_connection
+
+    def counted() -> object:
+        made.append(make_connection())  # type: ignore[no-untyped-call]
+        return made[-1]
+
+    pool.make_connection = counted  # type: ignore[method-assign]
+    try:
+        channels = [f"{client.test_prefix}:burst:{index}" for index in range(5)]  # type: ignore[attr-defined]
+        watched = await asyncio.wait_for(
+            asyncio.gather(*(api._feed.watch(channel) for channel in channels)), 3
+        )
+    finally:
+        pool.make_connection = make_connection  # type: ignore[method-assign]
+    assert watched == [True] * len(channels)
+    assert len(made) == 1
