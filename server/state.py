@@ -93,10 +93,14 @@ def empty_state() -> dict[str, Any]:
     }
 
 
-async def thread_snapshot(graph: Any, thread_id: str) -> tuple[Any, dict[str, Any], bool]:
-    """The latest values, pending interrupts and whether steps remain, for a thread row."""
-    snapshot = await graph.aget_state(
-        {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
-    )
+async def thread_snapshot(
+    graph: Any, thread_id: str, *, checkpoint_id: str | None = None
+) -> tuple[Any, dict[str, Any], bool]:
+    """The values, pending interrupts and whether steps remain, for a thread row: as of
+    the latest checkpoint, or of `checkpoint_id`."""
+    configurable = {"thread_id": thread_id, "checkpoint_ns": ""}
+    if checkpoint_id is not None:
+        configurable["checkpoint_id"] = checkpoint_id
+    snapshot = await graph.aget_state({"configurable": configurable})
     values = to_jsonable(snapshot.values if snapshot.values is not None else {})
     return values, interrupts_by_task(snapshot), bool(snapshot.next)

@@ -406,22 +406,24 @@ class Executor:
         run_id = str(run["run_id"])
         thread_id = run["thread_id"]
         epoch = self._epochs.get(run_id, -1)
-        if status == "rollback":
-            async with self.engine.begin() as conn:
-                await thread_rows.lock(conn, thread_id)
-                fenced = await run_rows.finish(
-                    conn, run["run_id"], status="interrupted", worker=self.worker_id, epoch=epoch
-                )
-                if fenced:
-                    await rollback_checkpoints(conn, thread_id, run_id)
-                    await run_rows.delete_run(conn, owner=run["owner"], run_id=run["run_id"])
         values: Any = None
         interrupts: dict[str, Any] = {}
         has_next = False
         notices: list[Notice] = []
         if loaded is not None:
             try:
-                values, interrupts, has_next = await thread_snapshot(loaded.graph, str(thread_id))
+                if status != "rollback":
+                    values, interrupts, has_next = await thread_snapshot(
+                        loaded.graph, str(thread_id)
+                    )
+                elif (before := await self._checkpoint_before(thread_id, run_id)) is not None:
+                    # The state the thread goes back to, read before anything is deleted, so
+                    # that the deletions and the thread's new state commit together.
+                    values, interrupts, has_next = await thread_snapshot(
+                        loaded.graph, str(thread_id), checkpoint_id=before
+                    )
+                else:
+                    values = {}  # the run wrote the thread's first checkpoints
             except Exception:
                 log.exception("could not read the final state", extra={"run_id": run_id})
         if status == "error":
@@ -440,7 +442,12 @@ class Executor:
         if status == "rollback":
             async with self.engine.begin() as conn:
                 await thread_rows.lock(conn, thread_id)  # before the run row, as creation does
+                fenced = await run_rows.finish(
+                    conn, run["run_id"], status="interrupted", worker=self.worker_id, epoch=epoch
+                )
                 if fenced:
+                    await rollback_checkpoints(conn, thread_id, run_id)
+                    await run_rows.delete_run(conn, owner=run["owner"], run_id=run["run_id"])
                     queued = await thread_rows.set_state(
                         conn,
                         thread_id,
@@ -512,6 +519,20 @@ class Executor:
             if await finish(conn, supersede_approvals=False) is None:
                 return False, []
             return True, await self.approvals.on_run_finished(conn, run, outcome.interrupts)
+
+    async def _checkpoint_before(self, thread_id: uuid.UUID, run_id: str) -> str | None:
+        """The thread's latest checkpoint that `run_id` did not write: where a rollback
+        returns it to (None when the run wrote its first)."""
+        async with self.engine.connect() as conn:
+            found = await conn.scalar(
+                text(
+                    "SELECT checkpoint_id FROM checkpoints WHERE thread_id = :t "
+                    "AND checkpoint_ns = '' AND metadata->>'run_id' IS DISTINCT FROM :r "
+                    "ORDER BY checkpoint_id DESC LIMIT 1"
+                ),
+                {"t": str(thread_id), "r": run_id},
+            )
+        return None if found is None else str(found)
 
     async def _delete_temporary_thread(self, thread_id: uuid.UUID) -> None:
         await self.checkpointer.adelete_thread(str(thread_id))
