@@ -86,6 +86,15 @@ class Settings(BaseSettings):
     """At most this many events are kept per run (older ones are trimmed)."""
     wait_keepalive_seconds: float = Field(default=5.0, gt=0)
     sse_heartbeat_seconds: float = Field(default=10.0, gt=0)
+    stream_end_event: bool = Field(
+        default=False,
+        description=(
+            "Close a finished run's stream with an `end` event carrying its status. The "
+            "official server just closes the stream, so the SDK then reads the run back to "
+            "tell a finished run from a cut connection; with `end` it need not. Clients "
+            "that list every event see one more."
+        ),
+    )
     request_timeout_seconds: float = Field(
         default=60.0, gt=0, description="Deadline of non-streaming requests (504 after it)."
     )

@@ -9,7 +9,7 @@ from typing import Any
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from server.runs.events import RunEvent
+from server.runs.events import END, RunEvent
 
 log = logging.getLogger("trellis.http")
 
@@ -20,19 +20,24 @@ def run_stream_response(
     thread_id: str,
     run_id: str,
     heartbeat_seconds: float,
+    end_event: bool = False,
     on_disconnect: Callable[[], Coroutine[Any, Any, None]] | None = None,
 ) -> EventSourceResponse:
     """An SSE response of `events`, with the headers the SDK uses to reconnect.
 
-    When the client goes away before the run ends, `on_disconnect` runs (for
-    `on_disconnect: cancel`).
+    A finished run's stream closes with an `end` event (`{"run_id", "status"}`) when
+    `end_event` is set; the official server just closes it. When the client goes away
+    before the run ends, `on_disconnect` runs (for `on_disconnect: cancel`).
     """
 
     async def frames() -> AsyncIterator[ServerSentEvent]:
         finished = False
         try:
             async for event in events:
-                yield ServerSentEvent(data=event.data.decode(), event=event.event, id=event.id)
+                if event.event != END:
+                    yield ServerSentEvent(data=event.data.decode(), event=event.event, id=event.id)
+                elif end_event:
+                    yield ServerSentEvent(data=event.data.decode(), event="end", id=event.id)
             finished = True
         finally:
             if not finished and on_disconnect is not None:

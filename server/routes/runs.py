@@ -42,6 +42,7 @@ async def _stream(
         thread_id=run["thread_id"],
         run_id=run["run_id"],
         heartbeat_seconds=services.settings.sse_heartbeat_seconds,
+        end_event=services.settings.stream_end_event,
         on_disconnect=cancel_on_disconnect if body.on_disconnect == "cancel" else None,
     )
 
@@ -183,6 +184,7 @@ async def join_stream(
         thread_id=run["thread_id"],
         run_id=run["run_id"],
         heartbeat_seconds=services.settings.sse_heartbeat_seconds,
+        end_event=services.settings.stream_end_event,
         on_disconnect=cancel if cancel_on_disconnect else None,
     )
 

@@ -27,14 +27,22 @@ import orjson
 from redis.asyncio import Redis
 from redis.asyncio.connection import Connection
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from server.errors import InvalidRequest
 
 log = logging.getLogger("trellis.events")
 
 END = "__end__"
-"""The internal event that closes a run's stream; never sent to clients."""
+"""The event that closes a run's stream once the run is over; its data is
+`{"run_id", "status"}` (`null` when the run ended without saying). Readers get it last;
+the SSE layer sends it as `end` only where settings ask for it."""
+
+
+def end_data(run_id: str, status: str) -> bytes:
+    """The data of a run's end event."""
+    return orjson.dumps({"run_id": run_id, "status": status})
+
 
 _ID = re.compile(r"^(\d{1,16})-(\d{1,16})$")
 
@@ -61,7 +69,7 @@ class EventBus(Protocol):
 
     async def publish(self, run_id: str, event: str, data: bytes) -> None: ...
 
-    async def end(self, run_id: str) -> None: ...
+    async def end(self, run_id: str, status: str) -> None: ...
 
     async def has_events(self, run_id: str) -> bool: ...
 
@@ -144,8 +152,9 @@ class MemoryEventBus:
             channel.trimmed += drop
         channel.changed.set()
 
-    async def end(self, run_id: str) -> None:
-        """Mark the run's stream complete; readers drain and stop."""
+    async def end(self, run_id: str, status: str) -> None:
+        """Close the run's stream with its end event; readers drain and stop."""
+        await self.publish(run_id, END, end_data(run_id, status))
         channel = self._channel(run_id)
         channel.ended_at = time.monotonic()
         channel.changed.set()
@@ -168,7 +177,7 @@ class MemoryEventBus:
         after: str | None = None,
         finished: Callable[[], Awaitable[bool]] | None = None,
     ) -> AsyncIterator[RunEvent]:
-        """Events after `after` (all when None), then live ones until the end marker.
+        """Events after `after` (all when None), then live ones up to the end event.
 
         (`finished` is for buses that can lose the marker; this one cannot.)
         """
@@ -308,9 +317,9 @@ class RedisEventBus:
         if event.event == END:
             self._executing.discard(run_id)
 
-    async def end(self, run_id: str) -> None:
-        """Append the end marker and start the retention clock."""
-        await self.publish(run_id, END, b"null")
+    async def end(self, run_id: str, status: str) -> None:
+        """Append the end event and start the retention clock."""
+        await self.publish(run_id, END, end_data(run_id, status))
 
     def attach(self, run_id: str) -> None:
         """This process executes the run: local readers can follow it from memory."""
@@ -336,16 +345,23 @@ class RedisEventBus:
         except (RedisError, OSError):
             return True
 
-    async def _trimmed_past(self, key: str, after: str) -> bool:
-        """Whether events after `after` may have been trimmed: `after` is older than the oldest
-        retained event (trimming with MAXLEN does not record what it deleted)."""
-        info: Any = await self.redis.xinfo_stream(key)
+    async def _cursor(self, key: str, after: str) -> str | None:
+        """Where a reader's `after` stands: "gone" when the stream expired or events after it
+        may have been trimmed (it is older than the oldest retained event; MAXLEN does not
+        record what it deleted), "end" when it is the end event (nothing follows), else None."""
+        try:
+            info: Any = await self.redis.xinfo_stream(key)
+        except ResponseError:  # no such key
+            return "gone"
+        cursor = parse_event_id(after)
         first = info.get("first-entry") or info.get(b"first-entry")
-        if not first:
-            return False
-        first_id = first[0].decode() if isinstance(first[0], bytes) else str(first[0])
-        cursor, oldest = parse_event_id(after), parse_event_id(first_id)
-        return cursor is not None and oldest is not None and cursor < oldest
+        oldest = parse_event_id(_text(first[0])) if first else None
+        if cursor is not None and oldest is not None and cursor < oldest:
+            return "gone"
+        last = info.get("last-entry") or info.get(b"last-entry")
+        if last and _text(last[0]) == after and last[1].get(b"e") == END.encode():
+            return "end"
+        return None
 
     async def _read(self, key: str, last: str) -> list[tuple[str, str, bytes]]:
         """One XREAD after `last`; shielded, so a cancelled reader never leaves a reply pending
@@ -365,7 +381,7 @@ class RedisEventBus:
         after: str | None = None,
         finished: Callable[[], Awaitable[bool]] | None = None,
     ) -> AsyncIterator[RunEvent]:
-        """Events after `after` (all when None), then live ones until the end marker.
+        """Events after `after` (all when None), then live ones up to the end event.
 
         A run executing in this process is followed from memory; any other through the
         process's pub/sub feed. Either falls back to `XREAD` when its source goes away.
@@ -377,18 +393,19 @@ class RedisEventBus:
         if after is not None:
             parse_event_id(after)
             try:
-                exists = await self.redis.exists(key)
-                if not exists or await self._trimmed_past(key, after):
-                    yield resync_event(run_id, after)
-                    return
+                cursor = await self._cursor(key, after)
             except (RedisError, OSError):
-                pass  # checked again by the read loop once Redis answers
+                cursor = None  # the read loop waits for Redis
+            if cursor == "gone":
+                yield resync_event(run_id, after)
+            if cursor is not None:
+                return
         local = after is None and run_id in self._executing
         async for followed in self._follow(run_id, after, finished, local=local):
             last = followed.id
+            yield followed
             if followed.event == END:
                 return
-            yield followed
         delay = 0.1
         while True:
             try:
@@ -400,15 +417,17 @@ class RedisEventBus:
             delay = 0.1
             for entry_id, event, data in entries:
                 last = entry_id
+                yield RunEvent(entry_id, event, data)
                 if event == END:
                     return
-                yield RunEvent(entry_id, event, data)
             if not entries and finished is not None and await finished():
                 # Over, yet no end marker came: take what is left, without blocking, and stop.
                 for entry_id, event, data in await self._tail(key, last):
+                    last = entry_id
+                    yield RunEvent(entry_id, event, data)
                     if event == END:
                         return
-                    yield RunEvent(entry_id, event, data)
+                yield RunEvent(last, END, b"null")
                 return
 
     async def _follow(

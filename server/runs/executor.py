@@ -478,7 +478,7 @@ class Executor:
             self.webhooks.send(webhook, run_payload(run, status, values), event="run.completed")
         if run.get("temporary"):
             await self._delete_temporary_thread(thread_id)
-        await self.events.end(run_id)
+        await self.events.end(run_id, "interrupted" if status == "rollback" else status)
         self.completions.done(run_id)
         log.info(
             "run finished",
@@ -556,7 +556,7 @@ async def sweep_expired(
         for run in cancelled:
             await end_abandoned(conn, run)
     for run in cancelled:
-        await events.end(str(run["run_id"]))
+        await events.end(str(run["run_id"]), "interrupted")
         completions.done(str(run["run_id"]))
     return requeued
 

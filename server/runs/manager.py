@@ -397,7 +397,7 @@ class RunManager:
                 await run_rows.request_cancel(conn, rid, action)
         if stopped:
             self.completions.done(run["run_id"])
-            await self.events.end(run["run_id"])
+            await self.events.end(run["run_id"], "interrupted")
         else:
             await self._signal_cancel(run["run_id"], action)
             if wait:

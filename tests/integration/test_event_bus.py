@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio
 
-from server.runs.events import RedisEventBus, RunEvent, parse_event_id
+from server.runs.events import END, RedisEventBus, RunEvent, end_data, parse_event_id
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -56,12 +56,13 @@ async def test_a_local_reader_follows_the_run_from_memory(client: redis.asyncio.
     await asyncio.sleep(0.05)
     for step in range(5):
         await events.publish(run_id, "values", b"%d" % step)
-    await events.end(run_id)
+    await events.end(run_id, "success")
     received = await asyncio.wait_for(reader, 5)
     events.detach(run_id)
     assert [(e.event, e.data) for e in received] == [
         ("metadata", b'{"run_id": 1}'),
         *(("values", b"%d" % step) for step in range(5)),
+        (END, end_data(run_id, "success")),
     ]
     ids = [parse_event_id(e.id) for e in received]
     assert ids == sorted(ids)
@@ -84,9 +85,9 @@ async def test_a_run_that_leaves_this_process_is_followed_in_redis(
     await asyncio.sleep(0.05)
     here.detach(run_id)  # handed over (a graceful shutdown): another worker carries on
     await elsewhere.publish(run_id, "values", b"3")
-    await elsewhere.end(run_id)
+    await elsewhere.end(run_id, "success")
     received = await asyncio.wait_for(reader, 5)
-    assert [e.data for e in received] == [b"1", b"2", b"3"]
+    assert [e.data for e in received] == [b"1", b"2", b"3", end_data(run_id, "success")]
     ids = [parse_event_id(e.id) for e in received]
     assert ids == sorted(ids)
     assert len(set(ids)) == len(ids)
@@ -97,11 +98,14 @@ async def test_readers_after_the_end_replay_from_redis(client: redis.asyncio.Red
     run_id = str(uuid.uuid4())
     events.attach(run_id)
     await events.publish(run_id, "values", b"1")
-    await events.end(run_id)
+    await events.end(run_id, "success")
     await asyncio.sleep(0.1)  # the writer has appended both
     events.detach(run_id)
     received = await asyncio.wait_for(collect(events.subscribe(run_id)), 5)
-    assert [e.data for e in received] == [b"1"]
+    assert [(e.event, e.data) for e in received] == [
+        ("values", b"1"),
+        (END, end_data(run_id, "success")),
+    ]
 
 
 async def test_a_reader_elsewhere_follows_the_published_events(
@@ -117,10 +121,14 @@ async def test_a_reader_elsewhere_follows_the_published_events(
     await asyncio.sleep(0.05)
     for step in range(5):
         await worker.publish(run_id, "values", b"%d" % step)
-    await worker.end(run_id)
+    await worker.end(run_id, "success")
     received = await asyncio.wait_for(reader, 5)
     worker.detach(run_id)
-    assert [e.data for e in received] == [b"{}", *(b"%d" % step for step in range(5))]
+    assert [e.data for e in received] == [
+        b"{}",
+        *(b"%d" % step for step in range(5)),
+        end_data(run_id, "success"),
+    ]
     assert received == await collect(bus(client).subscribe(run_id))
     # Read again at once: the channel is still subscribed, and the replay is the same.
     assert await asyncio.wait_for(collect(api.subscribe(run_id)), 5) == received
@@ -146,9 +154,9 @@ async def test_readers_poll_the_stream_when_the_feed_drops(client: redis.asyncio
     await feed.disconnect()  # the connection drops
     await asyncio.sleep(0.1)
     await worker.publish(run_id, "values", b"2")
-    await worker.end(run_id)
+    await worker.end(run_id, "success")
     received = await asyncio.wait_for(reader, 5)
-    assert [e.data for e in received] == [b"1", b"2"]
+    assert [e.data for e in received] == [b"1", b"2", end_data(run_id, "success")]
     assert polled  # the reader went on with XREAD, from where the feed left it
     ids = [parse_event_id(e.id) for e in received]
     assert ids == sorted(ids)
