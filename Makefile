@@ -20,6 +20,7 @@ migrate: setup
 lint:
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
+	$(UV) run lint-imports
 
 typecheck:
 	$(UV) run mypy

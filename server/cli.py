@@ -7,7 +7,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from server.settings import Settings
+from server.core.settings import Settings
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -18,13 +18,13 @@ def _settings(args: argparse.Namespace) -> Settings:
         overrides["host"] = args.host
     if getattr(args, "port", None):
         overrides["port"] = args.port
-    from server.embedded import ensure_postgres
+    from server.ops.embedded import ensure_postgres
 
     return ensure_postgres(Settings(**overrides))  # type: ignore[arg-type]
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from server.auth.cli import refuse_insecure_bind
+    from server.ops.keys import refuse_insecure_bind
 
     # Checked before anything starts or is even imported (an embedded Postgres, graphs).
     bind = Settings(**({"host": args.host} if args.host else {}))
@@ -35,8 +35,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from server.app import create_app
-    from server.logging import configure
+    from server.core.logging import configure
+    from server.http.app import create_app
 
     settings = _settings(args)
     configure(settings.log_level, settings.log_format)
@@ -53,7 +53,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from server.logging import configure
+    from server.core.logging import configure
     from server.worker import run_worker
 
     settings = _settings(args)
@@ -94,7 +94,7 @@ def _progress(done: int, total: int) -> None:
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from server.ingest import ingest_local, ingest_remote
+    from server.ops.ingest import ingest_local, ingest_remote
 
     if args.server:
         report = asyncio.run(
@@ -156,7 +156,7 @@ def parser() -> argparse.ArgumentParser:
     migrate.add_argument("revision", nargs="?", help="target revision (default head / -1)")
     migrate.set_defaults(func=_migrate)
 
-    from server.auth.cli import add_key_commands
+    from server.ops.keys import add_key_commands
 
     add_key_commands(sub, _settings)
     return root

@@ -6,8 +6,8 @@ import asyncio
 import logging
 import signal
 
-from server.lifespan import open_services
-from server.settings import Settings
+from server.core.settings import Settings
+from server.services import open_services
 
 log = logging.getLogger("trellis")
 

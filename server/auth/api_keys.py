@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Table, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.db.models import ApiKey
+from server.db.tables import ApiKey
 
 K: Table = ApiKey.__table__  # type: ignore[assignment]
 PREFIX = "trellis_"

@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.types import Scope
 
 from server.auth.identity import Identity
-from server.registry import GraphLoadError, add_import_paths, load_module, read_config
+from server.graph_host.registry import GraphLoadError, add_import_paths, load_module, read_config
 
 __all__ = ["AuthDenied", "AuthHTTPException", "CustomAuth", "load_custom_auth"]
 

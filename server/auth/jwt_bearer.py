@@ -23,7 +23,7 @@ import httpx
 import jwt
 
 from server.auth.identity import Identity
-from server.settings import Settings
+from server.core.settings import Settings
 
 log = logging.getLogger("trellis.auth")
 

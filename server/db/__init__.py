@@ -1,1 +1,16 @@
-"""Persistence of Trellis' own resources: assistants, threads and runs."""
+"""Persistence: every SQL statement Trellis runs lives here.
+
+engine.py            the SQLAlchemy engine (Trellis' tables)
+pool.py              the psycopg pool of LangGraph's checkpointer and store
+tables.py            Trellis' tables (SQLAlchemy Core)
+migrate.py           Alembic migrations plus LangGraph's own `setup()`
+migrations/          Alembic revisions (with the run queue's SQL functions)
+assistant_rows.py    assistants and their versions
+thread_rows.py       threads
+run_rows.py          the run queue: insert, claim, lease, finish
+approval_rows.py     approvals
+owners.py            who owns a thread, run or assistant
+checkpoints.py       the fenced checkpoint saver
+checkpoint_serde.py  the allowlisting checkpoint serializer
+owner_store.py       LangGraph's store, scoped to an owner
+"""

@@ -14,7 +14,7 @@ from sqlalchemy import ColumnElement, RowMapping, event, exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from server.settings import Settings
+from server.core.settings import Settings
 
 
 def create_engine(settings: Settings) -> AsyncEngine:

@@ -29,7 +29,7 @@ from redis.asyncio.connection import Connection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
-from server.errors import InvalidRequest
+from server.core.errors import InvalidRequest
 
 log = logging.getLogger("trellis.events")
 

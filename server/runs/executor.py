@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psycopg
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -31,18 +31,15 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.auth.identity import auth_configurable
-from server.checkpoints import CURRENT_FENCE, Fence, LeaseLost
-from server.db import runs as run_rows
-from server.db import threads as thread_rows
-from server.registry import GraphRegistry
+from server.core.encoding import dumps
+from server.db import run_rows, thread_rows
+from server.db.checkpoints import CURRENT_FENCE, Fence, LeaseLost
+from server.graph_host.registry import GraphRegistry
+from server.graph_host.snapshot import thread_snapshot
 from server.runs.events import EventBus
+from server.runs.hooks import Notice, RunHooks
 from server.runs.stream import stream_run
-from server.serde import dumps
-from server.state import thread_snapshot
-from server.webhooks import WebhookSender, run_payload
-
-if TYPE_CHECKING:
-    from server.approvals import ApprovalService, Notice
+from server.runs.webhooks import WebhookSender, run_payload
 
 log = logging.getLogger("trellis.runs")
 
@@ -148,12 +145,12 @@ class Executor:
         default_durability: str,
         lease_seconds: float = 4.0,
         sweep_seconds: float = 1.0,
-        approvals: ApprovalService | None = None,
+        hooks: RunHooks | None = None,
         webhooks: WebhookSender | None = None,
     ) -> None:
         self.engine = engine
         self.pool = pool
-        self.approvals = approvals
+        self.hooks = hooks
         self.webhooks = webhooks
         self.registry = registry
         self.checkpointer = checkpointer
@@ -457,8 +454,8 @@ class Executor:
                         error=error,
                         busy_if_queued=True,
                     )
-                    if self.approvals is not None:  # approvals commit with the state
-                        notices = await self.approvals.on_run_finished(
+                    if self.hooks is not None:  # approvals commit with the state
+                        notices = await self.hooks.on_run_finished(
                             conn, run, interrupts if values is not None else None
                         )
                     await run_rows.notify(conn, DONE_CHANNEL, run_id)
@@ -471,8 +468,8 @@ class Executor:
         if not fenced:
             log.error("run ended without its lease; outcome discarded", extra={"run_id": run_id})
             return
-        if self.approvals is not None:
-            self.approvals.notify(notices)
+        if self.hooks is not None:
+            self.hooks.notify(notices)
         webhook = run["kwargs"].get("webhook")
         if webhook and self.webhooks is not None:
             self.webhooks.send(webhook, run_payload(run, status, values), event="run.completed")
@@ -500,9 +497,7 @@ class Executor:
         # Approvals follow the final state, when it could be read: with nothing pending, the
         # thread's pending approvals are stale (superseded in the same call); pending
         # interrupts open approvals, in the approvals service's own transaction.
-        review = (
-            self.approvals is not None and outcome.values is not None and not run.get("temporary")
-        )
+        review = self.hooks is not None and outcome.values is not None and not run.get("temporary")
         finish = functools.partial(
             run_rows.finish_with_thread,
             run_id=run["run_id"],
@@ -514,11 +509,11 @@ class Executor:
         if not (review and any(outcome.interrupts.values())):
             async with self.pool.connection() as conn:
                 return await finish(conn, supersede_approvals=review) is not None, []
-        assert self.approvals is not None
+        assert self.hooks is not None
         async with self.engine.begin() as conn:  # approvals commit with the state, or neither
             if await finish(conn, supersede_approvals=False) is None:
                 return False, []
-            return True, await self.approvals.on_run_finished(conn, run, outcome.interrupts)
+            return True, await self.hooks.on_run_finished(conn, run, outcome.interrupts)
 
     async def _checkpoint_before(self, thread_id: uuid.UUID, run_id: str) -> str | None:
         """The thread's latest checkpoint that `run_id` did not write: where a rollback

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -21,13 +21,12 @@ from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.auth.identity import auth_user_for_run
-from server.db import assistants as assistant_rows
-from server.db import runs as run_rows
-from server.db import threads as thread_rows
+from server.core.errors import InvalidRequest, NotFound, NothingToResume, ThreadBusy
+from server.core.ids import parse_uuid, require_uuid, uuid7
+from server.core.schemas import RunCreate
+from server.db import assistant_rows, run_rows, thread_rows
 from server.db.engine import Conn
-from server.errors import InvalidRequest, NotFound, NothingToResume, ThreadBusy
-from server.ids import parse_uuid, uuid7
-from server.registry import GraphRegistry, system_assistant_id
+from server.graph_host.registry import GraphRegistry, system_assistant_id
 from server.runs.events import EventBus, RunEvent
 from server.runs.executor import (
     CANCEL_CHANNEL,
@@ -36,22 +35,11 @@ from server.runs.executor import (
     Executor,
     sweep_expired,
 )
-from server.schemas import RunCreate
-
-if TYPE_CHECKING:
-    from server.approvals import ApprovalService, Notice
+from server.runs.hooks import Notice, RunHooks
 
 log = logging.getLogger("trellis.runs")
 
 TERMINAL = ("success", "error", "timeout", "interrupted")
-
-
-def require_uuid(value: str, what: str) -> uuid.UUID:
-    """Parse an id from a path; a malformed id cannot exist, so it is a 404."""
-    parsed = parse_uuid(value)
-    if parsed is None:
-        raise NotFound(f"{what} {value[:80]!r} not found")
-    return parsed
 
 
 class RunManager:
@@ -67,7 +55,7 @@ class RunManager:
         events: EventBus,
         completions: Completions,
         executor: Executor | None,
-        approvals: ApprovalService | None = None,
+        hooks: RunHooks | None = None,
         lease_seconds: float = 4.0,
     ) -> None:
         self.engine = engine
@@ -79,7 +67,7 @@ class RunManager:
         self.events = events
         self.completions = completions
         self.executor = executor
-        self.approvals = approvals
+        self.hooks = hooks
 
     @contextlib.asynccontextmanager
     async def _transaction(self, *, orm: bool) -> AsyncIterator[Conn]:
@@ -123,14 +111,14 @@ class RunManager:
         A run on an existing thread is created in one server-side call; one that must stop
         earlier runs, create its thread, start from a checkpoint or close approvals takes
         the full path below. `approval_id`: the run carries that approval's decision (see
-        `server.approvals`).
+        `server.approvals.service`).
         """
         to_cancel: list[str] = []
         notices: list[Notice] = []
         resume = body.command is not None and body.command.resume is not None
         # Closing approvals needs SQLAlchemy (only a resume can close any); otherwise the
         # transaction runs on a psycopg connection: no greenlet hops, prepared statements.
-        closes_approvals = self.approvals is not None and resume
+        closes_approvals = self.hooks is not None and resume
         checkpoint_id = body.checkpoint_id or (
             body.checkpoint.checkpoint_id if body.checkpoint else None
         )
@@ -215,9 +203,9 @@ class RunManager:
                 claim_for=self.executor.worker_id if local and self.executor else None,
                 lease_seconds=self.executor.lease_seconds if self.executor else 0,
             )
-            if self.approvals is not None and isinstance(conn, AsyncConnection):
+            if self.hooks is not None and isinstance(conn, AsyncConnection):
                 # Closes the approvals this run answers, or refuses it.
-                notices = await self.approvals.on_run_created(
+                notices = await self.hooks.on_run_created(
                     conn,
                     owner=owner,
                     thread_id=tid,
@@ -225,8 +213,8 @@ class RunManager:
                     body=body,
                     approval_id=approval_id,
                 )
-        if self.approvals is not None:
-            self.approvals.notify(notices)
+        if self.hooks is not None:
+            self.hooks.notify(notices)
         for other_id in to_cancel:
             await self._signal_cancel(other_id, "drain" if strategy == "interrupt" else strategy)
         return self._created(row, assistant)

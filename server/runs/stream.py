@@ -19,7 +19,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.pregel import Pregel
 from langgraph.runtime import RunControl
 
-from server.schemas import StreamMode
+from server.core.schemas import StreamMode
 
 
 def _lg_modes(modes: Sequence[StreamMode]) -> list[str]:

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from server.settings import Settings
+from server.core.settings import Settings
 
 
 @pytest.fixture(scope="session")

@@ -16,8 +16,8 @@ import pytest
 import uvicorn
 from langgraph_sdk import get_client
 
-from server.app import create_app
-from server.settings import ROOT, Settings
+from server.core.settings import ROOT, Settings
+from server.http.app import create_app
 from tests.support import create_database, drop_database
 
 REVIEW_CONTEXT = {"confidence_threshold": 1.0, "max_revisions": 0, "human_review": True}

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from langgraph_sdk.client import LangGraphClient
 
-from server.settings import Settings
+from server.core.settings import Settings
 from tests.approvals.support import approvals_of, decide, pending_approval, wait_status
 
 

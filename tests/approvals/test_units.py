@@ -9,14 +9,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from langgraph.store.memory import InMemoryStore
 
-from server.approvals import (
+from server.approvals.service import (
     ApprovalService,
     ApprovalWebhook,
     expiry_of,
     pending_interrupts,
     resumed_interrupts,
 )
-from server.store import OwnerScopedStore, StoreScopeError, owner_label
+from server.db.owner_store import OwnerScopedStore, StoreScopeError, owner_label
 from tests.approvals.support import webhook_receiver
 from tools.net import FetchFailed, OutboundBlocked, post_json_public
 

@@ -14,8 +14,8 @@ import pytest
 from langgraph_sdk import get_client
 from PIL import Image, ImageDraw, ImageFont
 
-from server.app import create_app
-from server.settings import ROOT, Settings
+from server.core.settings import ROOT, Settings
+from server.http.app import create_app
 from tests.support import create_database, drop_database, serve_in_loop
 from tools.retrieval import sample_corpus_dir
 

@@ -11,7 +11,7 @@ from langgraph_sdk.client import LangGraphClient
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from server.checkpoints import CURRENT_FENCE, Fence, FencedPostgresSaver, LeaseLost
+from server.db.checkpoints import CURRENT_FENCE, Fence, FencedPostgresSaver, LeaseLost
 
 
 async def test_writes_need_the_current_lease(server_url: str, database_url: str) -> None:

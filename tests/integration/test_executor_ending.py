@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from langgraph_sdk import get_client
 
-from server.app import create_app
-from server.db import runs as run_rows
+from server.core.settings import Settings
+from server.db import run_rows
+from server.http.app import create_app
 from server.runs import executor as executor_module
-from server.settings import Settings
 from tests.support import serve_in_loop
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 
-from server.registry import GraphLoadError, GraphRegistry
+from server.graph_host.registry import GraphLoadError, GraphRegistry
 from tests.support import NO_RATE_LIMIT_ENV, ROOT
 
 GOOD_GRAPH = """

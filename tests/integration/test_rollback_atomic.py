@@ -14,9 +14,9 @@ import pytest
 from langgraph_sdk import get_client
 from sqlalchemy import text
 
-from server.app import create_app
+from server.core.settings import Settings
+from server.http.app import create_app
 from server.runs import executor as executor_module
-from server.settings import Settings
 from tests.support import serve_in_loop
 
 

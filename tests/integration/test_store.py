@@ -10,8 +10,8 @@ import psycopg
 import pytest
 from langgraph_sdk.client import LangGraphClient
 
-from server.settings import Settings
-from server.store import owner_label
+from server.core.settings import Settings
+from server.db.owner_store import owner_label
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 
-from server.app import create_app
-from server.settings import Settings
+from server.core.settings import Settings
+from server.http.app import create_app
 from tests.support import serve_in_loop
 
 

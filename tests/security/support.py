@@ -9,10 +9,10 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from server.app import create_app
 from server.auth import api_keys
+from server.core.settings import Settings
 from server.db.engine import create_engine
-from server.settings import Settings
+from server.http.app import create_app
 from tests.support import TEST_GRAPHS, serve_in_loop
 
 GENEROUS = "10000/minute"

@@ -13,8 +13,8 @@ import pytest
 from langgraph_sdk import get_client
 
 from server.cli import main
+from server.core.settings import Settings
 from server.db import migrate
-from server.settings import Settings
 from tests.security.support import security_settings, trellis
 from tests.support import ROOT, create_database, drop_database, free_port
 

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from server.settings import Settings
+from server.core.settings import Settings
 from tests.security.support import create_key, revoke_key, security_settings, trellis
 
 

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from server.limits import RequestTimeout
+from server.http.middleware.limits import RequestTimeout
 
 
 def slow_app(*, before: float, after: float = 0.0, fail: BaseException | None = None) -> ASGIApp:

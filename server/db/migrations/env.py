@@ -8,7 +8,7 @@ from alembic import context
 from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from server.db.models import Base
+from server.db.tables import Base
 
 config = context.config
 target_metadata = Base.metadata

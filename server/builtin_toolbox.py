@@ -1,0 +1,91 @@
+"""Composition root of the built-in graph's tools: settings in, a `Toolbox` out.
+
+The only place that picks OpenAI versus the offline provider, Qdrant server
+versus embedded, Redis versus an in-process cache.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from redis.asyncio import Redis
+
+from server.core.settings import Settings
+from tools.cache import Cache, CachedEmbedder, MemoryCache, RedisCache
+from tools.embeddings import Embedder, MiniLMEmbedder, OpenAIEmbedder
+from tools.images import ImageLimits
+from tools.models import ModelProvider, ModelRoles, OfflineProvider, OpenAIConfig, OpenAIProvider
+from tools.net import PublicFetcher
+from tools.retrieval import QdrantIndex, sample_corpus_dir
+from tools.toolbox import Toolbox
+
+log = logging.getLogger("trellis")
+
+
+def qdrant_path(settings: Settings) -> Path:
+    """The embedded Qdrant data directory."""
+    return settings.qdrant_path or Path(settings.embedded_data_dir) / "qdrant"
+
+
+def open_index(settings: Settings) -> QdrantIndex:
+    """Qdrant as configured: a server at `QDRANT_URL`, else embedded under `QDRANT_PATH`."""
+    if settings.qdrant_url:
+        key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+        return QdrantIndex(url=settings.qdrant_url, api_key=key)
+    path = qdrant_path(settings)
+    path.mkdir(parents=True, exist_ok=True)
+    return QdrantIndex(path=str(path))
+
+
+def open_embedder(settings: Settings) -> Embedder:
+    """OpenAI embeddings when a key and an embedding model are configured; local MiniLM else."""
+    if settings.openai_api_key is not None and settings.openai_embedding_model:
+        return OpenAIEmbedder(
+            model=settings.openai_embedding_model,
+            api_key=settings.openai_api_key.get_secret_value(),
+            base_url=settings.openai_base_url,
+        )
+    return MiniLMEmbedder()
+
+
+def uses_openai(settings: Settings) -> bool:
+    """Whether an OpenAI-compatible endpoint is configured."""
+    return settings.openai_api_key is not None or settings.openai_base_url is not None
+
+
+def build_toolbox(settings: Settings, redis: Redis | None) -> Toolbox:
+    """The tools the built-in graph runs with in this process."""
+    cache: Cache = RedisCache(redis) if redis is not None else MemoryCache()
+    embedder = open_embedder(settings)
+    provider: ModelProvider
+    if uses_openai(settings):
+        key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "none"
+        model = settings.openai_model
+        provider = OpenAIProvider(
+            OpenAIConfig(
+                api_key=key,
+                base_url=settings.openai_base_url,
+                models=ModelRoles(supervisor=model, retriever=model, vision=model, critic=model),
+                fallback_model=settings.openai_fallback_model,
+                timeout=settings.openai_timeout_seconds,
+                max_retries=settings.openai_max_retries,
+                cache_ttl=settings.response_cache_ttl_seconds,
+            ),
+            cache=cache,
+        )
+    else:
+        provider = OfflineProvider(embedder)
+    limits = ImageLimits()
+    return Toolbox(
+        provider=provider,
+        embedder=CachedEmbedder(embedder, cache, ttl_seconds=settings.embedding_cache_ttl_seconds),
+        index=open_index(settings),
+        collection=settings.collection,
+        fetcher=PublicFetcher(
+            max_bytes=limits.max_bytes, timeout=settings.image_fetch_timeout_seconds
+        ),
+        image_limits=limits,
+        cache=cache,
+        seed_dir=sample_corpus_dir() if settings.seed_sample_corpus else None,
+    )

@@ -1,0 +1,10 @@
+"""What every layer uses; imports nothing else of the server.
+
+settings.py  Settings: the only reader of the environment
+errors.py    the domain error tree (no HTTP)
+ids.py       UUIDv7 and id parsing
+encoding.py  orjson for the wire and JSONB
+schemas.py   request bodies of the API (pydantic)
+audit.py     security events
+logging.py   log set-up: JSON or text lines
+"""

@@ -1,0 +1,86 @@
+"""The error tree of Trellis (mapped to HTTP in one place: `server.http.error_handlers`).
+
+    TrellisError                    every domain error: carries `detail` and a stable `code`
+    ├── NotFound                    404: missing, or not visible to the caller
+    ├── Conflict                    409
+    │   ├── AlreadyExists
+    │   └── ThreadBusy              a run is active and the strategy is `reject`
+    ├── InvalidRequest              422: well-formed JSON that makes no sense
+    │   └── NothingToResume         `command.resume` on a thread with no pending interrupt
+    └── Unavailable                 503: a backing service cannot be reached
+
+Domain code raises these without knowing about HTTP; `error_handlers.install` maps them to a
+JSON body `{"detail": ..., "code": ...}`. Once an SSE stream has started, a
+failure is an `error` event instead.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class TrellisError(Exception):
+    """Base of every domain error."""
+
+    status: ClassVar[int] = 400
+    code: ClassVar[str] = "bad_request"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+    def body(self) -> dict[str, object]:
+        """The JSON error body; a subclass may add fields next to `detail` and `code`."""
+        return error_body(self.detail, self.code)
+
+
+class NotFound(TrellisError):
+    """Raise when a resource does not exist or belongs to someone else."""
+
+    status = 404
+    code = "not_found"
+
+
+class Conflict(TrellisError):
+    """Raise when the request conflicts with the current state of a resource."""
+
+    status = 409
+    code = "conflict"
+
+
+class AlreadyExists(Conflict):
+    """Raise on create with `if_exists: raise` when the id is taken."""
+
+    code = "already_exists"
+
+
+class ThreadBusy(Conflict):
+    """Raise when a thread has an active run and the multitask strategy is `reject`."""
+
+    code = "thread_busy"
+
+
+class InvalidRequest(TrellisError):
+    """Raise for a syntactically valid request that cannot be carried out as asked."""
+
+    status = 422
+    code = "invalid_request"
+
+
+class NothingToResume(InvalidRequest):
+    """Raise when `command.resume` targets a thread with no pending interrupt."""
+
+    status = 400
+    code = "nothing_to_resume"
+
+
+class Unavailable(TrellisError):
+    """Raise when a backing service (database, Redis) cannot be reached."""
+
+    status = 503
+    code = "unavailable"
+
+
+def error_body(detail: object, code: str) -> dict[str, object]:
+    """The JSON body of every error response."""
+    return {"detail": detail, "code": code}

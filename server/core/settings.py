@@ -1,0 +1,246 @@
+"""Process settings: the one place that reads the environment.
+
+Everything else receives values from a `Settings` instance passed down from the
+edge (the CLI or `create_app`). Per-run knobs live in graph context schemas,
+not here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parents[2]
+
+Environment = Literal["development", "test", "production"]
+"""Where Trellis runs; placeholder secrets are refused outside development."""
+
+LogFormat = Literal["json", "text"]
+"""`json` writes one JSON object per line (default); `text` is for humans."""
+
+Durability = Literal["sync", "async", "exit"]
+"""When LangGraph persists checkpoints: every step synchronously, in the background, or at exit."""
+
+AuthMode = Literal["none", "api_key", "jwt", "custom"]
+"""How requests are authenticated: not at all (local development only), Trellis API keys,
+JWT bearer tokens checked against a JWKS, or the `langgraph_sdk.Auth` object named by the
+`auth` section of `langgraph.json`."""
+
+RateLimitStrategy = Literal["moving-window", "fixed-window", "sliding-window-counter"]
+"""The `limits` library strategy used for rate limits."""
+
+PLACEHOLDER_SECRETS = frozenset(
+    {"", "changeme", "change-me", "change_me", "changethis", "secret", "password", "xxx", "todo"}
+)
+"""Values refused as secrets outside `environment=development`."""
+
+_REFUSED_JWT_ALGORITHMS = frozenset({"none", "hs256", "hs384", "hs512"})
+
+
+class Settings(BaseSettings):
+    """Trellis process settings, read from the environment and `.env`."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_file_encoding="utf-8")
+
+    environment: Environment = "development"
+    database_url: str = Field(
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        description="Postgres for Trellis tables, checkpoints and the store.",
+    )
+    embedded_data_dir: Path = ROOT / ".trellis"
+    """Where embedded services (Postgres when none is reachable, Qdrant) keep their data."""
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    db_pool_min_size: int = Field(default=2, ge=1)
+    db_pool_max_size: int = Field(default=20, ge=1)
+    db_pool_timeout_seconds: float = Field(default=10.0, gt=0)
+    db_pool_check_idle_seconds: float = Field(default=5.0, ge=0)
+    """A pooled connection not handed out for longer than this is pinged before use; one used
+    more recently is handed out as is (a ping per checkout costs a round trip per query)."""
+    db_statement_timeout_ms: int = Field(default=30_000, ge=0)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8123, ge=1, le=65535)
+    """8123, like the official `langgraph up` deployment."""
+    cors_origins: list[str] = Field(
+        default_factory=lambda: ["https://smith.langchain.com"],
+        description="Origins allowed by CORS; LangGraph Studio runs at https://smith.langchain.com.",
+    )
+    log_level: str = "INFO"
+    log_format: LogFormat = "json"
+
+    graphs_config: Path = ROOT / "langgraph.json"
+    default_durability: Durability = "sync"
+    run_concurrency: int = Field(default=32, ge=1, description="Runs executed at once per process.")
+    run_lease_seconds: float = Field(default=4.0, gt=0.5)
+    """How long a worker's claim on a run lasts without a heartbeat; takeover happens after it."""
+    run_sweep_seconds: float = Field(default=1.0, gt=0)
+    """How often workers look for runs whose worker died."""
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    """On SIGTERM, how long running steps may take to finish before their leases are released."""
+    run_event_retention_seconds: int = Field(default=3600, ge=1)
+    """How long a finished run's events stay replayable."""
+    run_event_max_length: int = Field(default=100_000, ge=100)
+    """At most this many events are kept per run (older ones are trimmed)."""
+    wait_keepalive_seconds: float = Field(default=5.0, gt=0)
+    sse_heartbeat_seconds: float = Field(default=10.0, gt=0)
+    stream_end_event: bool = Field(
+        default=False,
+        description=(
+            "Close a finished run's stream with an `end` event carrying its status. The "
+            "official server just closes the stream, so the SDK then reads the run back to "
+            "tell a finished run from a cut connection; with `end` it need not. Clients "
+            "that list every event see one more."
+        ),
+    )
+    request_timeout_seconds: float = Field(
+        default=60.0, gt=0, description="Deadline of non-streaming requests (504 after it)."
+    )
+
+    auth_mode: AuthMode = "none"
+    allow_insecure_no_auth: bool = False
+    """Let `trellis serve` listen beyond loopback with `auth_mode=none` (never do this)."""
+    jwt_jwks_url: str | None = None
+    """Where the identity provider publishes its signing keys (operator-configured)."""
+    jwt_issuer: str | None = None
+    jwt_audience: list[str] = Field(default_factory=list)
+    jwt_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"])
+    jwt_owner_claim: str = "sub"
+    jwt_permissions_claim: str = "permissions"
+    """A list claim, or a space-separated string such as OAuth's `scope`."""
+    jwt_display_name_claim: str = "name"
+    jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    jwks_cache_seconds: float = Field(default=300.0, gt=0)
+    jwks_min_refetch_seconds: float = Field(default=10.0, ge=0)
+    """At most one JWKS refetch per this many seconds when a token names an unknown `kid`."""
+    jwks_timeout_seconds: float = Field(default=5.0, gt=0)
+
+    rate_limit_enabled: bool = True
+    rate_limit_storage_url: str | None = None
+    """A `limits` storage URL; default: `redis_url` as `async+redis://`."""
+    rate_limit_key_prefix: str = "trellis-limits"
+    rate_limit_strategy: RateLimitStrategy = "moving-window"
+    rate_limit_read: str = "6000/minute"
+    """Reads (GET, search, count, history) per identity."""
+    rate_limit_write: str = "1200/minute"
+    """Creates, updates and deletes other than runs, per identity."""
+    rate_limit_runs: str = "600/minute"
+    """Run creation (stream, wait, background, batch) per identity."""
+    rate_limit_auth_failures: str = "30/minute"
+    """Failed authentications per client address before it is refused outright."""
+
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_metadata_bytes: int = Field(default=64 * 1024, ge=256)
+    max_run_input_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    max_stream_modes: int = Field(default=16, ge=1)
+    hsts_seconds: int = Field(default=0, ge=0)
+    """`Strict-Transport-Security` max-age; set it when Trellis is served over HTTPS only."""
+
+    checkpoint_allowed_types: list[str] = Field(default_factory=list)
+    """Extra classes checkpoints may contain, as `module:Name` (or `module.Name`); types in
+    served graphs' state schemas, LangChain messages and LangGraph's own are always allowed."""
+
+    approval_ttl_seconds: float | None = Field(default=None, gt=0)
+    """Default lifetime of an approval; an interrupt value's `expires_in_seconds` or
+    `expires_at` overrides it. None: approvals never expire."""
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    """Per attempt, for run-completion webhooks (the `webhook` field of a run)."""
+    webhook_attempts: int = Field(default=5, ge=1, le=20)
+    webhook_allow_private: bool = False
+    """Allow webhooks to loopback and private addresses (refused by default)."""
+    approval_webhook_url: str | None = None
+    """POSTed a JSON event when an approval is created or decided."""
+    approval_webhook_allow_private: bool = False
+    """Let the approval webhook target loopback or private addresses (same-host receivers)."""
+    approval_webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    approval_webhook_attempts: int = Field(default=5, ge=1, le=20)
+    """Deliveries tried per event, with exponential backoff between them."""
+
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    openai_model: str = "gpt-4o-mini"
+    """Default chat model for every role of the built-in graph."""
+    openai_fallback_model: str | None = None
+    openai_embedding_model: str | None = None
+    """When set (with a key), embeddings come from OpenAI instead of the local MiniLM."""
+    openai_timeout_seconds: float = Field(default=60.0, gt=0)
+    openai_max_retries: int = Field(default=3, ge=0)
+    embedding_cache_ttl_seconds: int = Field(default=7 * 86400, ge=1)
+    response_cache_ttl_seconds: int = Field(default=3600, ge=1)
+    collection: str = "documents"
+    """The Qdrant collection the built-in assistant searches."""
+    seed_sample_corpus: bool = True
+    """Ingest the shipped sample corpus into an empty collection on first start."""
+    image_fetch_timeout_seconds: float = Field(default=10.0, gt=0)
+    qdrant_path: Path | None = None
+    """Embedded Qdrant data directory; default `<embedded_data_dir>/qdrant`."""
+    qdrant_url: str | None = None
+    qdrant_api_key: SecretStr | None = None
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres(cls, value: str) -> str:
+        scheme = value.split("://", 1)[0]
+        if scheme not in ("postgres", "postgresql", "postgresql+psycopg"):
+            raise ValueError("DATABASE_URL must be a postgresql:// URL")
+        return value
+
+    @field_validator("jwt_algorithms")
+    @classmethod
+    def _asymmetric_only(cls, value: list[str]) -> list[str]:
+        refused = [alg for alg in value if alg.lower() in _REFUSED_JWT_ALGORITHMS]
+        if refused:
+            raise ValueError(f"JWT algorithms {refused} are refused; use RS*/PS*/ES*/EdDSA")
+        if not value:
+            raise ValueError("JWT_ALGORITHMS must name at least one algorithm")
+        return value
+
+    @model_validator(mode="after")
+    def _production_safety(self) -> Settings:
+        if self.auth_mode == "jwt" and not self.jwt_jwks_url:
+            raise ValueError("AUTH_MODE=jwt needs JWT_JWKS_URL")
+        if self.environment == "development":
+            return self
+        for name in ("openai_api_key", "qdrant_api_key"):
+            secret: SecretStr | None = getattr(self, name)
+            if secret is not None and secret.get_secret_value().strip().lower() in (
+                PLACEHOLDER_SECRETS
+            ):
+                raise ValueError(
+                    f"{name.upper()} is a placeholder; set a real secret or unset it "
+                    f"(placeholders are only accepted with ENVIRONMENT=development)"
+                )
+        if (
+            self.environment == "production"
+            and self.auth_mode == "none"
+            and not self.allow_insecure_no_auth
+        ):
+            raise ValueError(
+                "AUTH_MODE=none is for local development; choose api_key, jwt or custom "
+                "(or set ALLOW_INSECURE_NO_AUTH=true, which you should not)"
+            )
+        return self
+
+    @field_validator("log_level")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.upper()
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL in SQLAlchemy's psycopg-async dialect."""
+        return "postgresql+psycopg://" + self.database_url.split("://", 1)[1]
+
+    @property
+    def psycopg_url(self) -> str:
+        """The database URL as libpq expects it."""
+        return "postgresql://" + self.database_url.split("://", 1)[1]
+
+    @property
+    def limits_storage_url(self) -> str:
+        """The rate-limit storage in `limits` syntax (`async+redis://...`)."""
+        if self.rate_limit_storage_url:
+            return self.rate_limit_storage_url
+        return "async+" + self.redis_url if self.redis_url.startswith("redis") else self.redis_url

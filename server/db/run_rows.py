@@ -1,0 +1,417 @@
+"""Run rows: the run records the API shows and the queue workers claim from.
+
+A run is `pending` until a worker claims it, then `running` under a lease (owner,
+epoch, expiry) until it ends. The partial unique index on running runs makes
+"one active run per thread" a database guarantee; claim order per thread is
+creation order, so `enqueue` is strict FIFO.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from sqlalchemy import Table, func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server.db.engine import Conn, columns, fetch_all, fetch_one, jsonb, plain
+from server.db.tables import Run
+
+R: Table = Run.__table__  # type: ignore[assignment]
+PUBLIC = [
+    R.c.run_id,
+    R.c.thread_id,
+    R.c.assistant_id,
+    R.c.created_at,
+    R.c.updated_at,
+    R.c.status,
+    R.c.metadata,
+    R.c.kwargs,
+    R.c.multitask_strategy,
+]
+_PUBLIC = columns(*PUBLIC)
+
+_INSERT = """
+    SELECT * FROM trellis_insert_run(
+        %(run_id)s, %(thread_id)s, %(assistant_id)s, %(owner)s, %(metadata)s, %(kwargs)s,
+        %(strategy)s, %(temporary)s, %(after)s, %(worker)s, %(lease)s,
+        %(thread_metadata)s, %(wake)s)
+"""
+
+
+async def insert(
+    conn: Conn,
+    *,
+    run_id: uuid.UUID,
+    thread_id: uuid.UUID,
+    assistant_id: uuid.UUID,
+    owner: str,
+    metadata: dict[str, Any],
+    kwargs: dict[str, Any],
+    multitask_strategy: str,
+    temporary: bool,
+    after_seconds: float,
+    thread_metadata: dict[str, Any],
+    wake: str | None,
+    claim_for: str | None = None,
+    lease_seconds: float = 0,
+) -> dict[str, Any]:
+    """Insert a run: pending, or already running under `claim_for`'s lease (the local fast path).
+
+    The same statement marks its thread (locked by the caller) `busy`, merging
+    `thread_metadata` into the thread's metadata, and NOTIFYs channel `wake` on commit when
+    given (so workers elsewhere claim the run). Returns the full run row (UUIDs and
+    datetimes as Python objects).
+    """
+    row = await fetch_one(
+        conn,
+        _INSERT,
+        {
+            "run_id": run_id,
+            "thread_id": thread_id,
+            "assistant_id": assistant_id,
+            "owner": owner,
+            "metadata": jsonb(metadata),
+            "kwargs": jsonb(kwargs),
+            "strategy": multitask_strategy,
+            "temporary": temporary,
+            "after": float(after_seconds),
+            "worker": claim_for,
+            "lease": float(lease_seconds),
+            "thread_metadata": jsonb(thread_metadata),
+            "wake": wake,
+        },
+    )
+    assert row is not None
+    return row
+
+
+_CREATE = """
+    SELECT r.*, trellis_run_assistant(r.assistant_id) AS assistant
+    FROM trellis_create_run(
+        %(owner)s, %(assistant_id)s, %(graphs)s, %(thread_id)s, %(run_id)s, %(metadata)s,
+        %(kwargs)s, %(strategy)s, %(after)s, %(resume)s, %(worker)s, %(lease)s, %(wake)s) r
+"""
+
+REFUSALS = {
+    "TR010": "no_assistant",
+    "TR011": "graph_not_served",
+    "TR012": "no_thread",
+    "TR013": "busy",
+    "TR014": "stop_earlier_runs",
+    "TR015": "nothing_to_resume",
+}
+"""Why `create` refused (the SQLSTATEs `trellis_create_run` raises, migration 0005)."""
+
+
+class Refused(Exception):
+    """`create` wrote nothing; `reason` is one of `REFUSALS`' values."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+async def create(
+    conn: Conn,
+    *,
+    owner: str,
+    assistant_id: uuid.UUID,
+    graphs: list[str],
+    thread_id: uuid.UUID,
+    run_id: uuid.UUID,
+    metadata: dict[str, Any],
+    kwargs: dict[str, Any],
+    multitask_strategy: str,
+    after_seconds: float,
+    resume: bool,
+    claim_for: str | None,
+    lease_seconds: float,
+    wake: str,
+) -> dict[str, Any]:
+    """Create a run on an existing thread in one call (`trellis_create_run`): the assistant
+    visible to `owner` with its graph among `graphs`, the thread locked, the multitask
+    check, the insert (claimed by `claim_for` when nothing is ahead of it and it is not
+    delayed; otherwise `wake` is notified), the thread marked busy.
+
+    Returns the full run row, with `assistant` (what an executor needs of it); raises
+    `Refused` when it wrote nothing.
+    """
+    try:
+        row = await fetch_one(
+            conn,
+            _CREATE,
+            {
+                "owner": owner,
+                "assistant_id": assistant_id,
+                "graphs": graphs,
+                "thread_id": thread_id,
+                "run_id": run_id,
+                "metadata": jsonb(metadata),
+                "kwargs": jsonb(kwargs),
+                "strategy": multitask_strategy,
+                "after": float(after_seconds),
+                "resume": resume,
+                "worker": claim_for,
+                "lease": float(lease_seconds),
+                "wake": wake,
+            },
+        )
+    except psycopg.Error as exc:
+        reason = REFUSALS.get(exc.sqlstate or "")
+        if reason is None:
+            raise
+        raise Refused(reason, str(exc.diag.message_primary)) from exc
+    assert row is not None
+    return row
+
+
+def public(row: dict[str, Any]) -> dict[str, Any]:
+    """The API view of a full run row."""
+    return plain({column.name: row[column.name] for column in PUBLIC})
+
+
+async def get(
+    conn: Conn, *, owner: str, run_id: uuid.UUID, thread_id: uuid.UUID | None = None
+) -> dict[str, Any] | None:
+    """The run if it belongs to `owner` (and to `thread_id`, when given)."""
+    row = await fetch_one(
+        conn,
+        f"SELECT {_PUBLIC} FROM runs WHERE run_id = %s AND owner = %s "
+        "AND (%s::uuid IS NULL OR thread_id = %s::uuid)",
+        (run_id, owner, thread_id, thread_id),
+    )
+    return plain(row) if row is not None else None
+
+
+async def output(conn: Conn, run_id: uuid.UUID) -> tuple[str, Any] | None:
+    """The run's status and final output (values, `__interrupt__` or `__error__`)."""
+    row = await fetch_one(conn, "SELECT status, output FROM runs WHERE run_id = %s", (run_id,))
+    return (row["status"], row["output"]) if row is not None else None
+
+
+async def get_any(conn: AsyncConnection, run_id: uuid.UUID) -> dict[str, Any] | None:
+    """The full run row, for the executor."""
+    row = (await conn.execute(select(R).where(R.c.run_id == run_id))).first()
+    return dict(row._mapping) if row is not None else None
+
+
+async def list_for_thread(
+    conn: AsyncConnection,
+    *,
+    owner: str,
+    thread_id: uuid.UUID,
+    limit: int,
+    offset: int,
+    status: str | None,
+) -> list[dict[str, Any]]:
+    """The thread's runs, newest first."""
+    stmt = select(*PUBLIC).where(R.c.thread_id == thread_id, R.c.owner == owner)
+    if status:
+        stmt = stmt.where(R.c.status == status)
+    stmt = stmt.order_by(R.c.created_at.desc(), R.c.run_id.desc()).limit(limit).offset(offset)
+    return [plain(row._mapping) for row in (await conn.execute(stmt)).all()]
+
+
+async def active_for_thread(conn: Conn, thread_id: uuid.UUID) -> list[dict[str, Any]]:
+    """Pending and running runs of a thread, oldest first."""
+    rows = await fetch_all(
+        conn,
+        "SELECT run_id, status FROM runs WHERE thread_id = %s "
+        "AND status IN ('pending', 'running') ORDER BY created_at, run_id",
+        (thread_id,),
+    )
+    return [plain(row) for row in rows]
+
+
+_CLAIM = """
+    WITH picked AS (  -- a locking CTE is evaluated once: exactly the rows it locked
+        SELECT r.run_id FROM runs r
+        WHERE r.status = 'pending' AND r.not_before <= now()
+          AND NOT EXISTS (SELECT 1 FROM runs x
+                          WHERE x.thread_id = r.thread_id AND x.status = 'running')
+          AND NOT EXISTS (SELECT 1 FROM runs y
+                          WHERE y.thread_id = r.thread_id AND y.status = 'pending'
+                            AND (y.created_at, y.run_id) < (r.created_at, r.run_id))
+        ORDER BY r.created_at, r.run_id
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE runs SET status = 'running', attempt = attempt + 1, lease_owner = %(worker)s,
+           lease_epoch = lease_epoch + 1,
+           lease_expires_at = now() + make_interval(secs => %(lease)s),
+           started_at = coalesce(started_at, now()), updated_at = now()
+    FROM picked WHERE runs.run_id = picked.run_id
+    RETURNING runs.*, trellis_run_assistant(runs.assistant_id) AS assistant
+"""
+
+
+async def claim(
+    conn: Conn, *, worker: str, lease_seconds: float, limit: int = 1
+) -> list[dict[str, Any]]:
+    """Claim up to `limit` runnable runs (oldest first, one per thread) under fresh leases.
+
+    Each row also carries what the executor needs of its assistant (`assistant`: id,
+    graph, config, context, metadata; None if it was deleted meanwhile)."""
+    params = {"worker": worker, "lease": float(lease_seconds), "limit": limit}
+    return await fetch_all(conn, _CLAIM, params)
+
+
+async def next_due(conn: AsyncConnection) -> datetime | None:
+    """When the earliest delayed pending run becomes runnable."""
+    stmt = select(func.min(R.c.not_before)).where(R.c.status == "pending")
+    value: datetime | None = (await conn.execute(stmt)).scalar()
+    return value
+
+
+async def finish(
+    conn: Conn,
+    run_id: uuid.UUID,
+    *,
+    status: str,
+    worker: str,
+    epoch: int,
+    error: dict[str, Any] | None = None,
+    output: Any = None,
+) -> bool:
+    """End a running run if this worker still holds its lease (fencing); False otherwise."""
+    row = await fetch_one(
+        conn,
+        "UPDATE runs SET status = %s, error = %s, output = %s, ended_at = now(), "
+        "updated_at = now(), lease_owner = NULL, lease_expires_at = NULL "
+        "WHERE run_id = %s AND status = 'running' AND lease_owner = %s AND lease_epoch = %s "
+        "RETURNING run_id",
+        (status, jsonb(error), jsonb(output), run_id, worker, epoch),
+    )
+    return row is not None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a run ended, and what its thread shows after it."""
+
+    status: str
+    error: dict[str, Any] | None
+    output: Any
+    thread_status: str
+    values: Any
+    """The final state's values; None when they could not be read (the snapshot stays)."""
+    interrupts: dict[str, Any]
+
+
+async def finish_with_thread(
+    conn: Conn,
+    run_id: uuid.UUID,
+    thread_id: uuid.UUID,
+    outcome: Outcome,
+    *,
+    worker: str,
+    epoch: int,
+    supersede_approvals: bool,
+) -> str | None:
+    """End a run and record its thread's status and state in one call (`trellis_finish_run`,
+    migration 0004): the thread locked first, the run fenced on this worker's lease, the
+    thread `busy` instead while it has queued runs, waiters and workers notified.
+
+    Returns the thread's new status, or None when the lease is gone (nothing written).
+    """
+    row = await fetch_one(
+        conn,
+        "SELECT trellis_finish_run(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) AS status",
+        (
+            run_id,
+            thread_id,
+            worker,
+            epoch,
+            outcome.status,
+            jsonb(outcome.error),
+            jsonb(outcome.output),
+            outcome.thread_status,
+            outcome.values is not None,
+            jsonb(outcome.values),
+            jsonb(outcome.interrupts),
+            supersede_approvals,
+        ),
+    )
+    return None if row is None else row["status"]
+
+
+async def notify(conn: Conn, channel: str, payload: str = "") -> None:
+    """A Postgres NOTIFY, delivered when the transaction commits."""
+    await fetch_one(conn, "SELECT pg_notify(%s, %s)", (channel, payload))
+
+
+async def cancel_pending(conn: Conn, run_id: uuid.UUID) -> bool:
+    """Mark a run that has not started as interrupted; False if it already started."""
+    row = await fetch_one(
+        conn,
+        "UPDATE runs SET status = 'interrupted', updated_at = now(), ended_at = now() "
+        "WHERE run_id = %s AND status = 'pending' RETURNING run_id",
+        (run_id,),
+    )
+    return row is not None
+
+
+async def release(conn: AsyncConnection, run_id: uuid.UUID, *, worker: str) -> None:
+    """Give a running run back to the queue (graceful shutdown): it resumes elsewhere."""
+    await conn.execute(
+        update(R)
+        .where(R.c.run_id == run_id, R.c.lease_owner == worker, R.c.status == "running")
+        .values(status="pending", lease_owner=None, lease_expires_at=None, updated_at=func.now())
+    )
+
+
+async def request_cancel(conn: Conn, run_id: uuid.UUID, action: str) -> bool:
+    """Record that a running run must stop; its worker (or the sweep, if it died) acts on it."""
+    row = await fetch_one(
+        conn,
+        "UPDATE runs SET cancel_action = %s, updated_at = now() "
+        "WHERE run_id = %s AND status = 'running' RETURNING run_id",
+        (action, run_id),
+    )
+    return row is not None
+
+
+_SWEEP = """
+    UPDATE runs SET
+        status = CASE WHEN cancel_action IS NULL THEN 'pending' ELSE 'interrupted' END,
+        ended_at = CASE WHEN cancel_action IS NULL THEN NULL ELSE now() END,
+        lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+    WHERE status = 'running' AND lease_expires_at < now() {only}
+    RETURNING run_id, thread_id, owner, cancel_action
+"""
+_SWEEP_ALL = text(_SWEEP.format(only=""))
+_SWEEP_ONE = text(_SWEEP.format(only="AND run_id = :run_id"))
+
+
+async def requeue_expired(
+    conn: AsyncConnection, run_id: uuid.UUID | None = None
+) -> tuple[list[uuid.UUID], list[dict[str, Any]]]:
+    """Runs whose lease lapsed (their worker died), or just `run_id`: requeued, or ended if
+    cancelled meanwhile."""
+    requeued: list[uuid.UUID] = []
+    cancelled: list[dict[str, Any]] = []
+    statement = _SWEEP_ALL if run_id is None else _SWEEP_ONE
+    params = {} if run_id is None else {"run_id": run_id}
+    for row in (await conn.execute(statement, params)).all():
+        if row.cancel_action is None:
+            requeued.append(row.run_id)
+        else:
+            cancelled.append(dict(row._mapping))
+    return requeued, cancelled
+
+
+async def delete_run(
+    conn: Conn, *, owner: str, run_id: uuid.UUID, thread_id: uuid.UUID | None = None
+) -> bool:
+    """Delete a run record."""
+    row = await fetch_one(
+        conn,
+        "DELETE FROM runs WHERE run_id = %s AND owner = %s "
+        "AND (%s::uuid IS NULL OR thread_id = %s::uuid) RETURNING run_id",
+        (run_id, owner, thread_id, thread_id),
+    )
+    return row is not None

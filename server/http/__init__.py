@@ -1,0 +1,12 @@
+"""The HTTP layer: the only code that knows FastAPI and ASGI.
+
+app.py             create_app(settings): routes, middleware and the lifespan
+deps.py            FastAPI dependencies as `Annotated` aliases
+error_handlers.py  the one mapping of errors to JSON responses
+responses.py       JSONResponse encoded with Trellis' serializer
+sse.py             SSE responses of run streams
+security.py        wires authentication, authorization and limits into the app
+route_table.py     (method, path) → resource, action, rate class, streaming
+middleware/        one ASGI middleware per module
+routes/            one module per resource of the LangGraph Server API
+"""

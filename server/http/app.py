@@ -1,0 +1,72 @@
+"""The app factory: the same wiring for `trellis serve` and for tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from server.core.settings import Settings
+from server.http import error_handlers, security
+from server.http.middleware.headers import SecurityHeaders
+from server.http.middleware.request_context import RequestContext
+from server.http.responses import JSONResponse
+from server.http.routes import approvals, assistants, documents, meta, runs, store, threads
+from server.http.routes.meta import VERSION
+from server.services import open_services
+
+
+def create_app(settings: Settings, *, worker: bool = True) -> FastAPI:
+    """A Trellis app; `worker=False` serves the API without executing runs."""
+    app = FastAPI(
+        title="Trellis",
+        version=VERSION,
+        description="Self-hosted LangGraph orchestration, speaking the LangGraph Server API.",
+        lifespan=lifespan(settings, worker=worker),
+        default_response_class=JSONResponse,
+    )
+    error_handlers.install(app)
+    # Routes are matched in order, one pattern at a time: the ones every run uses go first.
+    app.include_router(runs.thread_runs)
+    app.include_router(threads.router)
+    app.include_router(runs.stateless_runs)
+    app.include_router(assistants.router)
+    app.include_router(meta.router)
+    app.include_router(documents.router)
+    app.include_router(approvals.router)
+    app.include_router(store.router)
+    security.install(app, settings)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_credentials=True,
+        allow_methods=["*"],
+        allow_headers=["*"],
+        allow_private_network=True,
+        expose_headers=[
+            "content-location",
+            "location",
+            "x-pagination-next",
+            "x-pagination-total",
+            "x-request-id",
+        ],
+    )
+    app.add_middleware(SecurityHeaders, hsts_seconds=settings.hsts_seconds)
+    app.add_middleware(RequestContext)
+    return app
+
+
+def lifespan(
+    settings: Settings, *, worker: bool = True
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The FastAPI lifespan: services live on `app.state.services`."""
+
+    @asynccontextmanager
+    async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_services(settings, worker=worker) as services:
+            app.state.services = services
+            yield
+
+    return _lifespan

@@ -1,0 +1,59 @@
+"""Document ingestion into the built-in assistant's vector index.
+
+Embedded Qdrant allows one process per data directory, so while a server runs,
+`trellis ingest --server URL` sends documents here instead of opening it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import Field
+
+from server.core.errors import InvalidRequest
+from server.core.schemas import Body
+from server.http.deps import OwnerDep
+
+router = APIRouter(prefix="/documents", tags=["documents"])
+
+MAX_DOCUMENT_CHARS = 2_000_000
+
+
+class Document(Body):
+    source: str = Field(min_length=1, max_length=1024)
+    """A stable name (e.g. a relative path); re-ingesting the same source replaces its chunks."""
+    text: str = Field(max_length=MAX_DOCUMENT_CHARS)
+
+
+class IngestRequest(Body):
+    documents: list[Document] = Field(min_length=1, max_length=1000)
+    collection: str | None = Field(default=None, min_length=1, max_length=128)
+
+
+@router.post("/ingest")
+async def ingest(body: IngestRequest, owner: OwnerDep) -> dict[str, Any]:
+    """Chunk, embed and upsert documents; idempotent per source."""
+    from tools.retrieval import ingest_documents
+    from tools.toolbox import installed_toolbox
+
+    toolbox = installed_toolbox()
+    if toolbox is None:
+        raise InvalidRequest("this server does not serve the built-in assistant; nothing to ingest")
+    await toolbox.prepare()
+    report = await ingest_documents(
+        [(doc.source, doc.text) for doc in body.documents],
+        index=toolbox.index,
+        embedder=toolbox.embedder,
+        collection=body.collection or toolbox.collection,
+        owner=owner,
+    )
+    return {
+        "collection": body.collection or toolbox.collection,
+        "documents": report.files,
+        "chunks": report.chunks,
+        "skipped": list(report.skipped),
+        "total_chunks": await toolbox.index.count(
+            body.collection or toolbox.collection, owner=owner
+        ),
+    }

@@ -1,0 +1,80 @@
+"""`trellis ingest`: index files into the assistant's collection, locally or through a server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from server.builtin_toolbox import open_embedder, open_index
+from server.core.settings import Settings
+from tools.retrieval import collect_files, ingest_paths
+
+Progress = Callable[[int, int], None]
+
+
+def _read(file: Path) -> str:
+    return file.read_text(encoding="utf-8", errors="replace")
+
+
+async def ingest_local(
+    paths: Sequence[str], *, settings: Settings, collection: str | None, progress: Progress
+) -> dict[str, Any]:
+    """Open the index directly (no server may hold an embedded Qdrant directory meanwhile)."""
+    name = collection or settings.collection
+    index = open_index(settings)
+    try:
+        report = await ingest_paths(
+            paths, index=index, embedder=open_embedder(settings), collection=name, progress=progress
+        )
+        total = await index.count(name)
+    finally:
+        await index.close()
+    return {
+        "collection": name,
+        "documents": report.files,
+        "chunks": report.chunks,
+        "skipped": list(report.skipped),
+        "total_chunks": total,
+    }
+
+
+async def ingest_remote(
+    paths: Sequence[str],
+    *,
+    server: str,
+    collection: str | None,
+    api_key: str | None,
+    progress: Progress,
+    batch: int = 20,
+) -> dict[str, Any]:
+    """Send the files to a running server's `POST /documents/ingest`, a batch at a time."""
+    files = collect_files(paths)
+    headers = {"x-api-key": api_key} if api_key else {}
+    totals: dict[str, Any] = {"documents": 0, "chunks": 0, "skipped": []}
+    async with httpx.AsyncClient(base_url=server, headers=headers, timeout=300) as client:
+        for start in range(0, len(files), batch):
+            chunk = files[start : start + batch]
+            documents = [
+                {"source": source, "text": await asyncio.to_thread(_read, file)}
+                for file, source in chunk
+            ]
+            body: dict[str, Any] = {"documents": documents}
+            if collection:
+                body["collection"] = collection
+            response = await client.post("/documents/ingest", json=body)
+            if response.status_code != 200:
+                raise SystemExit(
+                    f"trellis: server answered {response.status_code}: {response.text}"
+                )
+            data = response.json()
+            totals["documents"] += data["documents"]
+            totals["chunks"] += data["chunks"]
+            totals["skipped"] += data["skipped"]
+            totals["collection"] = data["collection"]
+            totals["total_chunks"] = data["total_chunks"]
+            progress(min(start + batch, len(files)), len(files))
+    return totals

@@ -1,0 +1,203 @@
+"""The composition root: opens every pool and service in order and closes them in reverse."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from langgraph.store.postgres.aio import AsyncPostgresStore
+from psycopg_pool import AsyncConnectionPool
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.approvals.service import ApprovalService, ApprovalWebhook
+from server.core.settings import ROOT, Settings
+from server.db import assistant_rows, migrate
+from server.db.checkpoint_serde import StrictSerializer, graph_types, parse_type
+from server.db.checkpoints import FencedPostgresSaver
+from server.db.engine import create_engine
+from server.db.owner_store import OwnerScopedStore
+from server.db.pool import open_pool
+from server.graph_host.registry import GraphRegistry
+from server.runs.events import EventBus, MemoryEventBus, RedisEventBus
+from server.runs.executor import Completions, Executor
+from server.runs.listener import Listener
+from server.runs.manager import RunManager
+from server.runs.webhooks import WebhookPolicy, WebhookSender
+
+log = logging.getLogger("trellis")
+
+
+@dataclass
+class Services:
+    """Everything routes need, built once per process."""
+
+    settings: Settings
+    engine: AsyncEngine
+    pool: AsyncConnectionPool[Any]
+    checkpointer: FencedPostgresSaver
+    store: AsyncPostgresStore
+    registry: GraphRegistry
+    runs: RunManager
+    executor: Executor | None
+    extra_info: dict[str, Any] = field(default_factory=dict)
+    """What `/info` reports about the process beyond the defaults (e.g. the model provider)."""
+    approvals: ApprovalService | None = None
+
+
+async def open_redis(settings: Settings) -> Redis | None:
+    """A Redis client when Redis answers at `REDIS_URL`, else None (said in the log)."""
+    redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=None)
+    try:
+        await redis.ping()
+    except (RedisError, OSError):
+        await redis.aclose()
+        log.warning(
+            "no Redis at REDIS_URL; events and caches stay in this process (no separate workers)",
+            extra={"redis_url": settings.redis_url.split("@")[-1]},
+        )
+        return None
+    return redis
+
+
+def open_event_bus(settings: Settings, redis: Redis | None) -> EventBus:
+    """Redis Streams when Redis answers; otherwise in-process (a single process only)."""
+    if redis is None:
+        return MemoryEventBus(settings.run_event_retention_seconds, settings.run_event_max_length)
+    return RedisEventBus(
+        redis,
+        retention_seconds=settings.run_event_retention_seconds,
+        max_events=settings.run_event_max_length,
+        block_ms=int(settings.sse_heartbeat_seconds * 1000),
+    )
+
+
+def serves_builtin_graphs(registry: GraphRegistry) -> bool:
+    """Whether any served graph is one of Trellis' own (they need the toolbox)."""
+    return any(loaded.file.is_relative_to(ROOT / "graphs") for loaded in registry)
+
+
+@asynccontextmanager
+async def open_services(
+    settings: Settings, *, worker: bool = True, api: bool = True
+) -> AsyncIterator[Services]:
+    """Open the database, LangGraph's saver and store, the graphs, and the run machinery.
+
+    `worker`: this process executes runs; `api`: it answers requests (so it waits for runs
+    that end elsewhere)."""
+    async with AsyncExitStack() as stack:
+        await asyncio.to_thread(migrate.upgrade_trellis, settings.sqlalchemy_url)
+        engine = create_engine(settings)
+        stack.push_async_callback(engine.dispose)
+        pool = await open_pool(settings)
+        stack.push_async_callback(pool.close)
+        serde = StrictSerializer(parse_type(t) for t in settings.checkpoint_allowed_types)
+        checkpointer = FencedPostgresSaver(pool, serde=serde)
+        await checkpointer.setup()
+        store = AsyncPostgresStore(pool)
+        await store.setup()
+        registry = await GraphRegistry.load(
+            settings.graphs_config, checkpointer=checkpointer, store=OwnerScopedStore(store)
+        )
+        for loaded in registry:
+            serde.allow(graph_types(loaded.graph))  # what the graphs declare may be revived
+        async with engine.begin() as conn:
+            for loaded in registry:
+                await assistant_rows.upsert_system(
+                    conn,
+                    graph_id=loaded.graph_id,
+                    assistant_id=loaded.assistant_id,
+                    description=loaded.description,
+                )
+        redis = await open_redis(settings)
+        if redis is not None:
+            stack.push_async_callback(redis.aclose)
+        events = open_event_bus(settings, redis)
+        stack.push_async_callback(events.close)
+        extra_info: dict[str, Any] = {}
+        if serves_builtin_graphs(registry):
+            # Imported here: the built-in graph's tools (numpy, Qdrant, model clients) are
+            # heavy and only needed when one of Trellis' own graphs is served.
+            from server.builtin_toolbox import build_toolbox
+            from tools.toolbox import install_toolbox, uninstall_toolbox
+
+            toolbox = build_toolbox(settings, redis)
+            install_toolbox(toolbox)
+            stack.callback(uninstall_toolbox)
+            stack.push_async_callback(toolbox.index.close)
+            extra_info["model_provider"] = toolbox.provider.name
+            # Seed the sample corpus in the background: the API answers meanwhile.
+            preparing = asyncio.create_task(toolbox.prepare(), name="trellis-toolbox-prepare")
+            stack.callback(preparing.cancel)
+        approvals = ApprovalService(
+            engine=engine,
+            registry=registry,
+            default_ttl_seconds=settings.approval_ttl_seconds,
+            webhook=ApprovalWebhook.from_settings(settings),
+        )
+        stack.push_async_callback(approvals.aclose)  # after the executor stops: its last notices
+        completions = Completions()
+        webhooks = WebhookSender(
+            WebhookPolicy(
+                timeout=settings.webhook_timeout_seconds,
+                attempts=settings.webhook_attempts,
+                allow_private=settings.webhook_allow_private,
+            )
+        )
+        stack.push_async_callback(webhooks.close)  # after the executor stops: its last hooks
+        executor = None
+        if worker:
+            executor = Executor(
+                engine=engine,
+                pool=pool,
+                registry=registry,
+                checkpointer=checkpointer,
+                events=events,
+                completions=completions,
+                conninfo=settings.psycopg_url,
+                concurrency=settings.run_concurrency,
+                default_durability=settings.default_durability,
+                lease_seconds=settings.run_lease_seconds,
+                sweep_seconds=settings.run_sweep_seconds,
+                hooks=approvals,
+                webhooks=webhooks,
+            )
+        listener = Listener(
+            settings.psycopg_url,
+            completions=completions if api else None,
+            executor=executor,
+        )
+        await listener.start()
+        stack.push_async_callback(listener.stop)
+        if executor is not None:
+            await executor.start()
+            stack.push_async_callback(executor.stop, settings.shutdown_grace_seconds)
+        runs = RunManager(
+            engine=engine,
+            pool=pool,
+            registry=registry,
+            checkpointer=checkpointer,
+            events=events,
+            completions=completions,
+            executor=executor,
+            hooks=approvals,
+            lease_seconds=settings.run_lease_seconds,
+        )
+        log.info("trellis ready", extra={"graphs": registry.graph_ids, "worker": worker})
+        yield Services(
+            settings,
+            engine,
+            pool,
+            checkpointer,
+            store,
+            registry,
+            runs,
+            executor,
+            extra_info,
+            approvals,
+        )
