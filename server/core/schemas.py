@@ -11,11 +11,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from server.core.types import Json, MultitaskStrategy, ThreadStatus
+
 IfExists = Literal["raise", "do_nothing"]
 """What to do when creating a resource whose id is taken."""
-
-MultitaskStrategy = Literal["reject", "enqueue", "interrupt", "rollback"]
-"""What a new run does when its thread already has an active run."""
 
 StreamMode = Literal[
     "values",
@@ -30,14 +29,11 @@ StreamMode = Literal[
 ]
 """Stream modes a client may ask for; `messages-tuple` is LangGraph's `messages` as tuples."""
 
-RunStatus = Literal["pending", "running", "success", "error", "timeout", "interrupted"]
-ThreadStatus = Literal["idle", "busy", "interrupted", "error"]
 SortOrder = Literal["asc", "desc"]
 
 MAX_PAGE = 1000
 Limit = Annotated[int, Field(ge=1, le=MAX_PAGE)]
 Offset = Annotated[int, Field(ge=0, le=10_000_000)]
-Json = dict[str, Any]
 
 
 INT64 = 2**63 - 1

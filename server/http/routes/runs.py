@@ -11,7 +11,8 @@ from fastapi.responses import StreamingResponse
 
 from server.core.encoding import dumps
 from server.core.errors import InvalidRequest, NotFound
-from server.core.schemas import MAX_PAGE, RunCancel, RunCreate, RunStatus
+from server.core.schemas import MAX_PAGE, RunCancel, RunCreate
+from server.core.types import RunStatus
 from server.http.deps import OwnerDep, RunsDep, ServicesDep
 from server.http.sse import run_stream_response
 from server.runs.events import parse_event_id
