@@ -5,6 +5,7 @@ errors.py    the domain error tree (no HTTP)
 ids.py       UUIDv7 and id parsing
 encoding.py  orjson for the wire and JSONB
 schemas.py   request bodies of the API (pydantic)
+types.py     JSON aliases, status literals, resource rows as TypedDicts
 audit.py     security events
 logging.py   log set-up: JSON or text lines
 """

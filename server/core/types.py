@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Literal, TypeAlias
 
 JsonValue: TypeAlias = "bool | int | float | str | list[JsonValue] | dict[str, JsonValue] | None"
-"""Any JSON value, as parsed from or written to the wire or JSONB."""
+"""A JSON value, as parsed from or written to the wire or JSONB."""
 
 JsonObject: TypeAlias = dict[str, JsonValue]
 """A JSON object."""
