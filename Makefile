@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo "$$HOME/.local/bin/uv")
 PACKAGES := server graphs agents tools prompts
 
-.PHONY: setup serve worker migrate test lint typecheck pytest bench format
+.PHONY: setup serve worker migrate test lint typecheck pytest pytest-quick bench format
 
 setup:
 	@bash scripts/setup.sh
@@ -27,6 +27,10 @@ typecheck:
 
 pytest:
 	$(UV) run pytest -q
+
+# The quick loop: everything but the multi-process fault tests and the JS client.
+pytest-quick:
+	$(UV) run pytest -q -m "not slow"
 
 test: setup lint typecheck pytest
 

@@ -29,7 +29,7 @@ from langgraph_sdk import get_client
 
 from benchmarks.server import CONFIG, cpu_seconds
 from benchmarks.workers import postgres_cpu_seconds
-from tests.support import NO_RATE_LIMIT_ENV, free_port, scratch_database, wait_ready
+from tests.support.servers import NO_RATE_LIMIT_ENV, free_port, scratch_database, wait_ready
 
 
 @contextmanager

@@ -27,7 +27,7 @@ import uvicorn
 from fastapi import FastAPI, Request, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from tests.support import ROOT, free_port
+from tests.support.servers import ROOT, free_port
 
 _THREAD = orjson.dumps(
     {

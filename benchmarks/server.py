@@ -24,7 +24,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from benchmarks.floor import floor_server
 from benchmarks.graphs import builder
-from tests.support import scratch_database, server_process
+from tests.support.servers import scratch_database, server_process
 
 CONFIG = Path(__file__).resolve().parent / "langgraph.json"
 

@@ -21,6 +21,15 @@ from langgraph_sdk.client import LangGraphClient
 
 from tests.faults.harness import Cluster, RedisServer, cluster
 
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every fault test is `slow`: it runs a multi-process cluster and kills parts of it."""
+    for item in items:
+        if item.path.is_relative_to(HERE):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def fault_cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:

@@ -20,7 +20,7 @@ from typing import Any
 
 import psycopg
 
-from tests.support import ROOT, free_port, scratch_database, wait_ready
+from tests.support.servers import ROOT, free_port, scratch_database, wait_ready
 
 GRAPHS = Path(__file__).resolve().parent / "graphs" / "langgraph.json"
 PYCACHE = str(Path(tempfile.gettempdir()) / "trellis-fault-pycache")

@@ -17,7 +17,7 @@ from langgraph.types import Command
 
 from agents.context import Context
 from graphs.assistant import build, graph
-from tests.fakes.openai_server import FakeOpenAI, Reply
+from tests.support.openai_fake import FakeOpenAI, Reply
 from tests.unit.agents.support import (
     HashEmbedder,
     ScriptedProvider,

@@ -16,7 +16,7 @@ from langgraph.graph import START, StateGraph
 from typing_extensions import TypedDict
 
 from prompts import PromptNotFound, available_prompts, load_prompt
-from tests.fakes.openai_server import FakeOpenAI, Reply
+from tests.support.openai_fake import FakeOpenAI, Reply
 from tests.unit.agents.support import HashEmbedder
 from tools.cache import MemoryCache
 from tools.models import (

@@ -1,0 +1,173 @@
+"""Registry errors: a broken `langgraph.json` entry raises `GraphLoadError` naming the file and
+the problem; `trellis serve` with a bad config exits non-zero and says why."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from langgraph.checkpoint.memory import InMemorySaver
+
+from server.graph_host.registry import GraphLoadError, GraphRegistry
+from tests.support.servers import NO_RATE_LIMIT_ENV, ROOT
+
+GOOD_GRAPH = """
+from typing_extensions import TypedDict
+from langgraph.graph import StateGraph, START, END
+
+class S(TypedDict):
+    x: int
+
+def node(state: S) -> S:
+    return {"x": state["x"] + 1}
+
+builder = StateGraph(S)
+builder.add_node("node", node)
+builder.add_edge(START, "node")
+builder.add_edge("node", END)
+"""
+
+
+def _config(tmp_path: Path, graphs: dict[str, str], files: dict[str, str]) -> Path:
+    for name, source in files.items():
+        (tmp_path / name).write_text(source)
+    config = tmp_path / "langgraph.json"
+    config.write_text(json.dumps({"dependencies": ["."], "graphs": graphs, "env": {}}))
+    return config
+
+
+async def _load_error(config: Path) -> str:
+    with pytest.raises(GraphLoadError) as caught:
+        await GraphRegistry.load(config, checkpointer=InMemorySaver())
+    return str(caught.value)
+
+
+async def test_a_good_config_loads(tmp_path: Path) -> None:
+    config = _config(
+        tmp_path,
+        {"plain": "./ok_graph.py:graph", "uncompiled": "./ok_graph.py:builder"},
+        {"ok_graph.py": GOOD_GRAPH + "graph = builder.compile()\n"},
+    )
+    registry = await GraphRegistry.load(config, checkpointer=InMemorySaver())
+    assert registry.graph_ids == ["plain", "uncompiled"]
+    loaded = registry.get("uncompiled")
+    assert loaded is not None
+    result = await loaded.graph.ainvoke({"x": 1}, {"configurable": {"thread_id": "t"}})
+    assert result == {"x": 2}
+
+
+async def test_missing_file(tmp_path: Path) -> None:
+    config = _config(tmp_path, {"g": "./nowhere.py:graph"}, {})
+    message = await _load_error(config)
+    assert "nowhere.py" in message
+    assert "not found" in message
+    assert "'g'" in message
+
+
+async def test_missing_variable(tmp_path: Path) -> None:
+    config = _config(tmp_path, {"g": "./novar.py:graph"}, {"novar.py": GOOD_GRAPH})
+    message = await _load_error(config)
+    assert "novar.py" in message
+    assert "'graph'" in message
+    assert "variable" in message
+
+
+async def test_module_that_raises_on_import(tmp_path: Path) -> None:
+    config = _config(
+        tmp_path,
+        {"g": "./broken.py:graph"},
+        {"broken.py": GOOD_GRAPH + "raise RuntimeError('boom while importing')\n"},
+    )
+    message = await _load_error(config)
+    assert "broken.py" in message
+    assert "RuntimeError" in message
+    assert "boom while importing" in message
+
+
+async def test_module_with_syntax_error(tmp_path: Path) -> None:
+    config = _config(tmp_path, {"g": "./syntax.py:graph"}, {"syntax.py": "def oops(:\n"})
+    message = await _load_error(config)
+    assert "syntax.py" in message
+    assert "SyntaxError" in message
+
+
+async def test_graph_compiled_with_its_own_checkpointer(tmp_path: Path) -> None:
+    config = _config(
+        tmp_path,
+        {"g": "./own_saver.py:graph"},
+        {
+            "own_saver.py": GOOD_GRAPH
+            + "from langgraph.checkpoint.memory import InMemorySaver\n"
+            + "graph = builder.compile(checkpointer=InMemorySaver())\n"
+        },
+    )
+    message = await _load_error(config)
+    assert "own_saver.py" in message
+    assert "checkpointer" in message
+    assert "InMemorySaver" in message
+
+
+async def test_variable_that_is_not_a_graph(tmp_path: Path) -> None:
+    config = _config(tmp_path, {"g": "./notgraph.py:graph"}, {"notgraph.py": "graph = 42\n"})
+    message = await _load_error(config)
+    assert "notgraph.py" in message
+    assert "int" in message
+
+
+async def test_factory_returning_something_else(tmp_path: Path) -> None:
+    config = _config(
+        tmp_path, {"g": "./factory.py:make"}, {"factory.py": "def make():\n    return 'nope'\n"}
+    )
+    message = await _load_error(config)
+    assert "factory.py" in message
+    assert "str" in message
+
+
+async def test_invalid_json_and_bad_specs(tmp_path: Path) -> None:
+    bad = tmp_path / "langgraph.json"
+    bad.write_text("{ this is not json")
+    message = await _load_error(bad)
+    assert str(bad) in message
+    assert "invalid JSON" in message
+
+    bad.write_text(json.dumps({"graphs": {}}))
+    assert str(bad) in await _load_error(bad)
+
+    bad.write_text(json.dumps({"graphs": {"g": "no-colon-here"}}))
+    message = await _load_error(bad)
+    assert str(bad) in message
+    assert "'g'" in message
+
+    missing = tmp_path / "absent.json"
+    assert str(missing) in await _load_error(missing)
+
+
+def test_serve_with_a_bad_config_exits_nonzero(tmp_path: Path, database_url: str) -> None:
+    bad = tmp_path / "langgraph.json"
+    bad.write_text("{ this is not json")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "serve", "--config", str(bad), "--port", "1"],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "LOG_LEVEL": "WARNING",
+            **NO_RATE_LIMIT_ENV,
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        raw, _ = proc.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raw, _ = proc.communicate()
+        pytest.fail(f"trellis serve did not exit on a bad config:\n{raw.decode()}")
+    output = raw.decode()
+    assert proc.returncode != 0, output
+    assert str(bad) in output, output
+    assert "invalid JSON" in output, output
