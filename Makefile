@@ -1,6 +1,6 @@
 # The commands people type. `make serve` and `make test` do all set-up themselves.
 SHELL := /bin/bash
-UV := $(shell command -v uv 2>/dev/null || echo "$$HOME/.local/bin/uv")
+UV := $(CURDIR)/scripts/uv
 PACKAGES := server graphs agents tools prompts
 
 .PHONY: setup serve worker migrate test lint typecheck pytest pytest-quick bench format
