@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from urllib.parse import parse_qsl, urlencode
 
 import orjson
@@ -219,7 +219,7 @@ class CustomAuthorize:
         route: Route,
         action: str,
         item: Json,
-        result: Json,
+        result: Mapping[str, object],
         identity: Identity,
     ) -> Callable[[Send], Awaitable[None]] | None:
         if route.resource == "store":
