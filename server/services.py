@@ -7,9 +7,10 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
 
 from langgraph.store.postgres.aio import AsyncPostgresStore
+from psycopg import AsyncConnection
+from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.approvals.service import ApprovalService, ApprovalWebhook
 from server.core.settings import ROOT, Settings
+from server.core.types import JsonObject
 from server.db import assistant_rows, migrate
 from server.db.checkpoint_serde import StrictSerializer, graph_types, parse_type
 from server.db.checkpoints import FencedPostgresSaver
@@ -39,13 +41,14 @@ class Services:
 
     settings: Settings
     engine: AsyncEngine
-    pool: AsyncConnectionPool[Any]
+    pool: AsyncConnectionPool[AsyncConnection[DictRow]]
+    """LangGraph's saver and store share it (rows as dicts)."""
     checkpointer: FencedPostgresSaver
     store: AsyncPostgresStore
     registry: GraphRegistry
     runs: RunManager
     executor: Executor | None
-    extra_info: dict[str, Any] = field(default_factory=dict)
+    extra_info: JsonObject = field(default_factory=dict)
     """What `/info` reports about the process beyond the defaults (e.g. the model provider)."""
     approvals: ApprovalService | None = None
 
@@ -119,7 +122,7 @@ async def open_services(
             stack.push_async_callback(redis.aclose)
         events = open_event_bus(settings, redis)
         stack.push_async_callback(events.close)
-        extra_info: dict[str, Any] = {}
+        extra_info: JsonObject = {}
         if serves_builtin_graphs(registry):
             # Imported here: the built-in graph's tools (numpy, Qdrant, model clients) are
             # heavy and only needed when one of Trellis' own graphs is served.

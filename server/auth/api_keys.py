@@ -14,7 +14,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TypedDict, cast
 
 from sqlalchemy import Table, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -53,6 +53,18 @@ class KeyCheck:
     def valid(self) -> bool:
         """Whether the key is known, matches, and is not revoked."""
         return self.owner is not None and not self.revoked
+
+
+class ApiKeyRow(TypedDict):
+    """A stored key as `trellis keys list` shows it (never its hash)."""
+
+    key_id: str
+    owner: str
+    name: str | None
+    scopes: list[str]
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
 
 
 def hash_key(key: str) -> str:
@@ -121,7 +133,7 @@ async def check(conn: AsyncConnection, presented: str) -> KeyCheck:
     return KeyCheck(key_id, row.owner, tuple(row.scopes))
 
 
-async def list_keys(conn: AsyncConnection, owner: str | None = None) -> list[dict[str, Any]]:
+async def list_keys(conn: AsyncConnection, owner: str | None = None) -> list[ApiKeyRow]:
     """Keys (never their hashes), newest first."""
     stmt = select(
         K.c.key_id,
@@ -134,7 +146,7 @@ async def list_keys(conn: AsyncConnection, owner: str | None = None) -> list[dic
     ).order_by(K.c.created_at.desc())
     if owner is not None:
         stmt = stmt.where(K.c.owner == owner)
-    return [dict(row._mapping) for row in (await conn.execute(stmt)).all()]
+    return [cast(ApiKeyRow, dict(row._mapping)) for row in (await conn.execute(stmt)).all()]
 
 
 async def revoke(conn: AsyncConnection, key_id: str) -> datetime | None:

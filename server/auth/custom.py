@@ -15,14 +15,13 @@ and returns a user id string, a `MinimalUserDict`, or an object with `identity`
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from langgraph_sdk import Auth
 from langgraph_sdk.auth.exceptions import HTTPException as AuthHTTPException
-from langgraph_sdk.auth.types import AuthContext
+from langgraph_sdk.auth.types import AuthContext, Handler
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.types import Scope
@@ -53,7 +52,7 @@ class AuthDenied(Exception):
 class _User:
     """What `@auth.on` handlers see as `ctx.user`: the authenticate result, BaseUser-shaped."""
 
-    def __init__(self, raw: Any, identity: Identity) -> None:
+    def __init__(self, raw: object, identity: Identity) -> None:
         self._raw = raw
         self._identity = identity
 
@@ -73,7 +72,7 @@ class _User:
     def permissions(self) -> tuple[str, ...]:
         return self._identity.permissions
 
-    def _data(self) -> dict[str, Any]:
+    def _data(self) -> dict[str, object]:
         if isinstance(self._raw, Mapping):
             return dict(self._raw)
         return {
@@ -83,7 +82,7 @@ class _User:
             "permissions": list(self.permissions),
         }
 
-    def __getitem__(self, key: str) -> Any:
+    def __getitem__(self, key: str) -> object:
         return self._data()[key]
 
     def __contains__(self, key: object) -> bool:
@@ -92,7 +91,7 @@ class _User:
     def __iter__(self) -> Iterator[str]:
         return iter(self._data())
 
-    def __getattr__(self, name: str) -> Any:
+    def __getattr__(self, name: str) -> object:
         if name.startswith("_"):
             raise AttributeError(name)
         if isinstance(self._raw, Mapping):
@@ -102,12 +101,12 @@ class _User:
         return getattr(self._raw, name)
 
 
-def _identity_from(result: Any) -> Identity:
+def _identity_from(result: object) -> Identity:
     if isinstance(result, str):
-        raw_identity: Any = result
-        permissions: Any = ()
-        display: Any = None
-        authenticated: Any = True
+        raw_identity: object = result
+        permissions: object = ()
+        display: object = None
+        authenticated: object = True
     elif isinstance(result, Mapping):
         raw_identity = result.get("identity")
         permissions = result.get("permissions") or ()
@@ -122,6 +121,8 @@ def _identity_from(result: Any) -> Identity:
         raise TypeError("the authenticate handler must return an identity string or a user")
     if isinstance(permissions, str):
         permissions = (permissions,)
+    if not isinstance(permissions, Iterable):
+        raise TypeError("the authenticate handler's permissions are not a list")
     return Identity(
         raw_identity,
         permissions=tuple(str(p) for p in permissions),
@@ -162,7 +163,7 @@ class CustomAuth:
         if handler is None:
             raise AuthHTTPException(401, "no authenticate handler configured")
         headers = dict(scope.get("headers") or [])
-        available: dict[str, Any] = {
+        available: dict[str, object] = {
             "scope": scope,
             "path": scope.get("path", ""),
             "method": scope.get("method", ""),
@@ -189,7 +190,7 @@ class CustomAuth:
             user=_User(result, identity),
         )
 
-    def handler_for(self, resource: str, action: str) -> Any:
+    def handler_for(self, resource: str, action: str) -> Handler | None:
         """The most specific `@auth.on` handler for (resource, action), if any."""
         for key in ((resource, action), (resource, "*"), ("*", action)):
             handlers = self.auth._handlers.get(key)
@@ -203,8 +204,8 @@ class CustomAuth:
         return bool(self.auth._handlers or self.auth._global_handlers)
 
     async def authorize(
-        self, identity: Identity, resource: str, action: str, value: dict[str, Any]
-    ) -> dict[str, Any] | None:
+        self, identity: Identity, resource: str, action: str, value: dict[str, object]
+    ) -> Mapping[str, object] | None:
         """Run the handler; None to allow, a filter dict to allow with a filter.
 
         Raises `AuthDenied` when it returns False, `AuthHTTPException` when it raises one.

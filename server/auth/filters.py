@@ -3,7 +3,7 @@ as JSONB containment, which is how Trellis already searches metadata."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
 
 _UNSATISFIABLE = object()
 
@@ -12,9 +12,9 @@ class UnsupportedFilter(ValueError):
     """The filter uses an operator Trellis cannot honour (it fails closed)."""
 
 
-def to_containment(filter_: dict[str, Any]) -> dict[str, Any]:
+def to_containment(filter_: Mapping[str, object]) -> dict[str, object]:
     """The metadata containment object equivalent to a handler's filter."""
-    out: dict[str, Any] = {}
+    out: dict[str, object] = {}
     for key, condition in filter_.items():
         if isinstance(condition, dict) and any(str(k).startswith("$") for k in condition):
             if set(condition) == {"$eq"}:
@@ -33,7 +33,7 @@ def to_containment(filter_: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _merge_value(a: Any, b: Any) -> Any:
+def _merge_value(a: object, b: object) -> object:
     if a is _UNSATISFIABLE or b is _UNSATISFIABLE:
         return _UNSATISFIABLE
     if isinstance(a, dict) and isinstance(b, dict):
@@ -44,7 +44,7 @@ def _merge_value(a: Any, b: Any) -> Any:
     return a if _same_scalar(a, b) else _UNSATISFIABLE
 
 
-def merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any] | None:
+def merge(a: Mapping[str, object], b: Mapping[str, object]) -> dict[str, object] | None:
     """A containment object that holds exactly when both hold; None when none can."""
     out = dict(a)
     for key, value in b.items():
@@ -58,7 +58,7 @@ def merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any] | None:
     return out
 
 
-def contains(document: Any, wanted: Any) -> bool:
+def contains(document: object, wanted: object) -> bool:
     """Whether `document @> wanted` in JSONB terms (nested objects, arrays as sets)."""
     if wanted is _UNSATISFIABLE:
         return False
@@ -73,7 +73,7 @@ def contains(document: Any, wanted: Any) -> bool:
     return _same_scalar(document, wanted)
 
 
-def _same_scalar(a: Any, b: Any) -> bool:
+def _same_scalar(a: object, b: object) -> bool:
     if isinstance(a, bool) or isinstance(b, bool):
         return isinstance(a, bool) and isinstance(b, bool) and a == b
     if isinstance(a, dict | list) or isinstance(b, dict | list):

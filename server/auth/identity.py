@@ -5,13 +5,34 @@ from __future__ import annotations
 from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal, TypedDict, cast
+
+if TYPE_CHECKING:
+    from langgraph_sdk.auth.types import BaseUser
 
 ANONYMOUS = "anonymous"
 """The owner of every resource while authentication is off."""
 
 IdentityKind = Literal["anonymous", "api_key", "jwt", "custom"]
 """Where an identity came from."""
+
+
+class AuthUser(TypedDict):
+    """The `langgraph_auth_user` graphs see in `config["configurable"]` (a `MinimalUserDict`)."""
+
+    identity: str
+    display_name: str
+    is_authenticated: bool
+    permissions: list[str]
+
+
+class AuthConfigurable(TypedDict):
+    """The keys Trellis sets in a run's `configurable` to say who is calling."""
+
+    user_id: str
+    langgraph_auth_user_id: str
+    langgraph_auth_user: AuthUser
+    langgraph_auth_permissions: list[str]
 
 
 @dataclass(frozen=True)
@@ -25,10 +46,10 @@ class Identity:
     kind: IdentityKind = "api_key"
     key_id: str | None = None
     """The API key's public id, for logs."""
-    user: Any = field(default=None, compare=False, repr=False)
+    user: BaseUser | None = field(default=None, compare=False, repr=False)
     """What a custom `@auth.authenticate` handler returned, for its `@auth.on` handlers."""
 
-    def as_user(self) -> dict[str, Any]:
+    def as_user(self) -> AuthUser:
         """The `langgraph_auth_user` dict graphs see in `config["configurable"]`."""
         return {
             "identity": self.identity,
@@ -53,7 +74,7 @@ def current() -> Identity | None:
     return _current.get()
 
 
-def auth_user_for_run(owner: str) -> dict[str, Any]:
+def auth_user_for_run(owner: str) -> AuthUser:
     """What a new run persists (in its kwargs) so any worker can rebuild the caller's identity."""
     identity = current()
     if identity is not None and identity.identity == owner:
@@ -61,14 +82,17 @@ def auth_user_for_run(owner: str) -> dict[str, Any]:
     return Identity(owner, is_authenticated=owner != ANONYMOUS, kind="anonymous").as_user()
 
 
-def auth_configurable(run: Mapping[str, Any]) -> dict[str, Any]:
+def auth_configurable(run: Mapping[str, object]) -> AuthConfigurable:
     """The `langgraph_auth_*` and `user_id` keys of a run's `configurable`.
 
     Set after the client's own `configurable`, so a request cannot impersonate anyone.
     """
     owner = str(run["owner"])
-    user = (run.get("kwargs") or {}).get("auth_user")
-    if not isinstance(user, dict) or user.get("identity") != owner:
+    kwargs = cast("Mapping[str, object]", run.get("kwargs") or {})
+    stored = kwargs.get("auth_user")
+    if isinstance(stored, dict) and stored.get("identity") == owner:
+        user = cast(AuthUser, stored)  # what `auth_user_for_run` stored with the run
+    else:
         user = Identity(owner, is_authenticated=owner != ANONYMOUS, kind="anonymous").as_user()
     return {
         "user_id": owner,

@@ -17,7 +17,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
 
 import httpx
 import jwt
@@ -94,7 +93,7 @@ class JwksCache:
             self._fetched_at = time.monotonic()
 
 
-def _parse_jwks(document: Any) -> dict[str, jwt.PyJWK]:
+def _parse_jwks(document: object) -> dict[str, jwt.PyJWK]:
     if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
         raise ValueError("not a JWKS document")
     keys: dict[str, jwt.PyJWK] = {}
@@ -149,7 +148,7 @@ class JwtVerifier:
         if settings.jwt_audience:
             required.append("aud")
         try:
-            claims: dict[str, Any] = jwt.decode(
+            claims = jwt.decode(
                 token,
                 key=key,
                 algorithms=[alg],
@@ -172,7 +171,7 @@ class JwtVerifier:
         )
 
 
-def _permissions(value: Any) -> tuple[str, ...]:
+def _permissions(value: object) -> tuple[str, ...]:
     if isinstance(value, str):
         return tuple(value.split())
     if isinstance(value, Sequence):

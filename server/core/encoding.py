@@ -8,17 +8,19 @@ import uuid
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any  # Any: to_jsonable's result, below
 
 import orjson
 from langchain_core.messages import BaseMessage
 from langgraph.types import Command, Interrupt, Send
 from pydantic import BaseModel
 
+from server.core.types import JsonValue
+
 _OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
 
-def _default(obj: Any) -> Any:
+def _default(obj: object) -> object:
     if isinstance(obj, BaseMessage):
         return obj.model_dump()
     if isinstance(obj, BaseModel):
@@ -61,16 +63,17 @@ def _default(obj: Any) -> Any:
     return repr(obj)
 
 
-def dumps(obj: Any) -> bytes:
+def dumps(obj: object) -> bytes:
     """Encode any value a graph may produce as JSON bytes; unknown objects become their repr."""
     return orjson.dumps(obj, default=_default, option=_OPTIONS)
 
 
-def to_jsonable(obj: Any) -> Any:
+def to_jsonable(obj: object) -> Any:  # Any: JSON whose shape each caller knows (a row, a schema)
     """The plain-JSON form of `obj` (dicts, lists, strings, numbers), e.g. for JSONB columns."""
     return orjson.loads(dumps(obj))
 
 
-def loads(data: bytes | str) -> Any:
+def loads(data: bytes | str) -> JsonValue:
     """Decode JSON."""
-    return orjson.loads(data)
+    value: JsonValue = orjson.loads(data)
+    return value

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import sys
 from datetime import UTC, datetime
-from typing import Any
 
 import orjson
 
@@ -16,7 +15,7 @@ class JsonFormatter(logging.Formatter):
     """Formats a record and its `extra` fields as one JSON line."""
 
     def format(self, record: logging.LogRecord) -> str:
-        data: dict[str, Any] = {
+        data: dict[str, object] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "level": record.levelname.lower(),
             "logger": record.name,

@@ -7,6 +7,7 @@ responses.py       JSONResponse encoded with Trellis' serializer
 sse.py             SSE responses of run streams
 security.py        wires authentication, authorization and limits into the app
 route_table.py     (method, path) → resource, action, rate class, streaming
+asgi.py            what the middlewares share: JSON refusals, client address, body replay
 middleware/        one ASGI middleware per module
 routes/            one module per resource of the LangGraph Server API
 """

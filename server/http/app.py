@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from server.core.settings import Settings
 from server.http import error_handlers, security
 from server.http.middleware.headers import SecurityHeaders
+from server.http.middleware.limits import RateLimits
 from server.http.middleware.request_context import RequestContext
 from server.http.responses import JSONResponse
 from server.http.routes import approvals, assistants, documents, meta, runs, store, threads
@@ -20,11 +21,12 @@ from server.services import open_services
 
 def create_app(settings: Settings, *, worker: bool = True) -> FastAPI:
     """A Trellis app; `worker=False` serves the API without executing runs."""
+    limits = RateLimits(settings)
     app = FastAPI(
         title="Trellis",
         version=VERSION,
         description="Self-hosted LangGraph orchestration, speaking the LangGraph Server API.",
-        lifespan=lifespan(settings, worker=worker),
+        lifespan=lifespan(settings, limits, worker=worker),
         default_response_class=JSONResponse,
     )
     error_handlers.install(app)
@@ -37,7 +39,7 @@ def create_app(settings: Settings, *, worker: bool = True) -> FastAPI:
     app.include_router(documents.router)
     app.include_router(approvals.router)
     app.include_router(store.router)
-    security.install(app, settings)
+    security.install(app, settings, limits)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
@@ -59,14 +61,19 @@ def create_app(settings: Settings, *, worker: bool = True) -> FastAPI:
 
 
 def lifespan(
-    settings: Settings, *, worker: bool = True
+    settings: Settings, limits: RateLimits, *, worker: bool = True
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    """The FastAPI lifespan: services live on `app.state.services`."""
+    """The FastAPI lifespan: the rate-limit storage, then the services on `app.state.services`
+    (closed in reverse)."""
 
     @asynccontextmanager
     async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_services(settings, worker=worker) as services:
-            app.state.services = services
-            yield
+        await limits.open()
+        try:
+            async with open_services(settings, worker=worker) as services:
+                app.state.services = services
+                yield
+        finally:
+            await limits.close()
 
     return _lifespan

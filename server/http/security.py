@@ -1,7 +1,7 @@
-"""Security wiring of the HTTP app: authentication, authorization, limits and their lifecycle.
+"""Security wiring of the HTTP app: authentication, authorization and limits.
 
-`install(app, settings)` adds, from the outside in (CORS and the security
-headers wrap these in `create_app`):
+`install(app, settings, limits)` adds, from the outside in (CORS and the security
+headers wrap these in `create_app`, whose lifespan opens and closes `limits`):
 
     Authenticate → RateLimit → BodyGuard → CustomAuthorize (custom mode) → RequestTimeout → routes
 """
@@ -9,33 +9,29 @@ headers wrap these in `create_app`):
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import Callable
 
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from server.auth.authenticators import ApiKeyAuth, Authenticator, CustomAuthn, JwtAuth, NoAuth
 from server.auth.custom import CustomAuth, load_custom_auth
 from server.auth.jwt_bearer import JwtVerifier
 from server.core.settings import Settings
-from server.http.middleware.authenticate import (
-    ApiKeyAuth,
-    Authenticate,
-    Authenticator,
-    CustomAuthn,
-    CustomAuthorize,
-    JwtAuth,
-    NoAuth,
-)
+from server.http.middleware.authenticate import Authenticate
+from server.http.middleware.authorize import CustomAuthorize
 from server.http.middleware.limits import BodyGuard, RateLimit, RateLimits, RequestTimeout
+from server.services import Services
 
 log = logging.getLogger("trellis.security")
 
 
-def build_authenticator(settings: Settings, custom: CustomAuth | None) -> Authenticator:
+def build_authenticator(
+    settings: Settings, custom: CustomAuth | None, engine: Callable[[], AsyncEngine]
+) -> Authenticator:
     """The authenticator `AUTH_MODE` selects."""
     if settings.auth_mode == "api_key":
-        return ApiKeyAuth()
+        return ApiKeyAuth(engine)
     if settings.auth_mode == "jwt":
         return JwtAuth(JwtVerifier(settings))
     if settings.auth_mode == "custom":
@@ -44,33 +40,24 @@ def build_authenticator(settings: Settings, custom: CustomAuth | None) -> Authen
     return NoAuth()
 
 
-def install(app: FastAPI, settings: Settings, *, rate_limit_prefix: str | None = None) -> None:
-    """Add the security middlewares, error mappings and their resources to `app`."""
+def install(app: FastAPI, settings: Settings, limits: RateLimits) -> None:
+    """Add the security middlewares to `app`; they limit with `limits`."""
     custom = load_custom_auth(settings.graphs_config) if settings.auth_mode == "custom" else None
     if custom is not None and not custom.has_authenticate:
         log.warning("custom auth has no @auth.authenticate handler; every caller is anonymous")
-    limits = RateLimits(settings, key_prefix=rate_limit_prefix)
     app.state.rate_limits = limits
+
+    def engine() -> AsyncEngine:
+        """The engine the lifespan opened (after this wiring)."""
+        services: Services = app.state.services
+        return services.engine
 
     # Added innermost first: Starlette wraps each new middleware around the previous ones.
     app.add_middleware(RequestTimeout, seconds=settings.request_timeout_seconds)
     if custom is not None:
-        app.add_middleware(CustomAuthorize, custom=custom)
+        app.add_middleware(CustomAuthorize, custom=custom, engine=engine)
     app.add_middleware(BodyGuard, settings=settings)
     app.add_middleware(RateLimit, limits=limits)
     app.add_middleware(
-        Authenticate, authenticator=build_authenticator(settings, custom), limits=limits
+        Authenticate, authenticator=build_authenticator(settings, custom, engine), limits=limits
     )
-
-    inner = app.router.lifespan_context
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
-        await limits.open()
-        try:
-            async with inner(app) as state:
-                yield state
-        finally:
-            await limits.close()
-
-    app.router.lifespan_context = lifespan

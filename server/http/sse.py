@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
@@ -21,7 +20,7 @@ def run_stream_response(
     run_id: str,
     heartbeat_seconds: float,
     end_event: bool = False,
-    on_disconnect: Callable[[], Coroutine[Any, Any, None]] | None = None,
+    on_disconnect: Callable[[], Coroutine[object, object, None]] | None = None,
 ) -> EventSourceResponse:
     """An SSE response of `events`, with the headers the SDK uses to reconnect.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import NotRequired, TypedDict
 
 import httpx
 
@@ -14,6 +14,20 @@ from server.core.settings import Settings
 from tools.retrieval import collect_files, ingest_paths
 
 Progress = Callable[[int, int], None]
+"""Called with (files done, files in all)."""
+
+
+class IngestReport(TypedDict):
+    """What an ingest did (`trellis ingest` prints it)."""
+
+    documents: int
+    chunks: int
+    skipped: list[str]
+    """Sources that were empty or not UTF-8 text."""
+    collection: NotRequired[str]
+    """The Qdrant collection (absent when a remote ingest sent no batch)."""
+    total_chunks: NotRequired[int]
+    """Chunks in the collection afterwards."""
 
 
 def _read(file: Path) -> str:
@@ -22,7 +36,7 @@ def _read(file: Path) -> str:
 
 async def ingest_local(
     paths: Sequence[str], *, settings: Settings, collection: str | None, progress: Progress
-) -> dict[str, Any]:
+) -> IngestReport:
     """Open the index directly (no server may hold an embedded Qdrant directory meanwhile)."""
     name = collection or settings.collection
     index = open_index(settings)
@@ -50,11 +64,11 @@ async def ingest_remote(
     api_key: str | None,
     progress: Progress,
     batch: int = 20,
-) -> dict[str, Any]:
+) -> IngestReport:
     """Send the files to a running server's `POST /documents/ingest`, a batch at a time."""
     files = collect_files(paths)
     headers = {"x-api-key": api_key} if api_key else {}
-    totals: dict[str, Any] = {"documents": 0, "chunks": 0, "skipped": []}
+    totals: IngestReport = {"documents": 0, "chunks": 0, "skipped": []}
     async with httpx.AsyncClient(base_url=server, headers=headers, timeout=300) as client:
         for start in range(0, len(files), batch):
             chunk = files[start : start + batch]
@@ -62,7 +76,7 @@ async def ingest_remote(
                 {"source": source, "text": await asyncio.to_thread(_read, file)}
                 for file, source in chunk
             ]
-            body: dict[str, Any] = {"documents": documents}
+            body: dict[str, object] = {"documents": documents}
             if collection:
                 body["collection"] = collection
             response = await client.post("/documents/ingest", json=body)

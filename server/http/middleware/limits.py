@@ -3,10 +3,11 @@
     RateLimits       `limits` (moving window by default) on Redis; fails open when Redis is down
     RateLimit        ASGI: 429 + Retry-After per identity and route class (runs < writes < reads)
     BodyGuard        ASGI: 413 from Content-Length up front or while a chunked body streams in,
-                     then 422 for oversized metadata / run input or too many stream modes
+                     then 422 for what PayloadLimits refuses
+    PayloadLimits    oversized metadata / run input or too many stream modes in a parsed body
     RequestTimeout   ASGI: 504 when a non-streaming request has not started answering in time
 
-Every refusal is a JSON body `{"detail", "code"}` like the rest of the API.
+Every refusal is a JSON body `{"detail", "code"}` like the rest of the API (`server.http.asgi`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import contextlib
 import logging
 import math
 import time
-from typing import Any
+from dataclasses import dataclass
 
 import orjson
 from limits import RateLimitItem, parse
@@ -26,12 +27,13 @@ from limits.aio.strategies import (
     RateLimiter,
     SlidingWindowCounterRateLimiter,
 )
-from limits.storage import storage_from_string
+from limits.storage import StorageTypes, storage_from_string
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.auth.identity import Identity
 from server.core.audit import security_event
 from server.core.settings import Settings
+from server.http.asgi import BODY_STATE, JSON_STATE, client_address, replay, send_json, too_many
 from server.http.route_table import PUBLIC_PATHS, Route, classify
 
 log = logging.getLogger("trellis.limits")
@@ -42,30 +44,6 @@ _STRATEGIES: dict[str, type[RateLimiter]] = {
     "sliding-window-counter": SlidingWindowCounterRateLimiter,
 }
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-BODY_STATE = "trellis.body"
-"""Scope-state key of the buffered request body (raw bytes), for later middlewares."""
-JSON_STATE = "trellis.json"
-"""Scope-state key of the parsed JSON body (absent when it is not JSON)."""
-
-
-async def send_json(
-    send: Send, status: int, detail: object, code: str, headers: dict[str, str] | None = None
-) -> None:
-    """Answer with the API's error body, straight from ASGI."""
-    body = orjson.dumps({"detail": detail, "code": code})
-    raw = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        *((k.lower().encode(), v.encode("latin-1")) for k, v in (headers or {}).items()),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})
-
-
-def client_address(scope: Scope) -> str:
-    """The peer address (put Trellis behind a proxy with uvicorn's --proxy-headers)."""
-    client = scope.get("client")
-    return str(client[0]) if client else "unknown"
 
 
 class RateLimits:
@@ -85,7 +63,7 @@ class RateLimits:
             "runs": parse(settings.rate_limit_runs),
             "auth_failures": parse(settings.rate_limit_auth_failures),
         }
-        self._storage: Any = None
+        self._storage: StorageTypes | None = None
         self._limiter: RateLimiter | None = None
         self._down_until = 0.0
 
@@ -93,7 +71,7 @@ class RateLimits:
         """Create the storage client (connections are made on first use)."""
         if not self.enabled:
             return
-        options: dict[str, Any] = {"key_prefix": self.key_prefix}
+        options: dict[str, float | str | bool] = {"key_prefix": self.key_prefix}
         if self.url.startswith("async+redis"):
             options |= {
                 "implementation": "redispy",
@@ -141,17 +119,6 @@ class RateLimits:
         )
 
 
-async def too_many(send: Send, retry_after: float, what: str) -> None:
-    """The 429 answer."""
-    await send_json(
-        send,
-        429,
-        f"rate limit exceeded for {what}; retry in {math.ceil(retry_after)} s",
-        "rate_limited",
-        {"Retry-After": str(math.ceil(retry_after))},
-    )
-
-
 class RateLimit:
     """Limits each identity per route class; anonymous callers are keyed by address."""
 
@@ -187,11 +154,41 @@ class BodyTooLarge(Exception):
     """The request body grew past the limit while it was being received."""
 
 
-def _json_size(value: Any) -> int:
+def _json_size(value: object) -> int:
     try:
         return len(orjson.dumps(value))
     except TypeError:
         return 0
+
+
+@dataclass(frozen=True)
+class PayloadLimits:
+    """Bounds on the fields of a parsed JSON body (the whole body's size is BodyGuard's)."""
+
+    metadata_bytes: int
+    """`metadata` of any object in the body, as JSON."""
+    input_bytes: int
+    """`input` plus `command` of a request that creates runs, as JSON."""
+    stream_modes: int
+    """Entries of `stream_mode` in a request that creates runs."""
+
+    def problem(self, data: object, route: Route) -> str | None:
+        """Why `data` (the parsed body, an object or a batch of them) is refused, or None."""
+        items = data if isinstance(data, list) else [data]
+        for item in items:
+            if not isinstance(item, dict):
+                continue
+            metadata = item.get("metadata")
+            if metadata is not None and _json_size(metadata) > self.metadata_bytes:
+                return f"metadata exceeds {self.metadata_bytes} bytes of JSON"
+            if route.creates_runs:
+                size = _json_size(item.get("input")) + _json_size(item.get("command"))
+                if size > self.input_bytes:
+                    return f"run input exceeds {self.input_bytes} bytes of JSON"
+                modes = item.get("stream_mode")
+                if isinstance(modes, list) and len(modes) > self.stream_modes:
+                    return f"at most {self.stream_modes} stream modes"
+        return None
 
 
 class BodyGuard:
@@ -206,9 +203,11 @@ class BodyGuard:
     def __init__(self, app: ASGIApp, *, settings: Settings) -> None:
         self.app = app
         self.max_body = settings.max_body_bytes
-        self.max_metadata = settings.max_metadata_bytes
-        self.max_input = settings.max_run_input_bytes
-        self.max_modes = settings.max_stream_modes
+        self.payload = PayloadLimits(
+            metadata_bytes=settings.max_metadata_bytes,
+            input_bytes=settings.max_run_input_bytes,
+            stream_modes=settings.max_stream_modes,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
@@ -234,11 +233,12 @@ class BodyGuard:
         state[BODY_STATE] = body
         if body:
             try:
-                state[JSON_STATE] = orjson.loads(body)
+                data = orjson.loads(body)
             except orjson.JSONDecodeError:
                 pass  # not JSON: the route answers 422 itself
             else:
-                problem = self._check(state[JSON_STATE], classify(scope["method"], scope["path"]))
+                state[JSON_STATE] = data
+                problem = self.payload.problem(data, classify(scope["method"], scope["path"]))
                 if problem is not None:
                     await send_json(send, 422, problem, "payload_limit")
                     return
@@ -275,40 +275,9 @@ class BodyGuard:
             {"Connection": "close"},
         )
 
-    def _check(self, data: Any, route: Route) -> str | None:
-        items = data if isinstance(data, list) else [data]
-        for item in items:
-            if not isinstance(item, dict):
-                continue
-            metadata = item.get("metadata")
-            if metadata is not None and _json_size(metadata) > self.max_metadata:
-                return f"metadata exceeds {self.max_metadata} bytes of JSON"
-            if route.creates_runs:
-                size = _json_size(item.get("input")) + _json_size(item.get("command"))
-                if size > self.max_input:
-                    return f"run input exceeds {self.max_input} bytes of JSON"
-                modes = item.get("stream_mode")
-                if isinstance(modes, list) and len(modes) > self.max_modes:
-                    return f"at most {self.max_modes} stream modes"
-        return None
-
 
 class _Disconnected(Exception):
     """The client disconnected mid-body; nothing to answer."""
-
-
-def replay(body: bytes, receive: Receive) -> Receive:
-    """A `receive` that yields `body` once, then defers to the real one (for disconnects)."""
-    sent = False
-
-    async def _receive() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return _receive
 
 
 class RequestTimeout:
