@@ -13,15 +13,11 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import TypedDict, cast
 
-from sqlalchemy import Table, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.db.tables import ApiKey
+from server.db import api_key_rows as rows
 
-K: Table = ApiKey.__table__  # type: ignore[assignment]
 PREFIX = "trellis_"
 DEFAULT_SCOPES = ("read", "write")
 """`read`: GET, search, count, history, join. `write`: everything that creates or changes."""
@@ -55,18 +51,6 @@ class KeyCheck:
         return self.owner is not None and not self.revoked
 
 
-class ApiKeyRow(TypedDict):
-    """A stored key as `trellis keys list` shows it (never its hash)."""
-
-    key_id: str
-    owner: str
-    name: str | None
-    scopes: list[str]
-    created_at: datetime
-    last_used_at: datetime | None
-    revoked_at: datetime | None
-
-
 def hash_key(key: str) -> str:
     """The stored form of a key."""
     return hashlib.sha256(key.encode()).hexdigest()
@@ -91,14 +75,13 @@ def parse_key_id(key: str) -> str | None:
 
 async def store(conn: AsyncConnection, key: NewKey, *, name: str | None = None) -> None:
     """Insert a generated key (its hash only)."""
-    await conn.execute(
-        K.insert().values(
-            key_id=key.key_id,
-            owner=key.owner,
-            name=name,
-            key_hash=hash_key(key.secret_key),
-            scopes=list(key.scopes),
-        )
+    await rows.insert(
+        conn,
+        key_id=key.key_id,
+        owner=key.owner,
+        name=name,
+        key_hash=hash_key(key.secret_key),
+        scopes=list(key.scopes),
     )
 
 
@@ -107,11 +90,7 @@ async def check(conn: AsyncConnection, presented: str) -> KeyCheck:
     key_id = parse_key_id(presented)
     if key_id is None:
         return KeyCheck(None)
-    row = (
-        await conn.execute(
-            select(K.c.owner, K.c.key_hash, K.c.scopes, K.c.revoked_at).where(K.c.key_id == key_id)
-        )
-    ).first()
+    row = await rows.find(conn, key_id)
     # Hash and compare even when the id is unknown, so timing does not tell ids apart.
     expected = row.key_hash if row is not None else hash_key(PREFIX)
     matches = hmac.compare_digest(hash_key(presented), expected)
@@ -119,43 +98,5 @@ async def check(conn: AsyncConnection, presented: str) -> KeyCheck:
         return KeyCheck(key_id)
     if row.revoked_at is not None:
         return KeyCheck(key_id, row.owner, tuple(row.scopes), revoked=True)
-    await conn.execute(
-        update(K)
-        .where(
-            K.c.key_id == key_id,
-            or_(
-                K.c.last_used_at.is_(None),
-                K.c.last_used_at < func.now() - timedelta(seconds=LAST_USED_RESOLUTION_SECONDS),
-            ),
-        )
-        .values(last_used_at=func.now())
-    )
+    await rows.mark_used(conn, key_id, LAST_USED_RESOLUTION_SECONDS)
     return KeyCheck(key_id, row.owner, tuple(row.scopes))
-
-
-async def list_keys(conn: AsyncConnection, owner: str | None = None) -> list[ApiKeyRow]:
-    """Keys (never their hashes), newest first."""
-    stmt = select(
-        K.c.key_id,
-        K.c.owner,
-        K.c.name,
-        K.c.scopes,
-        K.c.created_at,
-        K.c.last_used_at,
-        K.c.revoked_at,
-    ).order_by(K.c.created_at.desc())
-    if owner is not None:
-        stmt = stmt.where(K.c.owner == owner)
-    return [cast(ApiKeyRow, dict(row._mapping)) for row in (await conn.execute(stmt)).all()]
-
-
-async def revoke(conn: AsyncConnection, key_id: str) -> datetime | None:
-    """Revoke a key; returns when it was revoked (earlier revocations are kept), None if unknown."""
-    stmt = (
-        update(K)
-        .where(K.c.key_id == key_id)
-        .values(revoked_at=func.coalesce(K.c.revoked_at, func.now()))
-        .returning(K.c.revoked_at)
-    )
-    value: datetime | None = (await conn.execute(stmt)).scalar()
-    return value

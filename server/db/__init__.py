@@ -9,7 +9,8 @@ assistant_rows.py    assistants and their versions
 thread_rows.py       threads
 run_rows.py          the run queue: insert, claim, lease, finish
 approval_rows.py     approvals
-owners.py            who owns a thread, run or assistant
+owners.py            who owns a thread, run or assistant, and its metadata (authorization)
+api_key_rows.py      API keys (hashes only)
 checkpoints.py       the fenced checkpoint saver
 checkpoint_serde.py  the allowlisting checkpoint serializer
 owner_store.py       LangGraph's store, scoped to an owner

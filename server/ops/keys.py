@@ -68,7 +68,7 @@ def run_keys(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _keys(args: argparse.Namespace, settings: Settings) -> int:
     from server.auth import api_keys
-    from server.db import migrate
+    from server.db import api_key_rows, migrate
     from server.db.engine import create_engine
 
     await asyncio.to_thread(migrate.upgrade_trellis, settings.sqlalchemy_url)
@@ -86,7 +86,7 @@ async def _keys(args: argparse.Namespace, settings: Settings) -> int:
                 )
                 return 0
             if args.keys_command == "list":
-                rows = await api_keys.list_keys(conn, args.owner)
+                rows = await api_key_rows.list_keys(conn, args.owner)
                 header = ("KEY ID", "OWNER", "SCOPES", "CREATED", "LAST USED")
                 print("".join(f"{h:<{w}}" for h, w in zip(header, _WIDTHS, strict=True)), "REVOKED")
                 for row in rows:
@@ -96,7 +96,7 @@ async def _keys(args: argparse.Namespace, settings: Settings) -> int:
                         f"{_ts(row['revoked_at'])}"
                     )
                 return 0
-            revoked = await api_keys.revoke(conn, args.key_id)
+            revoked = await api_key_rows.revoke(conn, args.key_id)
             if revoked is None:
                 print(f"trellis: no key {args.key_id!r}", file=sys.stderr)
                 return 1

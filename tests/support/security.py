@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from server.auth import api_keys
 from server.core.settings import Settings
+from server.db import api_key_rows
 from server.db.engine import create_engine
 from server.http.app import create_app
 from tests.support.servers import TEST_GRAPHS, serve_in_loop
@@ -67,6 +68,6 @@ async def revoke_key(settings: Settings, key_id: str) -> None:
     engine = create_engine(settings.model_copy(update={"db_pool_max_size": 1}))
     try:
         async with engine.begin() as conn:
-            await api_keys.revoke(conn, key_id)
+            await api_key_rows.revoke(conn, key_id)
     finally:
         await engine.dispose()
