@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from tests.unit.tools.conftest import LoopbackServer
+from tests.tools.conftest import LoopbackServer
 from tools.embeddings import MiniLMEmbedder, OpenAIEmbedder, erf, minilm_model_dir
 
 
