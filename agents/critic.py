@@ -48,18 +48,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Literal
 
 from langchain_core.messages import AIMessage
 from langgraph.runtime import Runtime
 from langgraph.types import Command, interrupt
 
 from agents.context import Context
-from agents.state import PassageRecord, ReviewRecord, State, Verdict
+from agents.state import PassageRecord, ReviewRecord, State, StateUpdate, Verdict
 from agents.turn import context_of, emit, passages_from_records, retrieval_strength
 from prompts import load_prompt
-from tools.embeddings import Embedder
-from tools.models import content_words, cosine_matrix, split_sentences, strip_citations
+from tools.embeddings import Embedder, cosine_matrix
+from tools.models.text import content_words, split_sentences, strip_citations
 from tools.toolbox import current_toolbox
 
 __all__ = [
@@ -154,7 +154,7 @@ async def critic(
             "provider": toolbox.provider.name,
         },
     )
-    update: dict[str, Any] = {
+    update: StateUpdate = {
         "confidence": confidence,
         "confidence_components": components,
         "confidence_reasons": reasons,
@@ -211,6 +211,7 @@ async def human_review(state: State, runtime: Runtime[Context]) -> Command[Liter
         }
     )
     review = parse_review(answer)
+    prompts = {prompt.name: prompt.version}
     verdict: Verdict
     if review["decision"] == "approve":
         verdict, final = "approved", _final(draft, state.get("draft_message_id"))
@@ -220,16 +221,13 @@ async def human_review(state: State, runtime: Runtime[Context]) -> Command[Liter
         rejected = load_prompt("critic_rejected")
         note = f" Reviewer's comment: {review['comment']}" if review["comment"] else ""
         verdict, final = "rejected", _final(rejected.format(comment=note).strip(), None)
-        final["prompts"] = {rejected.name: rejected.version}
+        prompts[rejected.name] = rejected.version
     emit(runtime, {"type": "review", "node": "human_review", "decision": review["decision"]})
-    prompts = {prompt.name: prompt.version, **final.pop("prompts", {})}
-    return Command(
-        goto="supervisor",
-        update={"review": review, "verdict": verdict, "prompts": prompts, **final},
-    )
+    update: StateUpdate = {"review": review, "verdict": verdict, "prompts": prompts, **final}
+    return Command(goto="supervisor", update=update)
 
 
-def _final(answer: str, message_id: str | None) -> dict[str, Any]:
+def _final(answer: str, message_id: str | None) -> StateUpdate:
     # Reusing the streamed draft's id lets the `messages` stream mode skip the
     # final message it already streamed token by token.
     message = AIMessage(content=answer, id=message_id or str(uuid.uuid4()))

@@ -13,12 +13,10 @@ its citations. Its retrieval strength lands in ``state["retrieval"]`` and in a
 
 from __future__ import annotations
 
-from typing import Any
-
 from langgraph.runtime import Runtime
 
 from agents.context import Context
-from agents.state import Citation, Retrieval, State
+from agents.state import Citation, Retrieval, State, StateUpdate
 from agents.turn import context_of, emit, records_from_passages, retrieval_strength
 from tools.retrieval import Passage
 from tools.toolbox import current_toolbox
@@ -26,7 +24,7 @@ from tools.toolbox import current_toolbox
 __all__ = ["retriever"]
 
 
-async def retriever(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+async def retriever(state: State, runtime: Runtime[Context]) -> StateUpdate:
     """Retrieve passages for the question and draft a grounded answer."""
     toolbox = current_toolbox()
     await toolbox.prepare()

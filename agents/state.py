@@ -19,6 +19,7 @@ from typing import Annotated, Literal
 from langchain_core.messages import AnyMessage
 from langgraph.channels.delta import DeltaChannel
 from langgraph.graph.message import _messages_delta_reducer
+from langgraph.types import Overwrite
 from typing_extensions import TypedDict
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "ReviewRecord",
     "RouteRecord",
     "State",
+    "StateUpdate",
     "Verdict",
     "append_records",
     "merge_versions",
@@ -206,3 +208,32 @@ class State(InputState, total=False):
     """The human reviewer's answer, when one was asked."""
     answer: str | None
     """The final answer of this turn (also appended to ``messages``)."""
+
+
+class StateUpdate(TypedDict, total=False):
+    """What a node returns: any of ``State``'s fields, each meaning what it means there.
+
+    ``route`` and ``prompts`` take an ``Overwrite`` to reset at a new turn instead of
+    going through their reducers; ``messages`` are appended (ids dedupe).
+    """
+
+    messages: list[AnyMessage]
+    turn: str | None
+    route: list[RouteRecord] | Overwrite
+    question: str
+    query: str | None
+    retrieval: Retrieval | None
+    passages: list[PassageRecord]
+    citations: list[Citation]
+    draft: str | None
+    draft_source: Literal["retriever", "vision"] | None
+    draft_message_id: str | None
+    prompts: dict[str, int] | Overwrite
+    image_findings: ImageFindings | None
+    confidence: float | None
+    confidence_components: dict[str, float]
+    confidence_reasons: list[str]
+    verdict: Verdict | None
+    revisions: int
+    review: ReviewRecord | None
+    answer: str | None

@@ -11,13 +11,13 @@ recorded in ``state["route"]`` and streamed as a ``custom`` event::
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeAlias
+from typing import Literal, TypeAlias
 
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 
 from agents.context import Context
-from agents.state import RouteRecord, State
+from agents.state import RouteRecord, State, StateUpdate
 from agents.turn import (
     context_of,
     emit,
@@ -27,7 +27,7 @@ from agents.turn import (
     question_text,
     turn_id,
 )
-from tools.models import Next, RouteDecision, RouteFacts
+from tools.models.provider import Next, RouteDecision, RouteFacts
 from tools.toolbox import current_toolbox
 
 __all__ = ["FINAL_VERDICTS", "allowed_next", "supervisor"]
@@ -96,7 +96,7 @@ async def supervisor(state: State, runtime: Runtime[Context]) -> Command[Goto]:
         provider=toolbox.provider.name,
     )
     emit(runtime, {"type": "route", **record})
-    update: dict[str, Any]
+    update: StateUpdate
     if fresh:
         update = new_turn_update(turn, facts.question, record)
     else:

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from langchain_core.messages import AnyMessage, HumanMessage
 from langgraph.runtime import Runtime
 from langgraph.types import Overwrite
 
 from agents.context import Context
-from agents.state import PassageRecord, RouteRecord, State
+from agents.state import PassageRecord, RouteRecord, State, StateUpdate
 from tools.retrieval import Passage
 
 __all__ = [
@@ -44,7 +43,7 @@ def context_of(runtime: Runtime[Context]) -> Context:
     return Context()
 
 
-def emit(runtime: Runtime[Context], payload: dict[str, Any]) -> None:
+def emit(runtime: Runtime[Context], payload: dict[str, object]) -> None:
     """Write one ``custom`` stream event (a no-op when nobody streams ``custom``)."""
     runtime.stream_writer(payload)
 
@@ -100,7 +99,7 @@ def image_urls(message: HumanMessage) -> list[str]:
     return urls
 
 
-def new_turn_update(turn: str, question: str, record: RouteRecord) -> dict[str, Any]:
+def new_turn_update(turn: str, question: str, record: RouteRecord) -> StateUpdate:
     """Reset every per-turn field for a new question, starting the route with ``record``."""
     return {
         "turn": turn,

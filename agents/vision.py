@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Any
 
 from langchain_core.messages import AIMessage
 from langgraph.runtime import Runtime
 
 from agents.context import Context
-from agents.state import ImageFindings, PassageRecord, State
+from agents.state import ImageFindings, PassageRecord, State, StateUpdate
 from agents.turn import context_of, emit, image_urls, last_human
 from tools.images import (
     ImageRejected,
@@ -42,21 +41,21 @@ from tools.toolbox import current_toolbox
 __all__ = ["vision"]
 
 
-async def vision(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+async def vision(state: State, runtime: Runtime[Context]) -> StateUpdate:
     """Read the first image of the question and draft an answer from it."""
     toolbox = current_toolbox()
     context = context_of(runtime)
     human = last_human(state["messages"])
     urls = image_urls(human) if human is not None else []
     question = state.get("question", "")
-    event: dict[str, Any] = {"type": "confidence", "node": "vision"}
+    event: dict[str, object] = {"type": "confidence", "node": "vision"}
 
     try:
         if not urls:
             raise ImageRejected("the question has no image")
         data = await load_image_part(urls[0], fetcher=toolbox.fetcher, limits=toolbox.image_limits)
         prepared = await asyncio.to_thread(preprocess, data, toolbox.image_limits)
-        facts: dict[str, Any] = dict(await asyncio.to_thread(image_facts, prepared))
+        facts: dict[str, object] = dict(await asyncio.to_thread(image_facts, prepared))
     except (ImageRejected, OutboundError) as error:
         message = f"The attached image could not be used: {error}"
         findings = ImageFindings(

@@ -19,7 +19,7 @@ from graphs.assistant import build
 from tools.cache import MemoryCache
 from tools.embeddings import MiniLMEmbedder
 from tools.images import ImageLimits
-from tools.models import OfflineProvider
+from tools.models.offline_provider import OfflineProvider
 from tools.net import PublicFetcher
 from tools.retrieval import QdrantIndex, ingest_paths, sample_corpus_dir
 from tools.toolbox import Toolbox, install_toolbox

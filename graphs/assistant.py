@@ -18,8 +18,6 @@ with its own checkpointer and store; ``graph`` is compiled without either, for
 
 from __future__ import annotations
 
-from typing import Any
-
 from langgraph.graph import START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
@@ -33,7 +31,7 @@ from agents.vision import vision
 __all__ = ["build", "graph"]
 
 
-def build() -> StateGraph[State, Context, InputState, Any]:
+def build() -> StateGraph[State, Context, InputState, State]:
     """The assistant's graph, uncompiled."""
     builder = StateGraph(State, context_schema=Context, input_schema=InputState)
     builder.add_node("supervisor", supervisor)
@@ -47,4 +45,4 @@ def build() -> StateGraph[State, Context, InputState, Any]:
     return builder
 
 
-graph: CompiledStateGraph[State, Context, InputState, Any] = build().compile(name="assistant")
+graph: CompiledStateGraph[State, Context, InputState, State] = build().compile(name="assistant")

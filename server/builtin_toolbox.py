@@ -15,7 +15,9 @@ from server.core.settings import Settings
 from tools.cache import Cache, CachedEmbedder, MemoryCache, RedisCache
 from tools.embeddings import Embedder, MiniLMEmbedder, OpenAIEmbedder
 from tools.images import ImageLimits
-from tools.models import ModelProvider, ModelRoles, OfflineProvider, OpenAIConfig, OpenAIProvider
+from tools.models.offline_provider import OfflineProvider
+from tools.models.openai_provider import ModelRoles, OpenAIConfig, OpenAIProvider
+from tools.models.provider import ModelProvider
 from tools.net import PublicFetcher
 from tools.retrieval import QdrantIndex, sample_corpus_dir
 from tools.toolbox import Toolbox

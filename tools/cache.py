@@ -14,7 +14,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import orjson
@@ -40,7 +40,7 @@ class Cache(Protocol):
         ...
 
 
-def cache_key(kind: str, **parts: Any) -> str:
+def cache_key(kind: str, **parts: object) -> str:
     """Stable key `kind:<sha256>` for JSON-serialisable parts (model, prompt version, inputs)."""
     if not kind or ":" in kind:
         raise ValueError("kind must be a non-empty name without ':'")

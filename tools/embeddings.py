@@ -16,16 +16,20 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import numpy.typing as npt
 from threadpoolctl import threadpool_limits
 
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
 __all__ = [
     "Embedder",
     "MiniLMEmbedder",
     "OpenAIEmbedder",
+    "cosine_matrix",
     "erf",
     "minilm_model_dir",
 ]
@@ -44,6 +48,15 @@ class Embedder(Protocol):
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """Embed `texts`, returning one unit-length vector per text, in order."""
         ...
+
+
+def cosine_matrix(
+    left: Sequence[Sequence[float]], right: Sequence[Sequence[float]]
+) -> npt.NDArray[np.float64]:
+    """Cosine similarities between two lists of L2-normalised vectors (rows x columns)."""
+    if not left or not right:
+        return np.zeros((len(left), len(right)))
+    return np.asarray(left, dtype=np.float64) @ np.asarray(right, dtype=np.float64).T
 
 
 def minilm_model_dir() -> Path:
@@ -132,7 +145,7 @@ class _Bert:
     def from_safetensors(cls, path: Path, *, heads: int, eps: float) -> _Bert:
         from safetensors.numpy import load_file
 
-        raw: dict[str, npt.NDArray[Any]] = load_file(str(path))
+        raw: dict[str, npt.NDArray[np.generic]] = load_file(str(path))
 
         def w(name: str) -> FloatArray:
             return np.ascontiguousarray(raw[name], dtype=np.float32)
@@ -235,9 +248,9 @@ class MiniLMEmbedder:
         self.batch_size = batch_size
         self.max_tokens = max_tokens
         self._lock = threading.Lock()
-        self._loaded: tuple[Any, _Bert] | None = None
+        self._loaded: tuple[Tokenizer, _Bert] | None = None
 
-    def _load(self) -> tuple[Any, _Bert]:
+    def _load(self) -> tuple[Tokenizer, _Bert]:
         loaded = self._loaded
         if loaded is not None:
             return loaded

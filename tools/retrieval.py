@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Protocol, Self
 
 from qdrant_client import AsyncQdrantClient, models
 
@@ -190,7 +190,7 @@ class QdrantIndex:
                 return 0
         points = []
         for i, (text, vector) in enumerate(zip(chunks, vectors, strict=True)):
-            payload: dict[str, Any] = {
+            payload: dict[str, str | int] = {
                 "document_id": document_id,
                 "chunk": i,
                 "text": text,

@@ -21,7 +21,8 @@ from pathlib import Path
 from tools.cache import Cache, CachedEmbedder, MemoryCache
 from tools.embeddings import Embedder, MiniLMEmbedder
 from tools.images import ImageLimits
-from tools.models import ModelProvider, OfflineProvider
+from tools.models.offline_provider import OfflineProvider
+from tools.models.provider import ModelProvider
 from tools.net import PublicFetcher, UrlFetcher
 from tools.retrieval import QdrantIndex, VectorIndex, ingest_paths, sample_corpus_dir
 

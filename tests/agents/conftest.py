@@ -9,7 +9,7 @@ import pytest
 from langgraph.runtime import Runtime
 
 from agents.context import Context
-from tests.unit.agents.support import HashEmbedder, ScriptedProvider, index_docs, make_toolbox
+from tests.agents.support import HashEmbedder, ScriptedProvider, index_docs, make_toolbox
 from tools.retrieval import QdrantIndex
 from tools.toolbox import Toolbox, install_toolbox, uninstall_toolbox
 

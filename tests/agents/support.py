@@ -1,7 +1,7 @@
 """Test doubles for the assistant's agents: a fast embedder, a scripted provider, toolboxes.
 
-Shared by ``tests/unit/agents``, ``tests/unit/test_models.py`` and
-``tests/unit/test_assistant_graph.py``. Nothing here touches the network.
+Shared by ``tests/agents`` and ``tests/tools/models/test_offline_provider.py``.
+Nothing here touches the network.
 """
 
 from __future__ import annotations
@@ -20,22 +20,20 @@ from PIL import Image, ImageDraw, ImageFont
 from tools.cache import MemoryCache
 from tools.embeddings import Embedder
 from tools.images import ImageLimits
-from tools.models import (
+from tools.models.offline_provider import OfflineProvider
+from tools.models.provider import (
     Draft,
     ImageDescription,
     ImageLike,
     Judgement,
     Next,
-    OfflineProvider,
     PassageLike,
     PromptUse,
     QueryRewrite,
     RouteDecision,
     RouteFacts,
-    cited_refs,
-    content_words,
-    split_sentences,
 )
+from tools.models.text import cited_refs, content_words, split_sentences
 from tools.net import PublicFetcher
 from tools.retrieval import QdrantIndex, VectorIndex
 from tools.toolbox import Toolbox

@@ -12,7 +12,7 @@ from langgraph.runtime import Runtime
 from agents.context import Context
 from agents.state import State
 from agents.vision import vision
-from tests.unit.agents.support import text_png_data_url
+from tests.agents.support import text_png_data_url
 
 
 def image_state(url: str, text: str = "What does the sign say?") -> State:

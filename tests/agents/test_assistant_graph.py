@@ -17,17 +17,18 @@ from langgraph.types import Command
 
 from agents.context import Context
 from graphs.assistant import build, graph
-from tests.support.openai_fake import FakeOpenAI, Reply
-from tests.unit.agents.support import (
+from tests.agents.support import (
     HashEmbedder,
     ScriptedProvider,
     index_docs,
     make_toolbox,
     text_png_data_url,
 )
+from tests.support.openai_fake import FakeOpenAI, Reply
 from tools.cache import CachedEmbedder, MemoryCache
 from tools.embeddings import MiniLMEmbedder
-from tools.models import OfflineProvider, OpenAIConfig, OpenAIProvider
+from tools.models.offline_provider import OfflineProvider
+from tools.models.openai_provider import OpenAIConfig, OpenAIProvider
 from tools.retrieval import QdrantIndex, ingest_paths, sample_corpus_dir
 from tools.toolbox import Toolbox, install_toolbox, uninstall_toolbox
 

@@ -13,8 +13,8 @@ from langgraph.types import Overwrite
 from agents.context import Context
 from agents.state import State
 from agents.supervisor import allowed_next, supervisor
-from tests.unit.agents.support import ScriptedProvider
-from tools.models import RouteFacts
+from tests.agents.support import ScriptedProvider
+from tools.models.provider import RouteFacts
 from tools.toolbox import Toolbox
 
 IMAGE = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}

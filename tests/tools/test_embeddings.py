@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from tests.unit.tools.conftest import LoopbackServer
-from tools.embeddings import MiniLMEmbedder, OpenAIEmbedder, erf, minilm_model_dir
+from tests.tools.conftest import LoopbackServer
+from tools.embeddings import MiniLMEmbedder, OpenAIEmbedder, cosine_matrix, erf, minilm_model_dir
 
 
 def cosine(a: list[float], b: list[float]) -> float:
@@ -18,6 +18,15 @@ def test_erf_matches_math_erf() -> None:
     xs = np.linspace(-7.0, 7.0, 20001, dtype=np.float32)
     expected = np.array([math.erf(float(x)) for x in xs])
     assert np.abs(erf(xs.copy()) - expected).max() < 1e-6
+
+
+def test_cosine_matrix_is_rows_by_columns_of_dot_products() -> None:
+    similarity = cosine_matrix([[1.0, 0.0], [0.6, 0.8]], [[0.0, 1.0], [1.0, 0.0], [0.6, 0.8]])
+    assert similarity.shape == (2, 3)
+    assert similarity.dtype == np.float64
+    np.testing.assert_allclose(similarity, [[0.0, 1.0, 0.6], [0.8, 0.6, 1.0]])
+    assert cosine_matrix([], [[1.0, 0.0]]).shape == (0, 1)
+    assert cosine_matrix([[1.0, 0.0]], []).shape == (1, 0)
 
 
 def test_model_files_ship_with_the_package() -> None:

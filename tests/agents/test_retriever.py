@@ -11,7 +11,7 @@ from langgraph.runtime import Runtime
 from agents.context import Context
 from agents.retriever import retriever
 from agents.state import State
-from tests.unit.agents.support import COLLECTION, ScriptedProvider
+from tests.agents.support import COLLECTION, ScriptedProvider
 from tools.toolbox import Toolbox
 
 

@@ -12,7 +12,7 @@ from langgraph.runtime import Runtime
 from agents.context import Context
 from agents.critic import WEIGHTS, InvalidReview, combine, critic, groundedness, parse_review
 from agents.state import PassageRecord, State
-from tests.unit.agents.support import HashEmbedder, ScriptedProvider
+from tests.agents.support import HashEmbedder, ScriptedProvider
 from tools.toolbox import Toolbox
 
 QUESTION = "Where are the checkpoints of a thread kept?"

@@ -5,7 +5,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from tests.unit.tools.conftest import LoopbackServer
+from tests.tools.conftest import LoopbackServer
 from tools.net import (
     FetchFailed,
     OutboundBlocked,

@@ -7,7 +7,7 @@ import time
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from tests.unit.tools.conftest import LoopbackServer
+from tests.tools.conftest import LoopbackServer
 from tools.images import (
     ImageLimits,
     ImageRejected,

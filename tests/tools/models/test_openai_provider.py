@@ -1,5 +1,4 @@
-"""Model access: the real ChatOpenAI through OpenAIProvider against a fake OpenAI server,
-the offline provider's behaviour, and the prompt catalogue."""
+"""OpenAIProvider: the real ChatOpenAI against a fake OpenAI server."""
 
 from __future__ import annotations
 
@@ -15,27 +14,19 @@ from langchain_core.messages import AIMessageChunk
 from langgraph.graph import START, StateGraph
 from typing_extensions import TypedDict
 
-from prompts import PromptNotFound, available_prompts, load_prompt
 from tests.support.openai_fake import FakeOpenAI, Reply
-from tests.unit.agents.support import HashEmbedder
+from tests.tools.models.support import PASSAGES, facts
 from tools.cache import MemoryCache
-from tools.models import (
-    ModelOutputInvalid,
+from tools.models.openai_provider import (
     ModelRoles,
-    OfflineProvider,
     OpenAIConfig,
     OpenAIProvider,
-    RouteFacts,
     build_openai_provider,
     is_transient,
 )
-from tools.retrieval import Passage
+from tools.models.provider import ModelOutputInvalid
 
 SECRET = "sk-test-secret-value"
-PASSAGES = [
-    Passage("doc-a", 0, "Postgres holds the checkpoints of every thread.", 0.8, "a.md"),
-    Passage("doc-b", 3, "Redis carries the event streams of running runs.", 0.6, "b.md"),
-]
 
 
 @pytest.fixture
@@ -57,22 +48,6 @@ def config(fake: FakeOpenAI, **overrides: Any) -> OpenAIConfig:
         backoff_max=0.01,
     )
     return replace(base, **overrides)
-
-
-def facts(*allowed: str) -> RouteFacts:
-    return RouteFacts(
-        question="Where are checkpoints stored?",
-        has_image=False,
-        image_done=False,
-        has_draft=False,
-        draft_source=None,
-        verdict=None,
-        revisions=0,
-        allowed=allowed,  # type: ignore[arg-type]
-    )
-
-
-# --------------------------------------------------------------------------- openai
 
 
 async def test_structured_output_via_tool_calling(fake: FakeOpenAI) -> None:
@@ -316,81 +291,3 @@ async def test_describe_image_sends_the_image_and_ocr_as_data(fake: FakeOpenAI) 
 )
 def test_is_transient(error: BaseException, transient: bool) -> None:
     assert is_transient(error) is transient
-
-
-# --------------------------------------------------------------------------- offline
-
-
-async def test_offline_rewrite_drops_stop_words() -> None:
-    provider = OfflineProvider(HashEmbedder())
-    rewrite = await provider.rewrite_query("How does Trellis store the checkpoints of a thread?")
-    assert rewrite.query == "trellis store checkpoints thread"
-    assert rewrite.prompt.name == "retriever_rewrite"
-
-
-async def test_offline_draft_is_extractive_and_cited() -> None:
-    provider = OfflineProvider(HashEmbedder())
-    draft = await provider.draft_answer("Which store holds the checkpoints?", PASSAGES)
-    assert draft.text.startswith("Postgres holds the checkpoints of every thread. [1]")
-    assert draft.citations[0].document_id == "doc-a"
-    nothing = await provider.draft_answer("Which store holds the checkpoints?", [])
-    assert nothing.citations == ()
-
-
-async def test_offline_judge_is_graded() -> None:
-    provider = OfflineProvider(HashEmbedder())
-    good = await provider.judge(
-        "Which store holds the checkpoints?", "Postgres holds the checkpoints [1].", PASSAGES
-    )
-    poor = await provider.judge(
-        "Which store holds the checkpoints?", "Bananas are yellow fruit.", PASSAGES
-    )
-    assert 0.0 <= poor.score < 0.3 < 0.7 < good.score <= 1.0
-
-
-async def test_offline_routes_from_content() -> None:
-    provider = OfflineProvider(HashEmbedder())
-    base = facts("retriever", "vision", "critic", "finish")
-    assert (await provider.route(base)).next == "retriever"
-    assert (await provider.route(replace(base, has_image=True))).next == "vision"
-    assert (await provider.route(replace(base, has_draft=True))).next == "critic"
-    assert (await provider.route(replace(base, verdict="accepted"))).next == "finish"
-    assert provider.name == "offline"
-
-
-# --------------------------------------------------------------------------- prompts
-
-
-def test_every_prompt_loads_latest_by_default() -> None:
-    catalogue = available_prompts()
-    for name in (
-        "supervisor",
-        "retriever_rewrite",
-        "retriever_answer",
-        "vision",
-        "critic_judge",
-        "critic_human_review",
-        "critic_rejected",
-    ):
-        assert name in catalogue
-        prompt = load_prompt(name)
-        assert prompt.version == max(catalogue[name])
-        assert load_prompt(name, prompt.version) == prompt
-
-
-def test_prompt_format_and_errors() -> None:
-    prompt = load_prompt("critic_human_review", 1)
-    text = prompt.format(confidence="0.40", threshold="0.60")
-    assert "0.40" in text
-    assert '{"decision"' in text
-    with pytest.raises(KeyError):
-        prompt.format(confidence="0.4")
-    with pytest.raises(PromptNotFound):
-        load_prompt("supervisor", 99)
-    with pytest.raises(PromptNotFound):
-        load_prompt("../etc")
-    system, user = load_prompt("retriever_answer").split(
-        question="q", passages="<passage/>", feedback=""
-    )
-    assert "DATA" in system
-    assert user.startswith("<passages>")
