@@ -26,10 +26,12 @@ from server.db.engine import create_engine
 from server.db.owner_store import OwnerScopedStore
 from server.db.pool import open_pool
 from server.graph_host.registry import GraphRegistry
-from server.runs.events import EventBus, MemoryEventBus, RedisEventBus
-from server.runs.executor import Completions, Executor
+from server.runs.events import EventBus, MemoryEventBus
+from server.runs.executor import Executor
 from server.runs.listener import Listener
 from server.runs.manager import RunManager
+from server.runs.redis_events import RedisEventBus
+from server.runs.signals import Completions
 from server.runs.webhooks import WebhookPolicy, WebhookSender
 
 log = logging.getLogger("trellis")

@@ -5,13 +5,9 @@ same transaction that records the thread's final state (so a crash leaves neithe
 the run taken over meets the same interrupt and records it again). A decision is
 one `UPDATE ... WHERE status = 'pending'` made inside the transaction that enqueues
 the resume run: exactly one decider wins and gets a run, the others are refused.
-A plain `command.resume` closes the approvals it answers the same way.
-
-    Conflict (409)
-    └── ApprovalClosed          the approval is not pending; its current state is in the body
-        ├── AlreadyDecided      `already_decided`: someone (or a plain resume) decided it
-        ├── ApprovalSuperseded  `superseded`: the thread moved on (newer run, fork)
-        └── ApprovalExpired     `expired`: its deadline passed
+A plain `command.resume` closes the approvals it answers the same way. A decision that
+comes too late is refused with an `ApprovalClosed` error (`server.core.errors`: 409, with
+the approval as it stands); `closed_error` says which.
 
 Webhooks (`approval.created`, `approval.decided`) are sent after commit, in the
 background, with retries; they are not durable across a process crash, the
@@ -24,17 +20,33 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from server.core.errors import Conflict, NotFound, NothingToResume
+from server.core.errors import (
+    AlreadyDecided,
+    ApprovalClosed,
+    ApprovalExpired,
+    ApprovalSuperseded,
+    NotFound,
+    NothingToResume,
+)
 from server.core.ids import require_uuid, uuid7
 from server.core.schemas import RunCommand, RunCreate
 from server.core.settings import Settings
+from server.core.types import (
+    Approval,
+    ApprovalStatus,
+    DecidedApproval,
+    Interrupt,
+    Interrupts,
+    JsonValue,
+    RunRow,
+)
 from server.db import approval_rows as rows
 from server.db import thread_rows
 from server.graph_host.registry import GraphRegistry
@@ -50,48 +62,11 @@ log = logging.getLogger("trellis.approvals")
 Decision = Literal["approve", "reject", "edit"]
 """What a human answers: go ahead, stop, or go ahead with an edited value."""
 
-ApprovalStatus = Literal["pending", "approved", "rejected", "edited", "expired", "superseded"]
-"""`pending` until decided (`approved|rejected|edited`), or closed without a decision:
-`expired` (deadline passed) or `superseded` (the thread moved past the interrupt)."""
-
-STATUS_OF: dict[str, str] = {"approve": "approved", "reject": "rejected", "edit": "edited"}
-
-"""A webhook event to send after commit: (`approval.created` | `approval.decided`, approval)."""
-
-
-class ApprovalClosed(Conflict):
-    """Raise when deciding an approval that is no longer pending."""
-
-    code = "approval_closed"
-
-    def __init__(self, detail: str, approval: dict[str, Any] | None = None) -> None:
-        super().__init__(detail)
-        self.approval = approval
-
-    def body(self) -> dict[str, object]:
-        """The error body carries the approval as it now stands (its decision included)."""
-        out = super().body()
-        if self.approval is not None:
-            out["approval"] = self.approval
-        return out
-
-
-class AlreadyDecided(ApprovalClosed):
-    """Raise when the approval was decided already."""
-
-    code = "already_decided"
-
-
-class ApprovalSuperseded(ApprovalClosed):
-    """Raise when the approval's interrupt is no longer pending on its thread."""
-
-    code = "superseded"
-
-
-class ApprovalExpired(ApprovalClosed):
-    """Raise when the approval's deadline passed."""
-
-    code = "expired"
+STATUS_OF: dict[str, ApprovalStatus] = {
+    "approve": "approved",
+    "reject": "rejected",
+    "edit": "edited",
+}
 
 
 _CLOSED: dict[str, type[ApprovalClosed]] = {
@@ -100,14 +75,14 @@ _CLOSED: dict[str, type[ApprovalClosed]] = {
 }
 
 
-def closed_error(approval: dict[str, Any]) -> ApprovalClosed:
+def closed_error(approval: Approval) -> ApprovalClosed:
     """The error that says why `approval` can no longer be decided."""
     status = approval["status"]
     kind: type[ApprovalClosed] = _CLOSED.get(status, AlreadyDecided)
     return kind(f"approval {approval['approval_id']} is {status}", approval)
 
 
-def expiry_of(value: Any, default_ttl: float | None) -> rows.Expiry:
+def expiry_of(value: JsonValue, default_ttl: float | None) -> rows.Expiry:
     """The deadline an interrupt value asks for, else the default lifetime.
 
     A dict value may carry `expires_in_seconds` (a positive number) or `expires_at`
@@ -128,7 +103,9 @@ def expiry_of(value: Any, default_ttl: float | None) -> rows.Expiry:
     return timedelta(seconds=default_ttl) if default_ttl else None
 
 
-def pending_interrupts(interrupts: dict[str, list[dict[str, Any]]]) -> list[tuple[str, str, Any]]:
+def pending_interrupts(
+    interrupts: Mapping[str, Sequence[Interrupt]],
+) -> list[tuple[str, str, JsonValue]]:
     """`(task_id, interrupt_id, value)` of each pending interrupt in a thread's snapshot."""
     return [
         (task_id, str(item["id"]), item.get("value"))
@@ -138,7 +115,7 @@ def pending_interrupts(interrupts: dict[str, list[dict[str, Any]]]) -> list[tupl
     ]
 
 
-def resumed_interrupts(resume: Any, pending: Iterable[str]) -> list[str] | None:
+def resumed_interrupts(resume: object, pending: Iterable[str]) -> list[str] | None:
     """The interrupt ids a resume answers: those a resume map names, or None for all."""
     known = set(pending)
     if isinstance(resume, dict) and resume and known and set(resume) <= known:
@@ -167,7 +144,7 @@ class ApprovalWebhook:
             allow_private=settings.approval_webhook_allow_private,
         )
 
-    async def deliver(self, event: str, approval: dict[str, Any]) -> None:
+    async def deliver(self, event: str, approval: Mapping[str, object]) -> None:
         """Send one event; raises after the last failed attempt (a blocked URL is not retried)."""
         policy = WebhookPolicy(
             timeout=self.timeout, attempts=self.attempts, allow_private=self.allow_private
@@ -198,8 +175,8 @@ class ApprovalService:
     async def on_run_finished(
         self,
         conn: AsyncConnection,
-        run: dict[str, Any],
-        interrupts: dict[str, list[dict[str, Any]]] | None,
+        run: RunRow,
+        interrupts: Interrupts | None,
     ) -> list[Notice]:
         """Record the run's pending interrupts; supersede the thread's stale pending approvals.
 
@@ -267,7 +244,8 @@ class ApprovalService:
         if body.checkpoint_id or (body.checkpoint and body.checkpoint.checkpoint_id):
             return []
         thread = await thread_rows.get(conn, owner=owner, thread_id=thread_id)
-        current = [i for _, i, _ in pending_interrupts((thread or {}).get("interrupts") or {})]
+        interrupts: Interrupts = (thread.get("interrupts") if thread else None) or {}
+        current = [i for _, i, _ in pending_interrupts(interrupts)]
         closed = await rows.close_for_resume(
             conn,
             thread_id=thread_id,
@@ -279,7 +257,7 @@ class ApprovalService:
         return [("approval.decided", approval) for approval in closed]
 
     async def on_state_updated(
-        self, conn: AsyncConnection, thread_id: uuid.UUID, interrupts: dict[str, Any]
+        self, conn: AsyncConnection, thread_id: uuid.UUID, interrupts: Interrupts
     ) -> None:
         """After a state update or a fork: approvals whose interrupt is gone are superseded."""
         pending = [i for _, i, _ in pending_interrupts(interrupts)]
@@ -298,7 +276,7 @@ class ApprovalService:
             task.add_done_callback(self._deliveries.discard)
 
     async def _deliver(
-        self, webhook: ApprovalWebhook, event: str, approval: dict[str, Any]
+        self, webhook: ApprovalWebhook, event: str, approval: Mapping[str, object]
     ) -> None:
         try:
             await webhook.deliver(event, approval)
@@ -329,7 +307,7 @@ class ApprovalService:
         assistant_id: str | None,
         limit: int,
         offset: int,
-    ) -> tuple[list[dict[str, Any]], int]:
+    ) -> tuple[list[Approval], int]:
         """A page of the owner's approvals, newest first, and the total count."""
         tid = _maybe_uuid(thread_id)
         aid = _maybe_uuid(assistant_id)
@@ -347,7 +325,7 @@ class ApprovalService:
                 offset=offset,
             )
 
-    async def get(self, owner: str, approval_id: str) -> dict[str, Any]:
+    async def get(self, owner: str, approval_id: str) -> Approval:
         """One approval of the owner's."""
         aid = require_uuid(approval_id, "approval")
         async with self.engine.begin() as conn:
@@ -364,9 +342,9 @@ class ApprovalService:
         approval_id: str,
         *,
         decision: Decision,
-        value: Any = None,
+        value: JsonValue = None,
         comment: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> DecidedApproval:
         """Decide a pending approval and enqueue the run that resumes its thread with the answer.
 
         The resume value is `{"decision", "value", "comment"}`. Returns the approval with
@@ -400,7 +378,7 @@ class ApprovalService:
         )
         return {**decided, "run": run}
 
-    async def _interrupt_pending(self, owner: str, approval: dict[str, Any]) -> bool:
+    async def _interrupt_pending(self, owner: str, approval: Approval) -> bool:
         """Whether the approval's interrupt is still pending in the thread's latest checkpoint."""
         async with self.engine.connect() as conn:
             thread = await thread_rows.get(
@@ -415,7 +393,9 @@ class ApprovalService:
         _, interrupts, _ = await thread_snapshot(loaded.graph, approval["thread_id"])
         return approval["interrupt_id"] in {i for _, i, _ in pending_interrupts(interrupts)}
 
-    async def _close(self, owner: str, approval: dict[str, Any], status: str) -> ApprovalClosed:
+    async def _close(
+        self, owner: str, approval: Approval, status: Literal["expired", "superseded"]
+    ) -> ApprovalClosed:
         """Close a still-pending approval as `status` (if it is); the error for its final state.
 
         Only a still-pending approval changes, so an approval someone decided meanwhile
@@ -437,7 +417,7 @@ class ApprovalService:
         return closed_error(current)
 
 
-def _as_uuid(value: Any) -> uuid.UUID:
+def _as_uuid(value: uuid.UUID | str) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
 

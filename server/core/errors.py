@@ -4,7 +4,11 @@
     ├── NotFound                    404: missing, or not visible to the caller
     ├── Conflict                    409
     │   ├── AlreadyExists
-    │   └── ThreadBusy              a run is active and the strategy is `reject`
+    │   ├── ThreadBusy              a run is active and the strategy is `reject`
+    │   └── ApprovalClosed          the approval is not pending; its current state is in the body
+    │       ├── AlreadyDecided      `already_decided`: someone (or a plain resume) decided it
+    │       ├── ApprovalSuperseded  `superseded`: the thread moved on (newer run, fork)
+    │       └── ApprovalExpired     `expired`: its deadline passed
     ├── InvalidRequest              422: well-formed JSON that makes no sense
     │   └── NothingToResume         `command.resume` on a thread with no pending interrupt
     └── Unavailable                 503: a backing service cannot be reached
@@ -17,6 +21,8 @@ failure is an `error` event instead.
 from __future__ import annotations
 
 from typing import ClassVar
+
+from server.core.types import Approval
 
 
 class TrellisError(Exception):
@@ -58,6 +64,41 @@ class ThreadBusy(Conflict):
     """Raise when a thread has an active run and the multitask strategy is `reject`."""
 
     code = "thread_busy"
+
+
+class ApprovalClosed(Conflict):
+    """Raise when deciding an approval that is no longer pending."""
+
+    code = "approval_closed"
+
+    def __init__(self, detail: str, approval: Approval | None = None) -> None:
+        super().__init__(detail)
+        self.approval = approval
+
+    def body(self) -> dict[str, object]:
+        """The error body carries the approval as it now stands (its decision included)."""
+        out = super().body()
+        if self.approval is not None:
+            out["approval"] = self.approval
+        return out
+
+
+class AlreadyDecided(ApprovalClosed):
+    """Raise when the approval was decided already."""
+
+    code = "already_decided"
+
+
+class ApprovalSuperseded(ApprovalClosed):
+    """Raise when the approval's interrupt is no longer pending on its thread."""
+
+    code = "superseded"
+
+
+class ApprovalExpired(ApprovalClosed):
+    """Raise when the approval's deadline passed."""
+
+    code = "expired"
 
 
 class InvalidRequest(TrellisError):

@@ -7,7 +7,14 @@ strings). Values the server passes through without looking inside are `object`.
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeAlias
+import uuid
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal, NotRequired, Required, TypeAlias, TypedDict
+
+if TYPE_CHECKING:  # for annotations only: this module stays free of imports at runtime
+    from langgraph.types import Durability
+
+    from server.core.schemas import StreamMode  # schemas imports this module
 
 JsonValue: TypeAlias = "bool | int | float | str | list[JsonValue] | dict[str, JsonValue] | None"
 """A JSON value, as parsed from or written to the wire or JSONB."""
@@ -31,6 +38,145 @@ MultitaskStrategy = Literal["reject", "interrupt", "rollback", "enqueue"]
 
 # --- runs ------------------------------------------------------------------------------
 
+CancelAction = Literal["interrupt", "rollback", "drain", "requeue", "lost"]
+"""How a run is stopped: `interrupt` keeps its checkpoints and marks it interrupted;
+`rollback` deletes both; `drain` interrupts at the next step boundary; `requeue` hands
+it back to the queue (shutdown); `lost` abandons it to the worker that took it over.
+A run row records the first three (what a client or a multitask strategy asked for)."""
+
+
+class Interrupt(TypedDict):
+    """A pending `interrupt()` of a thread's state (SDK: `Interrupt`)."""
+
+    value: JsonValue
+    id: str
+    """What a resume names to answer this interrupt."""
+
+
+Interrupts: TypeAlias = dict[str, list[Interrupt]]
+"""Pending interrupts keyed by the id of the task that raised them."""
+
+
+class RunCommandKwargs(TypedDict, total=False):
+    """A run's `command` as stored (`RunCommand` without its unset fields)."""
+
+    resume: JsonValue
+    update: JsonValue
+    goto: JsonValue
+
+
+class RunCheckpointKwargs(TypedDict, total=False):
+    """A run's `checkpoint` as stored (`CheckpointRef`)."""
+
+    checkpoint_id: str
+    checkpoint_ns: str
+    checkpoint_map: Json
+    thread_id: str
+
+
+class RunKwargs(TypedDict, total=False):
+    """What a run keeps of its request (`RunManager._run_kwargs`: `RunCreate` as JSON without
+    its nulls, the stream modes as a list, the caller's identity), for whichever worker
+    executes it. The keys without a default in `RunCreate` may be missing."""
+
+    assistant_id: Required[str]
+    graph_id: str
+    """Added when the run is created: every stored run has it."""
+    auth_user: Required[Json]
+    """The caller's identity, so any worker can rebuild it (`auth.identity`)."""
+    stream_mode: Required[list[StreamMode]]
+    stream_subgraphs: Required[bool]
+    stream_resumable: Required[bool]
+    multitask_strategy: Required[MultitaskStrategy]
+    if_not_exists: Required[Literal["create", "reject"]]
+    on_disconnect: Required[Literal["cancel", "continue"]]
+    on_completion: Required[Literal["delete", "keep"]]
+    after_seconds: Required[float]
+    input: JsonValue
+    command: RunCommandKwargs
+    config: Json
+    context: Json
+    metadata: Json
+    interrupt_before: Literal["*"] | list[str]
+    interrupt_after: Literal["*"] | list[str]
+    webhook: str
+    checkpoint: RunCheckpointKwargs
+    checkpoint_id: str
+    checkpoint_during: bool
+    durability: Durability
+    feedback_keys: list[str]
+
+
+class _RunFields(TypedDict):
+    status: RunStatus
+    metadata: Json
+    kwargs: RunKwargs
+    multitask_strategy: MultitaskStrategy
+
+
+class Run(_RunFields):
+    """A run as the API shows it (SDK: `Run`, plus the `kwargs` the official server shows)."""
+
+    run_id: str
+    thread_id: str
+    assistant_id: str
+    created_at: str
+    updated_at: str
+
+
+class RunAssistant(TypedDict):
+    """What an executor needs of a run's assistant (`trellis_run_assistant`)."""
+
+    assistant_id: str
+    graph_id: str
+    config: Json
+    context: Json
+    metadata: Json
+
+
+class RunRow(_RunFields):
+    """A full run row, as the queue holds it: `Run`'s fields as Python values (not wire
+    strings), plus who owns it, its lease and its outcome. Not a subclass of `Run`: a
+    TypedDict cannot change the type of a field it inherits."""
+
+    run_id: uuid.UUID
+    thread_id: uuid.UUID
+    assistant_id: uuid.UUID
+    created_at: datetime
+    updated_at: datetime
+    owner: str
+    temporary: bool
+    """A stateless run's thread, deleted when the run ends."""
+    error: Json | None
+    output: JsonValue
+    cancel_action: CancelAction | None
+    """Set when a client (or a multitask strategy) asked a running run to stop."""
+    not_before: datetime
+    attempt: int
+    lease_owner: str | None
+    lease_epoch: int
+    lease_expires_at: datetime | None
+    started_at: datetime | None
+    ended_at: datetime | None
+    assistant: NotRequired[RunAssistant | None]
+    """Only on a claimed (or just created) run: its assistant, None if it was deleted."""
+
+
+class ActiveRun(TypedDict):
+    """A pending or running run of a thread, as multitask checks read it."""
+
+    run_id: str
+    status: RunStatus
+
+
+class AbandonedRun(TypedDict):
+    """A run whose worker died after a client cancelled it (the sweep ends it)."""
+
+    run_id: uuid.UUID
+    thread_id: uuid.UUID
+    owner: str
+    cancel_action: CancelAction
+
 
 # --- threads and their state -----------------------------------------------------------
 
@@ -39,3 +185,37 @@ MultitaskStrategy = Literal["reject", "interrupt", "rollback", "enqueue"]
 
 
 # --- approvals -------------------------------------------------------------------------
+
+ApprovalStatus = Literal["pending", "approved", "rejected", "edited", "expired", "superseded"]
+"""`pending` until decided (`approved|rejected|edited`), or closed without a decision:
+`expired` (deadline passed) or `superseded` (the thread moved past the interrupt)."""
+
+
+class Approval(TypedDict):
+    """A human decision an `interrupt()` waits for, as the API shows it."""
+
+    approval_id: str
+    thread_id: str
+    run_id: str
+    """The run that reached the interrupt."""
+    assistant_id: str
+    interrupt_id: str
+    task_id: str
+    value: JsonValue
+    """The interrupt's value: what the human is asked."""
+    status: ApprovalStatus
+    decision: Json | None
+    """`{"decision", "value", "comment"}` once decided."""
+    decided_by: str | None
+    decided_at: str | None
+    resume_run_id: str | None
+    """The run that resumed the thread with the decision."""
+    expires_at: str | None
+    created_at: str
+    updated_at: str
+
+
+class DecidedApproval(Approval):
+    """A decided approval, with the run that resumes its thread."""
+
+    run: Run

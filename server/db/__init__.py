@@ -7,11 +7,11 @@ migrate.py           Alembic migrations plus LangGraph's own `setup()`
 migrations/          Alembic revisions (with the run queue's SQL functions)
 assistant_rows.py    assistants and their versions
 thread_rows.py       threads
-run_rows.py          the run queue: insert, claim, lease, finish
+run_rows.py          the run queue: insert, claim, leases and sweeps, finish, NOTIFY/LISTEN
 approval_rows.py     approvals
 owners.py            who owns a thread, run or assistant, and its metadata (authorization)
 api_key_rows.py      API keys (hashes only)
-checkpoints.py       the fenced checkpoint saver
+checkpoints.py       the fenced checkpoint saver; thread copies, a rolled-back run's deletions
 checkpoint_serde.py  the allowlisting checkpoint serializer
 owner_store.py       LangGraph's store, scoped to an owner
 """

@@ -7,17 +7,19 @@ so concurrent deciders, resumes and finishing runs cannot both win.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import cast
 
-from sqlalchemy import ColumnElement, Table, and_, func, select, true, update
+from sqlalchemy import ColumnElement, RowMapping, Table, and_, func, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from server.core.types import Approval, Json, JsonValue
 from server.db.engine import Conn, columns, fetch_all, plain
-from server.db.tables import Approval
+from server.db.tables import Approval as ApprovalTable
 
-A: Table = Approval.__table__  # type: ignore[assignment]
+A: Table = ApprovalTable.__table__  # type: ignore[assignment]
 PUBLIC = [
     A.c.approval_id,
     A.c.thread_id,
@@ -42,11 +44,11 @@ Expiry = datetime | timedelta | None
 """An absolute deadline, a lifetime counted from the database's `now()`, or none."""
 
 
-def _out(row: Any) -> dict[str, Any]:
-    return plain(row._mapping)
+def _out(row: RowMapping | Mapping[str, object]) -> Approval:
+    return cast(Approval, plain(row))
 
 
-def _expiry(expires: Expiry) -> Any:
+def _expiry(expires: Expiry) -> ColumnElement[datetime] | datetime | None:
     if isinstance(expires, timedelta):
         return func.now() + expires
     return expires
@@ -65,10 +67,10 @@ async def upsert_pending(
     owner: str,
     interrupt_id: str,
     task_id: str,
-    value: Any,
+    value: JsonValue,
     expires: Expiry,
     approval_id: uuid.UUID,
-) -> dict[str, Any] | None:
+) -> Approval | None:
     """Record a pending interrupt; the row if it is new (or reopened), None if already known.
 
     Idempotent: a run taken over after a crash meets the same interrupt and changes
@@ -103,12 +105,12 @@ async def upsert_pending(
         where=and_(A.c.status.in_(DECIDED), A.c.resume_run_id == stmt.excluded.run_id),
     ).returning(*PUBLIC)
     row = (await conn.execute(upsert)).first()
-    return _out(row) if row is not None else None
+    return _out(row._mapping) if row is not None else None
 
 
 async def supersede_stale(
     conn: Conn, thread_id: uuid.UUID, pending_interrupts: list[str]
-) -> list[dict[str, Any]]:
+) -> list[Approval]:
     """Mark the thread's pending approvals whose interrupt is no longer pending as superseded."""
     rows = await fetch_all(
         conn,
@@ -117,7 +119,7 @@ async def supersede_stale(
         f"RETURNING {columns(*PUBLIC)}",
         (thread_id, pending_interrupts),
     )
-    return [plain(row) for row in rows]
+    return [_out(row) for row in rows]
 
 
 async def expire_due(conn: AsyncConnection, *, owner: str) -> None:
@@ -143,7 +145,7 @@ async def expire_due(conn: AsyncConnection, *, owner: str) -> None:
     )
 
 
-async def mark(conn: AsyncConnection, approval_id: uuid.UUID, status: str) -> dict[str, Any] | None:
+async def mark(conn: AsyncConnection, approval_id: uuid.UUID, status: str) -> Approval | None:
     """Close a pending approval without a decision (`superseded`, `expired`)."""
     stmt = (
         update(A)
@@ -152,16 +154,14 @@ async def mark(conn: AsyncConnection, approval_id: uuid.UUID, status: str) -> di
         .returning(*PUBLIC)
     )
     row = (await conn.execute(stmt)).first()
-    return _out(row) if row is not None else None
+    return _out(row._mapping) if row is not None else None
 
 
-async def get(
-    conn: AsyncConnection, *, owner: str, approval_id: uuid.UUID
-) -> dict[str, Any] | None:
+async def get(conn: AsyncConnection, *, owner: str, approval_id: uuid.UUID) -> Approval | None:
     """The approval if it belongs to `owner`."""
     stmt = select(*PUBLIC).where(A.c.approval_id == approval_id, A.c.owner == owner)
     row = (await conn.execute(stmt)).first()
-    return _out(row) if row is not None else None
+    return _out(row._mapping) if row is not None else None
 
 
 async def search(
@@ -173,7 +173,7 @@ async def search(
     assistant_id: uuid.UUID | None,
     limit: int,
     offset: int,
-) -> tuple[list[dict[str, Any]], int]:
+) -> tuple[list[Approval], int]:
     """A page of the owner's approvals, newest first, and how many match in all."""
     where = and_(
         true(),
@@ -190,7 +190,7 @@ async def search(
         .limit(limit)
         .offset(offset)
     )
-    return [_out(row) for row in (await conn.execute(stmt)).all()], total
+    return [_out(row._mapping) for row in (await conn.execute(stmt)).all()], total
 
 
 async def decide(
@@ -200,10 +200,10 @@ async def decide(
     owner: str,
     thread_id: uuid.UUID,
     status: str,
-    decision: dict[str, Any],
+    decision: Json,
     decided_by: str,
     resume_run_id: uuid.UUID,
-) -> dict[str, Any] | None:
+) -> Approval | None:
     """Record a decision if the approval is still pending and unexpired: one winner, or None."""
     stmt = (
         update(A)
@@ -225,7 +225,7 @@ async def decide(
         .returning(*PUBLIC)
     )
     row = (await conn.execute(stmt)).first()
-    return _out(row) if row is not None else None
+    return _out(row._mapping) if row is not None else None
 
 
 async def close_for_resume(
@@ -233,10 +233,10 @@ async def close_for_resume(
     *,
     thread_id: uuid.UUID,
     interrupt_ids: list[str] | None,
-    resume: Any,
+    resume: object,
     decided_by: str,
     resume_run_id: uuid.UUID,
-) -> list[dict[str, Any]]:
+) -> list[Approval]:
     """Close the thread's pending approvals answered by a plain `command.resume`.
 
     `interrupt_ids` narrows it to the interrupts a resume map names; None closes all.
@@ -256,4 +256,4 @@ async def close_for_resume(
     )
     if interrupt_ids is not None:
         stmt = stmt.where(A.c.interrupt_id.in_(interrupt_ids))
-    return [_out(row) for row in (await conn.execute(stmt)).all()]
+    return [_out(row._mapping) for row in (await conn.execute(stmt)).all()]

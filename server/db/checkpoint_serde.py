@@ -20,8 +20,8 @@ from __future__ import annotations
 import contextlib
 import importlib
 import threading
-from collections.abc import Callable, Iterable
-from typing import Any, NoReturn
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import NoReturn, Protocol, cast
 
 import ormsgpack
 from langgraph.checkpoint.serde import jsonplus
@@ -101,14 +101,14 @@ class StrictSerializer(JsonPlusSerializer):
         clone.allow(extra_allowlist)
         return clone
 
-    def dumps_typed(self, obj: Any) -> tuple[str, bytes]:
+    def dumps_typed(self, obj: object) -> tuple[str, bytes]:
         """Serialize without ever falling back to pickle."""
         type_, data = super().dumps_typed(obj)
         if type_ == "pickle":
             raise CheckpointRejected("pickle serialization is disabled")
         return type_, data
 
-    def loads_typed(self, data: tuple[str, bytes]) -> Any:
+    def loads_typed(self, data: tuple[str, bytes]) -> object:
         """Deserialize, refusing pickle and anything not allowlisted."""
         type_ = data[0]
         if type_ not in ("null", "bytes", "bytearray", "json", "msgpack"):
@@ -126,7 +126,7 @@ class StrictSerializer(JsonPlusSerializer):
         finally:
             _rejections.last = None
 
-    def _reviver(self, value: dict[str, Any]) -> Any:
+    def _reviver(self, value: dict[str, object]) -> object:
         # lc:1 payloads go to LangChain's own reviver, limited to langchain-core classes.
         if value.get("lc") == 2 and value.get("type") == "constructor":
             ident = value.get("id")
@@ -135,8 +135,10 @@ class StrictSerializer(JsonPlusSerializer):
             key = (".".join(map(str, ident[:-1])), str(ident[-1]))
             if key not in self._allowed:
                 self._reject(key)
-            cls = getattr(importlib.import_module(key[0]), key[1])
-            return cls(*(value.get("args") or ()), **(value.get("kwargs") or {}))
+            cls: Callable[..., object] = getattr(importlib.import_module(key[0]), key[1])
+            args = cast("Iterable[object]", value.get("args") or ())
+            kwargs = cast("Mapping[str, object]", value.get("kwargs") or {})
+            return cls(*args, **kwargs)
         return super()._reviver(value)
 
     def _reject(self, key: tuple[str, ...] | None) -> NoReturn:
@@ -149,20 +151,21 @@ class StrictSerializer(JsonPlusSerializer):
         _rejections.last = rejected
         raise rejected
 
-    def _unpack(self, data: bytes) -> Any:
+    def _unpack(self, data: bytes) -> object:
         return ormsgpack.unpackb(data, ext_hook=self._ext_hook, option=_opt())
 
-    def _ext_hook(self, code: int, data: bytes) -> Any:
+    def _ext_hook(self, code: int, data: bytes) -> object:
         if code == jsonplus.EXT_DELTA_SNAPSHOT:
             return _DeltaSnapshot(self._unpack(data))
         if code == jsonplus.EXT_NUMPY_ARRAY:
             return jsonplus._create_msgpack_ext_hook(None)(code, data)
         if code == jsonplus.EXT_METHOD_SINGLE_ARG:
-            tup = self._unpack(data)
-            method = (tup[0], tup[1], tup[3])
+            # (module, class, argument, method): checked against the safe methods, all names.
+            call = cast("Sequence[str]", self._unpack(data))
+            method = (call[0], call[1], call[3])
             if method not in SAFE_MSGPACK_METHODS:
                 self._reject(method)
-            return getattr(getattr(importlib.import_module(tup[0]), tup[1]), tup[3])(tup[2])
+            return getattr(getattr(importlib.import_module(call[0]), call[1]), call[3])(call[2])
         if code not in _CONSTRUCTOR_CODES:
             self._reject((f"<msgpack extension {code}>",))
         tup = self._unpack(data)
@@ -174,44 +177,56 @@ class StrictSerializer(JsonPlusSerializer):
         return _revive(code, tup)
 
 
-def _revive(code: int, tup: Any) -> Any:
+def _revive(code: int, tup: Sequence[object]) -> object:
     """Construct an allowlisted value exactly as LangGraph would."""
-    module, name, payload = tup[0], tup[1], tup[2]
+    module, name, payload = cast("tuple[str, str, object]", tup[:3])
+    # `payload`: one argument, a list of them, or keywords, as `code` says.
+    args = cast("Sequence[object]", payload)
+    kwargs = cast("Mapping[str, object]", payload)
     try:
         if code == jsonplus.EXT_CONSTRUCTOR_POS_ARGS and (module, name) == (
             "langgraph.types",
             "Send",
         ):
-            return jsonplus._send_from_args(payload)
-        cls: Callable[..., Any] = getattr(importlib.import_module(module), name)
+            return jsonplus._send_from_args(args)
+        cls: Callable[..., object] = getattr(importlib.import_module(module), name)
         if code == jsonplus.EXT_CONSTRUCTOR_SINGLE_ARG:
             return cls(payload)
         if code == jsonplus.EXT_CONSTRUCTOR_POS_ARGS:
-            return cls(*payload)
+            return cls(*args)
         if code == jsonplus.EXT_CONSTRUCTOR_KW_ARGS:
-            return cls(**payload)
+            return cls(**kwargs)
         try:
-            return cls(**payload)
+            return cls(**kwargs)
         except Exception:
             method = "model_construct" if code == jsonplus.EXT_PYDANTIC_V2 else "construct"
-            return getattr(cls, method)(**payload)
+            constructed: object = getattr(cls, method)(**kwargs)
+            return constructed
     except CheckpointRejected:
         raise
     except Exception:
         return payload  # an allowed type that no longer fits its data: keep the data
 
 
-def graph_types(graph: Any) -> set[tuple[str, ...]]:
+class _Graph(Protocol):
+    """A compiled graph, as far as the allowlist reads one."""
+
+    def get_subgraphs(
+        self, *, namespace: str | None = None, recurse: bool = False
+    ) -> Iterator[tuple[str, object]]: ...
+
+
+def graph_types(graph: _Graph) -> set[tuple[str, ...]]:
     """Classes a compiled graph (and its subgraphs) declares in its schemas and channels."""
     from langgraph._internal._serde import build_serde_allowlist
 
     found: set[tuple[str, ...]] = set()
-    graphs = [graph]
+    graphs: list[object] = [graph]
     with contextlib.suppress(Exception):
         graphs += [sub for _, sub in graph.get_subgraphs(recurse=True)]
     for g in graphs:
         builder = getattr(g, "builder", None)
-        schemas: list[Any] = []
+        schemas: list[type[object] | None] = []
         if builder is not None:
             schemas += [
                 getattr(builder, attr, None)

@@ -1,4 +1,5 @@
-"""LangGraph's checkpoint tables: the fenced saver Trellis runs with, and thread copies."""
+"""LangGraph's checkpoint tables: the fenced saver Trellis runs with, thread copies, and the
+checkpoints a rolled-back run leaves behind."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Self
 
 import psycopg
 from langchain_core.runnables import RunnableConfig
@@ -55,6 +56,38 @@ async def copy_thread(conn: AsyncConnection, source: str, target: str) -> None:
         )
 
 
+async def checkpoint_before(conn: AsyncConnection, thread_id: uuid.UUID, run_id: str) -> str | None:
+    """The thread's latest checkpoint that `run_id` did not write: where a rollback
+    returns it to (None when the run wrote its first)."""
+    found = await conn.scalar(
+        text(
+            "SELECT checkpoint_id FROM checkpoints WHERE thread_id = :t "
+            "AND checkpoint_ns = '' AND metadata->>'run_id' IS DISTINCT FROM :r "
+            "ORDER BY checkpoint_id DESC LIMIT 1"
+        ),
+        {"t": str(thread_id), "r": run_id},
+    )
+    return None if found is None else str(found)
+
+
+async def rollback_checkpoints(conn: AsyncConnection, thread_id: uuid.UUID, run_id: str) -> None:
+    """Delete the checkpoints a run wrote (those whose metadata names it) and their writes."""
+    params = {"t": str(thread_id), "r": run_id}
+    await conn.execute(
+        text(
+            "DELETE FROM checkpoint_writes w USING checkpoints c "
+            "WHERE w.thread_id = c.thread_id AND w.checkpoint_ns = c.checkpoint_ns "
+            "AND w.checkpoint_id = c.checkpoint_id "
+            "AND c.thread_id = :t AND c.metadata->>'run_id' = :r"
+        ),
+        params,
+    )
+    await conn.execute(
+        text("DELETE FROM checkpoints WHERE thread_id = :t AND metadata->>'run_id' = :r"),
+        params,
+    )
+
+
 # Fencing -----------------------------------------------------------------
 
 
@@ -90,7 +123,14 @@ class _WriteScript(AsyncClientCursor[DictRow]):
 
     statements: list[str]
 
-    async def execute(self, query: Any, params: Any = None, **_: Any) -> Self:
+    async def execute(
+        self,
+        query: Query,
+        params: Params | None = None,
+        *,
+        prepare: bool | None = None,
+        binary: bool | None = None,
+    ) -> Self:
         self.statements.append(self.mogrify(query, params))
         return self
 
@@ -114,7 +154,7 @@ class FencedPostgresSaver(AsyncPostgresSaver):
     gives it a pool, so each call takes its own connection instead.
     """
 
-    conn: AsyncConnectionPool[Any]
+    conn: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]]
 
     @asynccontextmanager
     async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[AsyncCursor[DictRow]]:
@@ -159,7 +199,7 @@ class FencedPostgresSaver(AsyncPostgresSaver):
     async def aput_writes(
         self,
         config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
+        writes: Sequence[tuple[str, object]],
         task_id: str,
         task_path: str = "",
     ) -> None:

@@ -9,18 +9,35 @@ creation order, so `enqueue` is strict FIFO.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import cast
 
 import psycopg
+from psycopg.rows import TupleRow
 from sqlalchemy import Table, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from server.core.types import (
+    AbandonedRun,
+    ActiveRun,
+    CancelAction,
+    Interrupts,
+    Json,
+    JsonObject,
+    JsonValue,
+    MultitaskStrategy,
+    Run,
+    RunKwargs,
+    RunRow,
+    RunStatus,
+    ThreadStatus,
+)
 from server.db.engine import Conn, columns, fetch_all, fetch_one, jsonb, plain
-from server.db.tables import Run
+from server.db.tables import Run as RunTable
 
-R: Table = Run.__table__  # type: ignore[assignment]
+R: Table = RunTable.__table__  # type: ignore[assignment]
 PUBLIC = [
     R.c.run_id,
     R.c.thread_id,
@@ -49,16 +66,16 @@ async def insert(
     thread_id: uuid.UUID,
     assistant_id: uuid.UUID,
     owner: str,
-    metadata: dict[str, Any],
-    kwargs: dict[str, Any],
-    multitask_strategy: str,
+    metadata: Json,
+    kwargs: RunKwargs,
+    multitask_strategy: MultitaskStrategy,
     temporary: bool,
     after_seconds: float,
-    thread_metadata: dict[str, Any],
+    thread_metadata: Json,
     wake: str | None,
     claim_for: str | None = None,
     lease_seconds: float = 0,
-) -> dict[str, Any]:
+) -> RunRow:
     """Insert a run: pending, or already running under `claim_for`'s lease (the local fast path).
 
     The same statement marks its thread (locked by the caller) `busy`, merging
@@ -86,7 +103,7 @@ async def insert(
         },
     )
     assert row is not None
-    return row
+    return cast(RunRow, row)
 
 
 _CREATE = """
@@ -123,15 +140,15 @@ async def create(
     graphs: list[str],
     thread_id: uuid.UUID,
     run_id: uuid.UUID,
-    metadata: dict[str, Any],
-    kwargs: dict[str, Any],
-    multitask_strategy: str,
+    metadata: Json,
+    kwargs: RunKwargs,
+    multitask_strategy: MultitaskStrategy,
     after_seconds: float,
     resume: bool,
     claim_for: str | None,
     lease_seconds: float,
     wake: str,
-) -> dict[str, Any]:
+) -> RunRow:
     """Create a run on an existing thread in one call (`trellis_create_run`): the assistant
     visible to `owner` with its graph among `graphs`, the thread locked, the multitask
     check, the insert (claimed by `claim_for` when nothing is ahead of it and it is not
@@ -166,17 +183,18 @@ async def create(
             raise
         raise Refused(reason, str(exc.diag.message_primary)) from exc
     assert row is not None
-    return row
+    return cast(RunRow, row)
 
 
-def public(row: dict[str, Any]) -> dict[str, Any]:
+def public(row: RunRow) -> Run:
     """The API view of a full run row."""
-    return plain({column.name: row[column.name] for column in PUBLIC})
+    full: Mapping[str, object] = row
+    return cast(Run, plain({column.name: full[column.name] for column in PUBLIC}))
 
 
 async def get(
     conn: Conn, *, owner: str, run_id: uuid.UUID, thread_id: uuid.UUID | None = None
-) -> dict[str, Any] | None:
+) -> Run | None:
     """The run if it belongs to `owner` (and to `thread_id`, when given)."""
     row = await fetch_one(
         conn,
@@ -184,19 +202,19 @@ async def get(
         "AND (%s::uuid IS NULL OR thread_id = %s::uuid)",
         (run_id, owner, thread_id, thread_id),
     )
-    return plain(row) if row is not None else None
+    return cast(Run, plain(row)) if row is not None else None
 
 
-async def output(conn: Conn, run_id: uuid.UUID) -> tuple[str, Any] | None:
+async def output(conn: Conn, run_id: uuid.UUID) -> tuple[RunStatus, JsonValue] | None:
     """The run's status and final output (values, `__interrupt__` or `__error__`)."""
     row = await fetch_one(conn, "SELECT status, output FROM runs WHERE run_id = %s", (run_id,))
     return (row["status"], row["output"]) if row is not None else None
 
 
-async def get_any(conn: AsyncConnection, run_id: uuid.UUID) -> dict[str, Any] | None:
+async def get_any(conn: AsyncConnection, run_id: uuid.UUID) -> RunRow | None:
     """The full run row, for the executor."""
     row = (await conn.execute(select(R).where(R.c.run_id == run_id))).first()
-    return dict(row._mapping) if row is not None else None
+    return cast(RunRow, dict(row._mapping)) if row is not None else None
 
 
 async def list_for_thread(
@@ -207,16 +225,16 @@ async def list_for_thread(
     limit: int,
     offset: int,
     status: str | None,
-) -> list[dict[str, Any]]:
+) -> list[Run]:
     """The thread's runs, newest first."""
     stmt = select(*PUBLIC).where(R.c.thread_id == thread_id, R.c.owner == owner)
     if status:
         stmt = stmt.where(R.c.status == status)
     stmt = stmt.order_by(R.c.created_at.desc(), R.c.run_id.desc()).limit(limit).offset(offset)
-    return [plain(row._mapping) for row in (await conn.execute(stmt)).all()]
+    return [cast(Run, plain(row._mapping)) for row in (await conn.execute(stmt)).all()]
 
 
-async def active_for_thread(conn: Conn, thread_id: uuid.UUID) -> list[dict[str, Any]]:
+async def active_for_thread(conn: Conn, thread_id: uuid.UUID) -> list[ActiveRun]:
     """Pending and running runs of a thread, oldest first."""
     rows = await fetch_all(
         conn,
@@ -224,7 +242,7 @@ async def active_for_thread(conn: Conn, thread_id: uuid.UUID) -> list[dict[str, 
         "AND status IN ('pending', 'running') ORDER BY created_at, run_id",
         (thread_id,),
     )
-    return [plain(row) for row in rows]
+    return [cast(ActiveRun, plain(row)) for row in rows]
 
 
 _CLAIM = """
@@ -249,15 +267,13 @@ _CLAIM = """
 """
 
 
-async def claim(
-    conn: Conn, *, worker: str, lease_seconds: float, limit: int = 1
-) -> list[dict[str, Any]]:
+async def claim(conn: Conn, *, worker: str, lease_seconds: float, limit: int = 1) -> list[RunRow]:
     """Claim up to `limit` runnable runs (oldest first, one per thread) under fresh leases.
 
     Each row also carries what the executor needs of its assistant (`assistant`: id,
     graph, config, context, metadata; None if it was deleted meanwhile)."""
     params = {"worker": worker, "lease": float(lease_seconds), "limit": limit}
-    return await fetch_all(conn, _CLAIM, params)
+    return cast(list[RunRow], await fetch_all(conn, _CLAIM, params))
 
 
 async def next_due(conn: AsyncConnection) -> datetime | None:
@@ -271,11 +287,11 @@ async def finish(
     conn: Conn,
     run_id: uuid.UUID,
     *,
-    status: str,
+    status: RunStatus,
     worker: str,
     epoch: int,
-    error: dict[str, Any] | None = None,
-    output: Any = None,
+    error: JsonObject | None = None,
+    output: object = None,
 ) -> bool:
     """End a running run if this worker still holds its lease (fencing); False otherwise."""
     row = await fetch_one(
@@ -293,13 +309,14 @@ async def finish(
 class Outcome:
     """How a run ended, and what its thread shows after it."""
 
-    status: str
-    error: dict[str, Any] | None
-    output: Any
-    thread_status: str
-    values: Any
+    status: RunStatus
+    error: JsonObject | None
+    output: object
+    """Its final values, `__interrupt__` or `__error__` (`runs.output`)."""
+    thread_status: ThreadStatus
+    values: JsonValue
     """The final state's values; None when they could not be read (the snapshot stays)."""
-    interrupts: dict[str, Any]
+    interrupts: Interrupts
 
 
 async def finish_with_thread(
@@ -344,6 +361,11 @@ async def notify(conn: Conn, channel: str, payload: str = "") -> None:
     await fetch_one(conn, "SELECT pg_notify(%s, %s)", (channel, payload))
 
 
+async def listen(conn: psycopg.AsyncConnection[TupleRow], channel: str) -> None:
+    """LISTEN to `channel` (a constant, never client input) on a dedicated connection."""
+    await conn.execute(f"LISTEN {channel}")
+
+
 async def cancel_pending(conn: Conn, run_id: uuid.UUID) -> bool:
     """Mark a run that has not started as interrupted; False if it already started."""
     row = await fetch_one(
@@ -364,7 +386,7 @@ async def release(conn: AsyncConnection, run_id: uuid.UUID, *, worker: str) -> N
     )
 
 
-async def request_cancel(conn: Conn, run_id: uuid.UUID, action: str) -> bool:
+async def request_cancel(conn: Conn, run_id: uuid.UUID, action: CancelAction) -> bool:
     """Record that a running run must stop; its worker (or the sweep, if it died) acts on it."""
     row = await fetch_one(
         conn,
@@ -389,19 +411,46 @@ _SWEEP_ONE = text(_SWEEP.format(only="AND run_id = :run_id"))
 
 async def requeue_expired(
     conn: AsyncConnection, run_id: uuid.UUID | None = None
-) -> tuple[list[uuid.UUID], list[dict[str, Any]]]:
+) -> tuple[list[uuid.UUID], list[AbandonedRun]]:
     """Runs whose lease lapsed (their worker died), or just `run_id`: requeued, or ended if
     cancelled meanwhile."""
     requeued: list[uuid.UUID] = []
-    cancelled: list[dict[str, Any]] = []
+    cancelled: list[AbandonedRun] = []
     statement = _SWEEP_ALL if run_id is None else _SWEEP_ONE
     params = {} if run_id is None else {"run_id": run_id}
     for row in (await conn.execute(statement, params)).all():
         if row.cancel_action is None:
             requeued.append(row.run_id)
         else:
-            cancelled.append(dict(row._mapping))
+            cancelled.append(cast(AbandonedRun, dict(row._mapping)))
     return requeued, cancelled
+
+
+_RENEW = """
+    UPDATE runs SET lease_expires_at = now() + make_interval(secs => %s)
+    WHERE lease_owner = %s AND status = 'running' AND run_id = ANY(%s)
+    RETURNING run_id, cancel_action
+"""
+
+
+def renew_leases(
+    conn: psycopg.Connection[TupleRow],
+    *,
+    worker: str,
+    lease_seconds: float,
+    runs: list[uuid.UUID],
+) -> dict[uuid.UUID, CancelAction | None]:
+    """Extend `worker`'s leases on `runs` (synchronous: the heartbeat thread's own connection).
+
+    Returns the runs whose lease it still held, each with the cancel action a client asked
+    for meanwhile (None: keep going); a run missing from it was lost to another worker."""
+    rows = conn.execute(_RENEW, (lease_seconds, worker, runs)).fetchall()
+    return {row[0]: row[1] for row in rows}
+
+
+async def delete_temporary_thread(conn: AsyncConnection, thread_id: uuid.UUID) -> None:
+    """Delete a stateless run's thread once the run is over (its checkpoints go first)."""
+    await conn.execute(text("DELETE FROM threads WHERE thread_id = :t"), {"t": thread_id})
 
 
 async def delete_run(

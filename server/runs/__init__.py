@@ -1,10 +1,14 @@
 """Run execution: creating runs, executing them, and their event streams.
 
-manager.py   RunManager: creates runs as queue rows and follows them to completion
-executor.py  Executor: claims queued runs, executes them under a lease, records outcomes
-hooks.py     RunHooks: what runs call inside their transactions (approvals implement it)
-listener.py  Postgres LISTEN: wake-ups, completions, cancellations
-events.py    the event bus: per-run event streams, in memory or in Redis
-stream.py    graph.astream parts → run events
-webhooks.py  run-completion webhooks
+manager.py        RunManager: creates runs as queue rows and follows them to completion
+executor.py       Executor: claims queued runs, executes them under a lease, records outcomes
+run_config.py     a claimed run's RunnableConfig and graph input (pure)
+lease.py          the lease heartbeat (an OS thread) and the sweep of lapsed leases
+signals.py        NOTIFY channel names and in-process completions
+hooks.py          RunHooks: what runs call inside their transactions (approvals implement it)
+listener.py       Postgres LISTEN: wake-ups, completions, cancellations
+events.py         the event bus: its protocol, event ids, and the in-memory bus
+redis_events.py   the Redis event bus: Streams, one writer, a pub/sub live feed
+stream.py         graph.astream parts → run events
+webhooks.py       run-completion webhooks
 """

@@ -3,10 +3,10 @@
 The executor is the worker half of Trellis. It wakes when a run is created in
 this process, on a Postgres `NOTIFY` from another process, or when the earliest
 delayed run becomes due; it never sleeps in a poll loop waiting for work. Each
-claimed run holds a lease (owner + epoch + expiry) renewed by a heartbeat task;
-ending a run is fenced on that lease, so a worker that lost it cannot overwrite
-the run's outcome. Runs whose lease lapsed (their worker died) go back to the
-queue and resume from their last checkpoint.
+claimed run holds a lease (owner + epoch + expiry) renewed by a heartbeat thread
+(`server.runs.lease`); ending a run is fenced on that lease, so a worker that lost
+it cannot overwrite the run's outcome. Runs whose lease lapsed (their worker died)
+go back to the queue and resume from their last checkpoint.
 """
 
 from __future__ import annotations
@@ -15,117 +15,49 @@ import asyncio
 import contextlib
 import functools
 import logging
-import threading
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Literal, cast
 
 import psycopg
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.errors import GraphDrained
 from langgraph.runtime import RunControl
-from langgraph.types import Command
+from langgraph.types import Durability
+from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.auth.identity import auth_configurable
 from server.core.encoding import dumps
-from server.db import run_rows, thread_rows
+from server.core.types import (
+    CancelAction,
+    Interrupts,
+    JsonObject,
+    JsonValue,
+    RunAssistant,
+    RunRow,
+    ThreadStatus,
+)
+from server.db import checkpoints, run_rows, thread_rows
 from server.db.checkpoints import CURRENT_FENCE, Fence, LeaseLost
-from server.graph_host.registry import GraphRegistry
+from server.graph_host.registry import GraphRegistry, LoadedGraph
 from server.graph_host.snapshot import thread_snapshot
 from server.runs.events import EventBus
 from server.runs.hooks import Notice, RunHooks
+from server.runs.lease import Heartbeat, sweep_expired
+from server.runs.run_config import build_config, graph_input
+from server.runs.signals import DONE_CHANNEL, RUNS_CHANNEL, Completions
 from server.runs.stream import stream_run
 from server.runs.webhooks import WebhookSender, run_payload
 
 log = logging.getLogger("trellis.runs")
 
-# NOTIFY channels (migration 0004's `trellis_finish_run` names the first two too).
-RUNS_CHANNEL = "trellis_runs"
-DONE_CHANNEL = "trellis_run_done"
-CANCEL_CHANNEL = "trellis_run_cancel"
-
 CLAIM_BATCH = 4
 """Runs one claim query may take."""
 
-CancelAction = str
-"""How a run is stopped: `interrupt` keeps its checkpoints and marks it interrupted;
-`rollback` deletes both; `drain` interrupts at the next step boundary; `requeue` hands
-it back to the queue (shutdown); `lost` abandons it to the worker that took it over."""
-
-
-def build_config(run: dict[str, Any], assistant: dict[str, Any], attempt: int) -> dict[str, Any]:
-    """The RunnableConfig for one run: assistant config, then request config, then Trellis keys."""
-    kwargs = run["kwargs"]
-    base = assistant.get("config") or {}
-    request = kwargs.get("config") or {}
-    config: dict[str, Any] = {**base, **{k: v for k, v in request.items() if k != "configurable"}}
-    configurable = {
-        **(base.get("configurable") or {}),
-        **(request.get("configurable") or {}),
-        "thread_id": str(run["thread_id"]),
-        "run_id": str(run["run_id"]),
-        "assistant_id": str(assistant["assistant_id"]),
-        "graph_id": assistant["graph_id"],
-        **auth_configurable(run),  # user_id and langgraph_auth_*, never from the request
-    }
-    checkpoint = kwargs.get("checkpoint") or {}
-    checkpoint_id = kwargs.get("checkpoint_id") or checkpoint.get("checkpoint_id")
-    if checkpoint_id:
-        configurable["checkpoint_id"] = checkpoint_id
-        configurable["checkpoint_ns"] = checkpoint.get("checkpoint_ns", "")
-    config["configurable"] = configurable
-    config["metadata"] = {
-        **(base.get("metadata") or {}),
-        **(request.get("metadata") or {}),
-        **(run.get("metadata") or {}),
-        "run_id": str(run["run_id"]),
-        "thread_id": str(run["thread_id"]),
-        "assistant_id": str(assistant["assistant_id"]),
-        "graph_id": assistant["graph_id"],
-        "run_attempt": attempt,
-    }
-    config["run_id"] = run["run_id"]
-    return config
-
-
-def graph_input(kwargs: dict[str, Any]) -> Any:
-    """The run's input: plain input, or a `Command` built from `command`."""
-    command = kwargs.get("command")
-    if not command:
-        return kwargs.get("input")
-    goto = command.get("goto")
-    return Command(
-        resume=command.get("resume"),
-        update=command.get("update"),
-        goto=goto if goto is not None else (),
-    )
-
-
-class Completions:
-    """In-process signals that a run ended, fed locally and by Postgres NOTIFY."""
-
-    def __init__(self) -> None:
-        self._events: dict[str, asyncio.Event] = {}
-
-    def event(self, run_id: str) -> asyncio.Event:
-        """The event set when `run_id` ends (create before checking the database)."""
-        return self._events.setdefault(run_id, asyncio.Event())
-
-    def done(self, run_id: str) -> None:
-        """Signal every waiter of `run_id`."""
-        event = self._events.pop(run_id, None)
-        if event is not None:
-            event.set()
-
-    def forget(self, run_id: str) -> None:
-        """Drop a waiter's event once nobody waits."""
-        event = self._events.get(run_id)
-        if event is not None and not event.is_set():
-            self._events.pop(run_id, None)
+Ending = Literal["success", "error", "interrupted", "rollback"]
+"""How an execution ended: a run status, or `rollback` (interrupted, and then removed)."""
 
 
 class Executor:
@@ -135,14 +67,14 @@ class Executor:
         self,
         *,
         engine: AsyncEngine,
-        pool: AsyncConnectionPool[Any],
+        pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]],
         registry: GraphRegistry,
-        checkpointer: BaseCheckpointSaver[Any],
+        checkpointer: BaseCheckpointSaver[str],
         events: EventBus,
         completions: Completions,
         conninfo: str,
         concurrency: int,
-        default_durability: str,
+        default_durability: Durability,
         lease_seconds: float = 4.0,
         sweep_seconds: float = 1.0,
         hooks: RunHooks | None = None,
@@ -290,14 +222,14 @@ class Executor:
                 "took over runs whose lease expired", extra={"runs": [str(r) for r in requeued]}
             )
 
-    def launch(self, run: dict[str, Any], assistant: dict[str, Any] | None) -> None:
+    def launch(self, run: RunRow, assistant: RunAssistant | None) -> None:
         """Execute a run this worker has claimed (its full row), for `assistant` (None: it
         was deleted; the run fails)."""
         run_id = str(run["run_id"])
         self._epochs[run_id] = int(run["lease_epoch"])
         self._controls[run_id] = RunControl()
-        if run.get("cancel_action"):
-            self._cancel_actions[run_id] = run["cancel_action"]
+        if cancel_action := run.get("cancel_action"):
+            self._cancel_actions[run_id] = cancel_action
         self.events.attach(run_id)
         task = asyncio.create_task(self._execute(run, assistant), name=f"run-{run_id}")
         self._tasks[run_id] = task
@@ -315,7 +247,7 @@ class Executor:
 
     # execution ------------------------------------------------------------
 
-    async def _execute(self, run: dict[str, Any], assistant: dict[str, Any] | None) -> None:
+    async def _execute(self, run: RunRow, assistant: RunAssistant | None) -> None:
         run_id = str(run["run_id"])
         thread_id = run["thread_id"]
         kwargs = run["kwargs"]
@@ -327,7 +259,8 @@ class Executor:
             extra={"run_id": run_id, "thread_id": str(thread_id), "attempt": attempt},
         )
         await self.events.publish(run_id, "metadata", dumps({"run_id": run_id, "attempt": attempt}))
-        status, error = "success", None
+        status: Ending = "success"
+        error: JsonObject | None = None
         loaded = self.registry.get(kwargs["graph_id"])
         try:
             if assistant is None:
@@ -394,17 +327,17 @@ class Executor:
 
     async def _finish(
         self,
-        run: dict[str, Any],
-        loaded: Any,
-        status: str,
-        error: dict[str, Any] | None,
+        run: RunRow,
+        loaded: LoadedGraph | None,
+        status: Ending,
+        error: JsonObject | None,
         started: float,
     ) -> None:
         run_id = str(run["run_id"])
         thread_id = run["thread_id"]
         epoch = self._epochs.get(run_id, -1)
-        values: Any = None
-        interrupts: dict[str, Any] = {}
+        values: JsonValue = None
+        interrupts: Interrupts = {}
         has_next = False
         notices: list[Notice] = []
         if loaded is not None:
@@ -423,11 +356,13 @@ class Executor:
                     values = {}  # the run wrote the thread's first checkpoints
             except Exception:
                 log.exception("could not read the final state", extra={"run_id": run_id})
+        output: dict[str, object]
+        thread_status: ThreadStatus
         if status == "error":
-            output: dict[str, Any] = {"__error__": error}
+            output = {"__error__": error}
             thread_status = "error"
         else:
-            output = dict(values or {})
+            output = dict(cast(JsonObject, values or {}))
             pending = [i for items in interrupts.values() for i in items]
             if pending:
                 output["__interrupt__"] = pending
@@ -443,7 +378,7 @@ class Executor:
                     conn, run["run_id"], status="interrupted", worker=self.worker_id, epoch=epoch
                 )
                 if fenced:
-                    await rollback_checkpoints(conn, thread_id, run_id)
+                    await checkpoints.rollback_checkpoints(conn, thread_id, run_id)
                     await run_rows.delete_run(conn, owner=run["owner"], run_id=run["run_id"])
                     queued = await thread_rows.set_state(
                         conn,
@@ -489,7 +424,7 @@ class Executor:
         )
 
     async def _record_outcome(
-        self, run: dict[str, Any], outcome: run_rows.Outcome
+        self, run: RunRow, outcome: run_rows.Outcome
     ) -> tuple[bool, list[Notice]]:
         """The run's outcome and its thread's state, fenced on the lease: one call, or one
         transaction with the approvals its pending interrupts open. Returns (fenced, notices)."""
@@ -519,124 +454,9 @@ class Executor:
         """The thread's latest checkpoint that `run_id` did not write: where a rollback
         returns it to (None when the run wrote its first)."""
         async with self.engine.connect() as conn:
-            found = await conn.scalar(
-                text(
-                    "SELECT checkpoint_id FROM checkpoints WHERE thread_id = :t "
-                    "AND checkpoint_ns = '' AND metadata->>'run_id' IS DISTINCT FROM :r "
-                    "ORDER BY checkpoint_id DESC LIMIT 1"
-                ),
-                {"t": str(thread_id), "r": run_id},
-            )
-        return None if found is None else str(found)
+            return await checkpoints.checkpoint_before(conn, thread_id, run_id)
 
     async def _delete_temporary_thread(self, thread_id: uuid.UUID) -> None:
         await self.checkpointer.adelete_thread(str(thread_id))
         async with self.engine.begin() as conn:
-            await conn.execute(text("DELETE FROM threads WHERE thread_id = :t"), {"t": thread_id})
-
-
-async def sweep_expired(
-    engine: AsyncEngine,
-    events: EventBus,
-    completions: Completions,
-    run_id: uuid.UUID | None = None,
-) -> list[uuid.UUID]:
-    """Runs whose lease lapsed (their worker died): requeued, or ended if they were cancelled.
-
-    Any process may sweep (workers do it periodically; a cancel with `wait` does it for its
-    run). A cancelled run is finished here without running graph code. Returns the requeued.
-    """
-    async with engine.begin() as conn:
-        requeued, cancelled = await run_rows.requeue_expired(conn, run_id)
-        for run in cancelled:
-            await end_abandoned(conn, run)
-    for run in cancelled:
-        await events.end(str(run["run_id"]), "interrupted")
-        completions.done(str(run["run_id"]))
-    return requeued
-
-
-async def end_abandoned(conn: AsyncConnection, run: dict[str, Any]) -> None:
-    """Finish a cancelled run whose worker is gone (rolled back if asked); frees its thread."""
-    thread_id = run["thread_id"]
-    if run["cancel_action"] == "rollback":
-        await rollback_checkpoints(conn, thread_id, str(run["run_id"]))
-        await run_rows.delete_run(conn, owner=run["owner"], run_id=run["run_id"])
-    await thread_rows.set_state(conn, thread_id, status="idle", busy_if_queued=True)
-    await run_rows.notify(conn, DONE_CHANNEL, str(run["run_id"]))
-
-
-async def rollback_checkpoints(conn: AsyncConnection, thread_id: uuid.UUID, run_id: str) -> None:
-    """Delete the checkpoints a run wrote (those whose metadata names it) and their writes."""
-    params = {"t": str(thread_id), "r": run_id}
-    await conn.execute(
-        text(
-            "DELETE FROM checkpoint_writes w USING checkpoints c "
-            "WHERE w.thread_id = c.thread_id AND w.checkpoint_ns = c.checkpoint_ns "
-            "AND w.checkpoint_id = c.checkpoint_id "
-            "AND c.thread_id = :t AND c.metadata->>'run_id' = :r"
-        ),
-        params,
-    )
-    await conn.execute(
-        text("DELETE FROM checkpoints WHERE thread_id = :t AND metadata->>'run_id' = :r"),
-        params,
-    )
-
-
-class Heartbeat:
-    """Renews an executor's leases from an OS thread with its own connection.
-
-    A node that blocks the event loop cannot starve it, so a busy run never
-    loses its lease to a second execution. The same round trip tells the
-    executor about leases it lost and cancellations requested from elsewhere.
-    """
-
-    def __init__(self, conninfo: str, executor: Executor) -> None:
-        self.conninfo = conninfo
-        self.executor = executor
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Start the thread; callbacks go to `loop`."""
-        self._thread = threading.Thread(
-            target=self._run, args=(loop,), name="trellis-heartbeat", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop the thread."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def _run(self, loop: asyncio.AbstractEventLoop) -> None:
-        executor = self.executor
-        interval = executor.lease_seconds / 3
-        conn: psycopg.Connection[Any] | None = None
-        while not self._stop.wait(interval):
-            held = executor.held()
-            if not held:
-                continue
-            try:
-                if conn is None or conn.closed:
-                    conn = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=2)
-                rows = conn.execute(
-                    "UPDATE runs SET lease_expires_at = now() + make_interval(secs => %s) "
-                    "WHERE lease_owner = %s AND status = 'running' AND run_id = ANY(%s) "
-                    "RETURNING run_id, cancel_action",
-                    (executor.lease_seconds, executor.worker_id, held),
-                ).fetchall()
-            except psycopg.Error:
-                log.exception("lease renewal failed")
-                conn = None
-                continue
-            renewed = {row[0]: row[1] for row in rows}
-            for run_id in held:
-                if run_id not in renewed:
-                    loop.call_soon_threadsafe(executor.cancel, str(run_id), "lost")
-                elif renewed[run_id]:
-                    loop.call_soon_threadsafe(executor.cancel, str(run_id), renewed[run_id])
-        if conn is not None:
-            conn.close()
+            await run_rows.delete_temporary_thread(conn, thread_id)

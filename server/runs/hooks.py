@@ -9,13 +9,15 @@ that records the run, so an approval exists exactly when the thread's state says
 from __future__ import annotations
 
 import uuid
-from typing import Any, Protocol
+from collections.abc import Mapping
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.core.schemas import RunCreate
+from server.core.types import Interrupts, RunRow
 
-Notice = tuple[str, dict[str, Any]]
+Notice = tuple[str, Mapping[str, object]]
 """(event, payload): something to announce once the transaction that produced it commits."""
 
 
@@ -38,8 +40,8 @@ class RunHooks(Protocol):
     async def on_run_finished(
         self,
         conn: AsyncConnection,
-        run: dict[str, Any],
-        interrupts: dict[str, list[dict[str, Any]]] | None,
+        run: RunRow,
+        interrupts: Interrupts | None,
     ) -> list[Notice]:
         """A run's outcome is being recorded; `interrupts` None: its final state is unknown."""
         ...

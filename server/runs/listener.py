@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import cast
 
 import psycopg
 
-from server.runs.executor import CANCEL_CHANNEL, DONE_CHANNEL, RUNS_CHANNEL, Completions, Executor
+from server.core.types import CancelAction
+from server.db import run_rows
+from server.runs.executor import Executor
+from server.runs.signals import CANCEL_CHANNEL, DONE_CHANNEL, RUNS_CHANNEL, Completions
 
 log = logging.getLogger("trellis.runs")
 
@@ -48,7 +52,7 @@ class Listener:
                     self.conninfo, autocommit=True
                 ) as conn:
                     for channel in self._channels():
-                        await conn.execute(f"LISTEN {channel}")
+                        await run_rows.listen(conn, channel)
                     self.ready.set()
                     if self.executor is not None:
                         self.executor.wake()  # catch up on anything sent while we were away
@@ -73,4 +77,5 @@ class Listener:
             self.completions.done(payload)
         elif channel == CANCEL_CHANNEL and self.executor is not None:
             run_id, _, action = payload.partition(":")
-            self.executor.cancel(run_id, action or "interrupt")
+            # Sent by `RunManager` (one of the actions it records), never by a client.
+            self.executor.cancel(run_id, cast(CancelAction, action or "interrupt"))

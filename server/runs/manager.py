@@ -13,10 +13,12 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Literal, cast
 
+import psycopg
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -24,22 +26,31 @@ from server.auth.identity import auth_user_for_run
 from server.core.errors import InvalidRequest, NotFound, NothingToResume, ThreadBusy
 from server.core.ids import parse_uuid, require_uuid, uuid7
 from server.core.schemas import RunCreate
+from server.core.types import (
+    CancelAction,
+    Json,
+    JsonValue,
+    Run,
+    RunAssistant,
+    RunKwargs,
+    RunRow,
+    RunStatus,
+)
 from server.db import assistant_rows, run_rows, thread_rows
 from server.db.engine import Conn
 from server.graph_host.registry import GraphRegistry, system_assistant_id
 from server.runs.events import EventBus, RunEvent
-from server.runs.executor import (
-    CANCEL_CHANNEL,
-    RUNS_CHANNEL,
-    Completions,
-    Executor,
-    sweep_expired,
-)
+from server.runs.executor import Executor
 from server.runs.hooks import Notice, RunHooks
+from server.runs.lease import sweep_expired
+from server.runs.signals import CANCEL_CHANNEL, RUNS_CHANNEL, Completions
 
 log = logging.getLogger("trellis.runs")
 
 TERMINAL = ("success", "error", "timeout", "interrupted")
+
+WaitStatus = RunStatus | Literal["deleted"]
+"""How a run a caller waited for ended: its status, or `deleted` (it is gone)."""
 
 
 class RunManager:
@@ -49,9 +60,9 @@ class RunManager:
         self,
         *,
         engine: AsyncEngine,
-        pool: AsyncConnectionPool[Any],
+        pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]],
         registry: GraphRegistry,
-        checkpointer: BaseCheckpointSaver[Any],
+        checkpointer: BaseCheckpointSaver[str],
         events: EventBus,
         completions: Completions,
         executor: Executor | None,
@@ -86,7 +97,7 @@ class RunManager:
             parsed = system_assistant_id(assistant_id)
         return parsed
 
-    async def resolve_assistant(self, conn: Conn, owner: str, assistant_id: str) -> dict[str, Any]:
+    async def resolve_assistant(self, conn: Conn, owner: str, assistant_id: str) -> RunAssistant:
         """An assistant by id, or a graph id naming its system assistant."""
         parsed = self._assistant_uuid(assistant_id)
         assistant = (
@@ -96,7 +107,7 @@ class RunManager:
             raise NotFound(f"assistant {assistant_id[:80]!r} not found")
         if assistant["graph_id"] not in self.registry:
             raise NotFound(f"graph {assistant['graph_id']!r} is not served by this server")
-        return assistant
+        return cast(RunAssistant, assistant)
 
     async def create(
         self,
@@ -105,7 +116,7 @@ class RunManager:
         body: RunCreate,
         *,
         approval_id: uuid.UUID | None = None,
-    ) -> dict[str, Any]:
+    ) -> Run:
         """Validate and enqueue a run; returns the run object.
 
         A run on an existing thread is created in one server-side call; one that must stop
@@ -128,12 +139,16 @@ class RunManager:
                 return created
         async with self._transaction(orm=closes_approvals) as conn:
             assistant = await self.resolve_assistant(conn, owner, body.assistant_id)
-            meta = {"graph_id": assistant["graph_id"], "assistant_id": assistant["assistant_id"]}
+            meta: Json = {
+                "graph_id": assistant["graph_id"],
+                "assistant_id": assistant["assistant_id"],
+            }
             temporary = thread_id is None
+            thread_status: str | None
             if thread_id is None:
                 tid = uuid7()
                 await thread_rows.create(conn, owner=owner, thread_id=tid, metadata=meta)
-                thread: dict[str, Any] = {"status": "idle"}
+                thread_status = "idle"
             else:
                 tid = require_uuid(thread_id, "thread")
                 found = await thread_rows.get(conn, owner=owner, thread_id=tid, for_update=True)
@@ -143,15 +158,14 @@ class RunManager:
                     if await thread_rows.exists_for_other_owner(conn, tid):
                         raise NotFound(f"thread {thread_id!r} not found")
                     await thread_rows.create(conn, owner=owner, thread_id=tid, metadata=meta)
-                    found = {"status": "idle"}
-                thread = found
+                thread_status = "idle" if found is None else found.get("status")
             active = await run_rows.active_for_thread(conn, tid)
             strategy = body.multitask_strategy
             if active and strategy == "reject":
                 raise ThreadBusy(f"thread {tid} has an active run; multitask_strategy is 'reject'")
             if active and strategy in ("interrupt", "rollback"):
                 # `interrupt` lets an earlier run stop at its next step boundary.
-                action = "drain" if strategy == "interrupt" else "rollback"
+                action: CancelAction = "drain" if strategy == "interrupt" else "rollback"
                 for other in active:
                     other_uuid = uuid.UUID(other["run_id"])
                     if other["status"] == "running":
@@ -175,10 +189,10 @@ class RunManager:
                 }
                 if await self.checkpointer.aget_tuple(config) is None:
                     raise NotFound(f"checkpoint {checkpoint_id!r} not found on thread {tid}")
-            elif resume and not active and thread.get("status") != "interrupted":
+            elif resume and not active and thread_status != "interrupted":
                 raise NothingToResume(f"thread {tid} has no pending interrupt to resume")
             run_id = uuid7()
-            kwargs = {**self._run_kwargs(owner, body), "graph_id": assistant["graph_id"]}
+            kwargs: RunKwargs = {**self._run_kwargs(owner, body), "graph_id": assistant["graph_id"]}
             # Fast path: nothing ahead of it on the thread and a free slot here, so this
             # process claims the run in the same transaction instead of a queue round trip.
             local = (
@@ -215,13 +229,13 @@ class RunManager:
                 )
         if self.hooks is not None:
             self.hooks.notify(notices)
-        for other_id in to_cancel:
-            await self._signal_cancel(other_id, "drain" if strategy == "interrupt" else strategy)
+        for other_id in to_cancel:  # only with the `interrupt` or `rollback` strategy
+            await self._signal_cancel(other_id, "drain" if strategy == "interrupt" else "rollback")
         return self._created(row, assistant)
 
     async def _create_in_one_call(
         self, owner: str, thread_id: str, body: RunCreate, *, resume: bool
-    ) -> dict[str, Any] | None:
+    ) -> Run | None:
         """The common creation, a run on an existing thread, as one server-side call.
         None when the run needs the full path (earlier runs to stop, a thread to create)."""
         assistant_id = self._assistant_uuid(body.assistant_id)
@@ -264,14 +278,14 @@ class RunManager:
         return self._created(row, row.pop("assistant"))
 
     @staticmethod
-    def _run_kwargs(owner: str, body: RunCreate) -> dict[str, Any]:
+    def _run_kwargs(owner: str, body: RunCreate) -> RunKwargs:
         """What a run keeps of its request, for whichever worker executes it."""
         kwargs = body.model_dump(mode="json", exclude_none=True)
         kwargs["stream_mode"] = body.stream_modes
         kwargs["auth_user"] = auth_user_for_run(owner)  # lets any worker rebuild the identity
-        return kwargs
+        return cast(RunKwargs, kwargs)
 
-    def _created(self, row: dict[str, Any], assistant: dict[str, Any] | None) -> dict[str, Any]:
+    def _created(self, row: RunRow, assistant: RunAssistant | None) -> Run:
         """Hand a new run to this process's executor (it claimed it: running) or wake it."""
         if self.executor is not None:
             if row["status"] == "running":
@@ -289,7 +303,7 @@ class RunManager:
         )
         return run
 
-    async def get(self, owner: str, thread_id: str, run_id: str) -> dict[str, Any]:
+    async def get(self, owner: str, thread_id: str, run_id: str) -> Run:
         """A run of a thread."""
         tid, rid = require_uuid(thread_id, "thread"), require_uuid(run_id, "run")
         async with self.pool.connection() as conn:
@@ -300,7 +314,7 @@ class RunManager:
 
     async def list(
         self, owner: str, thread_id: str, *, limit: int, offset: int, status: str | None
-    ) -> list[dict[str, Any]]:
+    ) -> list[Run]:
         """A thread's runs, newest first."""
         tid = require_uuid(thread_id, "thread")
         async with self.engine.connect() as conn:
@@ -318,7 +332,7 @@ class RunManager:
         async with self.engine.begin() as conn:
             await run_rows.delete_run(conn, owner=owner, run_id=uuid.UUID(run["run_id"]))
 
-    async def wait(self, run_id: str) -> tuple[str, Any]:
+    async def wait(self, run_id: str) -> tuple[WaitStatus, JsonValue]:
         """Block until the run ends; returns its status and output."""
         event = self.completions.event(run_id)
         try:
@@ -365,8 +379,8 @@ class RunManager:
         return found is None or found[0] in TERMINAL
 
     async def cancel(
-        self, owner: str, thread_id: str, run_id: str, *, action: str, wait: bool
-    ) -> dict[str, Any]:
+        self, owner: str, thread_id: str, run_id: str, *, action: CancelAction, wait: bool
+    ) -> Run:
         """Cancel a run; with `wait`, return only once it has really stopped."""
         run = await self.get(owner, thread_id, run_id)
         if run["status"] in TERMINAL:
@@ -409,7 +423,7 @@ class RunManager:
                 await asyncio.wait_for(event.wait(), self.lease_seconds / 2)
             await sweep_expired(self.engine, self.events, self.completions, run_id)
 
-    async def _signal_cancel(self, run_id: str, action: str) -> None:
+    async def _signal_cancel(self, run_id: str, action: CancelAction) -> None:
         if self.executor is not None and self.executor.cancel(run_id, action):
             return
         async with self.engine.begin() as conn:

@@ -10,24 +10,30 @@ subgraphs are named `mode|namespace`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from typing import Any, cast
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import cast
 
 from langchain_core.messages import BaseMessage, BaseMessageChunk
 from langchain_core.messages.utils import message_chunk_to_message
 from langchain_core.runnables import RunnableConfig
-from langgraph.pregel import Pregel
 from langgraph.runtime import RunControl
+from langgraph.types import All, Durability
+from langgraph.types import StreamMode as GraphStreamMode
 
 from server.core.schemas import StreamMode
+from server.core.types import Json
+from server.graph_host.introspection import Graph
+
+Part = tuple[str, object]
+"""A wire event: its name, and its payload (encoded as JSON by the caller)."""
 
 
-def _lg_modes(modes: Sequence[StreamMode]) -> list[str]:
-    out: list[str] = []
+def _lg_modes(modes: Sequence[StreamMode]) -> list[GraphStreamMode]:
+    out: list[GraphStreamMode] = []
     for mode in modes:
         lg = "messages" if mode in ("messages", "messages-tuple") else mode
         if lg != "events" and lg not in out:
-            out.append(lg)
+            out.append(cast(GraphStreamMode, lg))
     return out
 
 
@@ -37,8 +43,8 @@ class _MessageAccumulator:
     def __init__(self) -> None:
         self._seen: dict[str, BaseMessageChunk | BaseMessage] = {}
 
-    def feed(self, message: BaseMessage, metadata: dict[str, Any]) -> list[tuple[str, Any]]:
-        events: list[tuple[str, Any]] = []
+    def feed(self, message: BaseMessage, metadata: Mapping[str, object]) -> list[Part]:
+        events: list[Part] = []
         msg_id = message.id or ""
         if msg_id not in self._seen:
             events.append(("messages/metadata", {msg_id: {"metadata": metadata}}))
@@ -57,7 +63,7 @@ def _event_name(mode: str, namespace: Sequence[str]) -> str:
     return "|".join([mode, *namespace]) if namespace else mode
 
 
-def _debug_payload(data: Any) -> Any:
+def _debug_payload(data: object) -> object:
     """Add `checkpoint`/`parent_checkpoint` refs to debug checkpoint payloads, like the official."""
     if isinstance(data, dict) and data.get("type") == "checkpoint":
         payload = data.get("payload")
@@ -87,11 +93,11 @@ class PartTranslator:
         self.full_messages = "messages" in modes
         self._messages = _MessageAccumulator()
 
-    def translate(self, namespace: Sequence[str], mode: str, data: Any) -> list[tuple[str, Any]]:
+    def translate(self, namespace: Sequence[str], mode: str, data: object) -> list[Part]:
         """Wire events for one LangGraph stream part."""
         if mode == "messages":
-            message, metadata = data
-            events: list[tuple[str, Any]] = []
+            message, metadata = cast(tuple[BaseMessage, Mapping[str, object]], data)
+            events: list[Part] = []
             if self.tuples:
                 events.append((_event_name("messages", namespace), [message, metadata]))
             if self.full_messages:
@@ -104,40 +110,51 @@ class PartTranslator:
 
 
 async def stream_run(
-    graph: Pregel[Any, Any, Any, Any],
-    graph_input: Any,
-    config: dict[str, Any],
+    graph: Graph,
+    graph_input: object,
+    config: RunnableConfig,
     *,
     modes: Sequence[StreamMode],
     subgraphs: bool,
-    context: dict[str, Any] | None,
-    durability: str,
-    interrupt_before: Any = None,
-    interrupt_after: Any = None,
+    context: Json | None,
+    durability: Durability,
+    interrupt_before: All | Sequence[str] | None = None,
+    interrupt_after: All | Sequence[str] | None = None,
     control: RunControl | None = None,
-) -> AsyncIterator[tuple[str, Any]]:
+) -> AsyncIterator[Part]:
     """Run `graph` and yield wire events in order; exceptions from the graph propagate."""
     translator = PartTranslator(modes)
-    kwargs: dict[str, Any] = {
-        "stream_mode": _lg_modes(modes),
-        "subgraphs": True,
-        "context": context,
-        "durability": durability,
-        "interrupt_before": interrupt_before,
-        "interrupt_after": interrupt_after,
-        "control": control,
-    }
-    graph_config = cast(RunnableConfig, config)
+    lg_modes = _lg_modes(modes)
     if "events" not in modes:
-        async for namespace, mode, data in graph.astream(graph_input, graph_config, **kwargs):
+        async for namespace, mode, data in graph.astream(
+            graph_input,
+            config,
+            stream_mode=lg_modes,
+            subgraphs=True,
+            context=context,
+            durability=durability,
+            interrupt_before=interrupt_before,
+            interrupt_after=interrupt_after,
+            control=control,
+        ):
             if namespace and not subgraphs:
                 continue
             for part in translator.translate(namespace, mode, data):
                 yield part
         return
     root_run_id: str | None = None
-    async for raw in graph.astream_events(graph_input, graph_config, version="v2", **kwargs):
-        event = cast(dict[str, Any], raw)
+    async for event in graph.astream_events(
+        graph_input,
+        config,
+        version="v2",
+        stream_mode=lg_modes,
+        subgraphs=True,
+        context=context,
+        durability=durability,
+        interrupt_before=interrupt_before,
+        interrupt_after=interrupt_after,
+        control=control,
+    ):
         if root_run_id is None:
             root_run_id = event["run_id"]
         if event["event"] == "on_chain_stream" and event["run_id"] == root_run_id:

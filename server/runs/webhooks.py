@@ -6,11 +6,11 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from server.core.encoding import dumps
+from server.core.types import JsonValue, RunRow
 from tools.net import FetchFailed, OutboundError, post_json_public
 
 log = logging.getLogger("trellis.webhooks")
@@ -26,7 +26,7 @@ class WebhookPolicy:
     backoff_max: float = 30.0
 
 
-async def deliver(url: str, payload: Any, *, event: str, policy: WebhookPolicy) -> None:
+async def deliver(url: str, payload: object, *, event: str, policy: WebhookPolicy) -> None:
     """POST `payload` as JSON to `url`; transient failures are retried, a refused URL is not."""
     body = dumps(payload)
     retrying = AsyncRetrying(
@@ -53,13 +53,13 @@ class WebhookSender:
         self.policy = policy
         self._pending: set[asyncio.Task[None]] = set()
 
-    def send(self, url: str, payload: Any, *, event: str) -> None:
+    def send(self, url: str, payload: object, *, event: str) -> None:
         """Deliver in the background; failures are logged, never raised to the caller."""
         task = asyncio.create_task(self._send(url, payload, event))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _send(self, url: str, payload: Any, event: str) -> None:
+    async def _send(self, url: str, payload: object, event: str) -> None:
         try:
             await deliver(url, payload, event=event, policy=self.policy)
         except OutboundError as exc:
@@ -76,7 +76,7 @@ class WebhookSender:
             task.cancel()
 
 
-def run_payload(run: dict[str, Any], status: str, values: Any) -> dict[str, Any]:
+def run_payload(run: RunRow, status: str, values: JsonValue) -> dict[str, object]:
     """The body of a run-completion webhook, shaped like the official server's."""
     ended = datetime.now(UTC).isoformat()
     public = {
@@ -96,5 +96,5 @@ def run_payload(run: dict[str, Any], status: str, values: Any) -> dict[str, Any]
     }
 
 
-def _iso(value: Any) -> Any:
+def _iso(value: object) -> object:
     return value.isoformat() if isinstance(value, datetime) else value

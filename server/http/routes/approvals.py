@@ -7,9 +7,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import Field
 
-from server.approvals.service import ApprovalService, ApprovalStatus, Decision
+from server.approvals.service import ApprovalService, Decision
 from server.core.errors import Unavailable
 from server.core.schemas import MAX_PAGE, Body
+from server.core.types import ApprovalStatus
 from server.http.deps import OwnerDep, RunsDep, ServicesDep
 
 router = APIRouter(prefix="/approvals", tags=["approvals"])

@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 from server.core.encoding import dumps
 from server.core.errors import InvalidRequest, NotFound
 from server.core.schemas import MAX_PAGE, RunCancel, RunCreate
-from server.core.types import RunStatus
+from server.core.types import Run, RunStatus
 from server.http.deps import OwnerDep, RunsDep, ServicesDep
 from server.http.sse import run_stream_response
 from server.runs.events import parse_event_id
@@ -22,7 +22,7 @@ thread_runs = APIRouter(prefix="/threads/{thread_id}/runs", tags=["runs"])
 stateless_runs = APIRouter(prefix="/runs", tags=["runs"])
 
 
-def _location(response: Response, run: dict[str, Any]) -> None:
+def _location(response: Response, run: Run) -> None:
     response.headers["Content-Location"] = f"/threads/{run['thread_id']}/runs/{run['run_id']}"
 
 
@@ -48,7 +48,7 @@ async def _stream(
     )
 
 
-def _wait_response(runs: RunManager, run: dict[str, Any], keepalive: float) -> StreamingResponse:
+def _wait_response(runs: RunManager, run: Run, keepalive: float) -> StreamingResponse:
     """The run's final output; newlines keep the connection alive while it runs."""
 
     async def body() -> AsyncIterator[bytes]:

@@ -11,7 +11,8 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio
 
-from server.runs.events import END, RedisEventBus, RunEvent, end_data, parse_event_id
+from server.runs.events import END, RunEvent, end_data, parse_event_id
+from server.runs.redis_events import RedisEventBus
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 

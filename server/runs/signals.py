@@ -1,0 +1,39 @@
+"""Signals between run processes: the Postgres NOTIFY channels, and in-process completions.
+
+A run's creation wakes executors (`RUNS_CHANNEL`), its end wakes whoever waits for it
+(`DONE_CHANNEL`), a cancellation reaches the process executing it (`CANCEL_CHANNEL`,
+payload `<run_id>:<action>`). `Listener` turns these into calls on `Executor` and
+`Completions`; a process signals itself directly, without a round trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+# Migration 0004's `trellis_finish_run` names the first two too.
+RUNS_CHANNEL = "trellis_runs"
+DONE_CHANNEL = "trellis_run_done"
+CANCEL_CHANNEL = "trellis_run_cancel"
+
+
+class Completions:
+    """In-process signals that a run ended, fed locally and by Postgres NOTIFY."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, asyncio.Event] = {}
+
+    def event(self, run_id: str) -> asyncio.Event:
+        """The event set when `run_id` ends (create before checking the database)."""
+        return self._events.setdefault(run_id, asyncio.Event())
+
+    def done(self, run_id: str) -> None:
+        """Signal every waiter of `run_id`."""
+        event = self._events.pop(run_id, None)
+        if event is not None:
+            event.set()
+
+    def forget(self, run_id: str) -> None:
+        """Drop a waiter's event once nobody waits."""
+        event = self._events.get(run_id)
+        if event is not None and not event.is_set():
+            self._events.pop(run_id, None)

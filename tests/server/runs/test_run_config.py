@@ -1,0 +1,145 @@
+"""build_config and graph_input: what a claimed run hands its graph, without a database."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import cast
+
+from langgraph.types import Command
+
+from server.core.types import RunAssistant, RunKwargs, RunRow
+from server.runs.run_config import build_config, graph_input
+
+RUN_ID = uuid.UUID("00000000-0000-7000-8000-000000000001")
+THREAD_ID = uuid.UUID("00000000-0000-7000-8000-000000000002")
+ASSISTANT_ID = "00000000-0000-7000-8000-000000000003"
+
+
+def run_row(owner: str = "alice", **kwargs: object) -> RunRow:
+    """A claimed run's row, with the request keys given as `kwargs`."""
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    return cast(
+        RunRow,
+        {
+            "run_id": RUN_ID,
+            "thread_id": THREAD_ID,
+            "assistant_id": uuid.UUID(ASSISTANT_ID),
+            "owner": owner,
+            "status": "running",
+            "metadata": {"from": "run", "shared": "run"},
+            "kwargs": {"assistant_id": ASSISTANT_ID, "graph_id": "echo", **kwargs},
+            "multitask_strategy": "enqueue",
+            "created_at": now,
+            "updated_at": now,
+            "attempt": 1,
+            "lease_epoch": 1,
+        },
+    )
+
+
+def assistant(**config: object) -> RunAssistant:
+    return {
+        "assistant_id": ASSISTANT_ID,
+        "graph_id": "echo",
+        "config": dict(config),
+        "context": {},
+        "metadata": {},
+    }
+
+
+def test_request_config_overrides_the_assistants_and_trellis_keys_override_both() -> None:
+    base = assistant(
+        recursion_limit=5,
+        tags=["assistant"],
+        configurable={"model": "small", "temperature": 0, "thread_id": "not-this"},
+        metadata={"from": "assistant", "shared": "assistant"},
+    )
+    run = run_row(
+        config={
+            "tags": ["request"],
+            "configurable": {
+                "model": "large",
+                "run_id": "spoofed",
+                "user_id": "mallory",
+                "langgraph_auth_user_id": "mallory",
+            },
+            "metadata": {"from": "request", "extra": 1},
+        }
+    )
+    config = build_config(run, base, attempt=3)
+
+    assert config["recursion_limit"] == 5
+    assert config["tags"] == ["request"]
+    configurable = config["configurable"]
+    assert configurable["model"] == "large"
+    assert configurable["temperature"] == 0
+    assert configurable["thread_id"] == str(THREAD_ID)
+    assert configurable["run_id"] == str(RUN_ID)
+    assert configurable["assistant_id"] == ASSISTANT_ID
+    assert configurable["graph_id"] == "echo"
+    assert configurable["user_id"] == "alice"
+    assert configurable["langgraph_auth_user_id"] == "alice"
+    assert "checkpoint_id" not in configurable
+    # Run metadata wins over the request's, which wins over the assistant's; ids last.
+    assert config["metadata"] == {
+        "from": "run",
+        "shared": "run",
+        "extra": 1,
+        "run_id": str(RUN_ID),
+        "thread_id": str(THREAD_ID),
+        "assistant_id": ASSISTANT_ID,
+        "graph_id": "echo",
+        "run_attempt": 3,
+    }
+    assert config["run_id"] == RUN_ID
+
+
+def test_the_callers_identity_comes_from_the_run_not_the_request() -> None:
+    user = {"identity": "alice", "display_name": "Alice", "is_authenticated": True}
+    configurable = build_config(
+        run_row(auth_user={**user, "permissions": ["read"]}), assistant(), 1
+    )["configurable"]
+    assert configurable["langgraph_auth_user"]["display_name"] == "Alice"
+    assert configurable["langgraph_auth_permissions"] == ["read"]
+
+    # An identity recorded for someone else is not trusted: the owner, unauthenticated.
+    forged = build_config(
+        run_row(auth_user={"identity": "mallory", "permissions": ["admin"]}), assistant(), 1
+    )["configurable"]
+    assert forged["langgraph_auth_user"]["identity"] == "alice"
+    assert forged["langgraph_auth_permissions"] == []
+
+
+def test_a_run_from_a_checkpoint_starts_there() -> None:
+    by_ref = build_config(
+        run_row(checkpoint={"checkpoint_id": "c1", "checkpoint_ns": "child"}), assistant(), 1
+    )
+    assert by_ref["configurable"]["checkpoint_id"] == "c1"
+    assert by_ref["configurable"]["checkpoint_ns"] == "child"
+
+    by_id = build_config(
+        run_row(checkpoint_id="c2", checkpoint={"checkpoint_id": "c1"}), assistant(), 1
+    )
+    assert by_id["configurable"]["checkpoint_id"] == "c2"
+    assert by_id["configurable"]["checkpoint_ns"] == ""
+
+
+def test_input_is_the_plain_input_without_a_command() -> None:
+    assert graph_input(cast(RunKwargs, {"input": {"text": "hi"}})) == {"text": "hi"}
+    assert graph_input(cast(RunKwargs, {})) is None
+    assert graph_input(cast(RunKwargs, {"input": [1], "command": {}})) == [1]
+
+
+def test_a_command_becomes_a_langgraph_command() -> None:
+    resume = graph_input(cast(RunKwargs, {"command": {"resume": {"approved": True}}}))
+    assert isinstance(resume, Command)
+    assert resume.resume == {"approved": True}
+    assert resume.update is None
+    assert resume.goto == ()
+
+    jump = graph_input(cast(RunKwargs, {"command": {"goto": "second", "update": {"n": 1}}}))
+    assert isinstance(jump, Command)
+    assert jump.goto == "second"
+    assert jump.update == {"n": 1}
+    assert jump.resume is None
