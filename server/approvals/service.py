@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -128,7 +128,9 @@ def expiry_of(value: Any, default_ttl: float | None) -> rows.Expiry:
     return timedelta(seconds=default_ttl) if default_ttl else None
 
 
-def pending_interrupts(interrupts: dict[str, list[dict[str, Any]]]) -> list[tuple[str, str, Any]]:
+def pending_interrupts(
+    interrupts: Mapping[str, Sequence[Mapping[str, object]]],
+) -> list[tuple[str, str, Any]]:
     """`(task_id, interrupt_id, value)` of each pending interrupt in a thread's snapshot."""
     return [
         (task_id, str(item["id"]), item.get("value"))
@@ -267,7 +269,7 @@ class ApprovalService:
         if body.checkpoint_id or (body.checkpoint and body.checkpoint.checkpoint_id):
             return []
         thread = await thread_rows.get(conn, owner=owner, thread_id=thread_id)
-        current = [i for _, i, _ in pending_interrupts((thread or {}).get("interrupts") or {})]
+        current = [i for _, i, _ in pending_interrupts(thread["interrupts"] if thread else {})]
         closed = await rows.close_for_resume(
             conn,
             thread_id=thread_id,

@@ -12,8 +12,8 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -96,7 +96,7 @@ class RunManager:
             raise NotFound(f"assistant {assistant_id[:80]!r} not found")
         if assistant["graph_id"] not in self.registry:
             raise NotFound(f"graph {assistant['graph_id']!r} is not served by this server")
-        return assistant
+        return cast(dict[str, Any], assistant)  # an `Assistant` row, as the executor takes it
 
     async def create(
         self,
@@ -133,10 +133,12 @@ class RunManager:
             if thread_id is None:
                 tid = uuid7()
                 await thread_rows.create(conn, owner=owner, thread_id=tid, metadata=meta)
-                thread: dict[str, Any] = {"status": "idle"}
+                thread: Mapping[str, object] = {"status": "idle"}
             else:
                 tid = require_uuid(thread_id, "thread")
-                found = await thread_rows.get(conn, owner=owner, thread_id=tid, for_update=True)
+                found: Mapping[str, object] | None = await thread_rows.get(
+                    conn, owner=owner, thread_id=tid, for_update=True
+                )
                 if found is None:
                     if body.if_not_exists != "create":
                         raise NotFound(f"thread {thread_id!r} not found")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Mapping, Sequence
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import Field
@@ -11,6 +12,7 @@ from server.approvals.service import ApprovalService, ApprovalStatus, Decision
 from server.core.errors import Unavailable
 from server.core.schemas import MAX_PAGE, Body
 from server.http.deps import OwnerDep, RunsDep, ServicesDep
+from server.http.routes import AS_RETURNED
 
 router = APIRouter(prefix="/approvals", tags=["approvals"])
 
@@ -23,18 +25,20 @@ async def get_approvals(services: ServicesDep) -> ApprovalService:
 
 
 ApprovalsDep = Annotated[ApprovalService, Depends(get_approvals)]
+ApprovalBody = Mapping[str, object]
+"""An approval as the service returns it (its `Approval` TypedDict, once the service is typed)."""
 
 
 class DecisionBody(Body):
     """A human's answer; the thread resumes with `{"decision", "value", "comment"}`."""
 
     decision: Decision
-    value: Any = None
+    value: object = None
     """For `edit`: the edited value the graph should use; otherwise anything the graph reads."""
     comment: str | None = Field(default=None, max_length=10_000)
 
 
-@router.get("")
+@router.get("", response_model=AS_RETURNED)
 async def list_approvals(
     approvals: ApprovalsDep,
     owner: OwnerDep,
@@ -44,7 +48,7 @@ async def list_approvals(
     assistant_id: str | None = Query(default=None, max_length=64),
     limit: int = Query(default=10, ge=1, le=MAX_PAGE),
     offset: int = Query(default=0, ge=0, le=10_000_000),
-) -> Any:
+) -> Sequence[ApprovalBody]:
     """The caller's approvals, newest first; `X-Pagination-Total` counts all that match."""
     page, total = await approvals.search(
         owner,
@@ -60,16 +64,16 @@ async def list_approvals(
     return page
 
 
-@router.get("/{approval_id}")
-async def get_approval(approval_id: str, approvals: ApprovalsDep, owner: OwnerDep) -> Any:
+@router.get("/{approval_id}", response_model=AS_RETURNED)
+async def get_approval(approval_id: str, approvals: ApprovalsDep, owner: OwnerDep) -> ApprovalBody:
     """One approval."""
     return await approvals.get(owner, approval_id)
 
 
-@router.post("/{approval_id}/decision")
+@router.post("/{approval_id}/decision", response_model=AS_RETURNED)
 async def decide(
     approval_id: str, body: DecisionBody, approvals: ApprovalsDep, runs: RunsDep, owner: OwnerDep
-) -> Any:
+) -> ApprovalBody:
     """Decide a pending approval; its thread resumes in a new run (`resume_run_id`, `run`).
 
     409 when it is no longer pending (`already_decided`, `superseded`, `expired`), with
