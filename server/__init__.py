@@ -7,6 +7,7 @@ builtin_toolbox.py  settings → the toolbox of the built-in graph (models, Qdra
 
 http/        the FastAPI app: routes, middleware, SSE, the one error mapping
 ops/         commands beside serve and worker: ingest, embedded Postgres, API keys
+resources/   threads and assistants, each behind a service the routes call
 approvals/   interrupts as human decisions over the API
 runs/        run creation, the executor, leases, events and their streams
 auth/        who is calling: identities, API keys, JWT, custom `langgraph_sdk.Auth`

@@ -26,6 +26,8 @@ from server.db.engine import create_engine
 from server.db.owner_store import OwnerScopedStore
 from server.db.pool import open_pool
 from server.graph_host.registry import GraphRegistry
+from server.resources.assistant_service import AssistantService
+from server.resources.thread_service import ThreadService
 from server.runs.events import EventBus, MemoryEventBus
 from server.runs.executor import Executor
 from server.runs.listener import Listener
@@ -53,6 +55,8 @@ class Services:
     extra_info: JsonObject = field(default_factory=dict)
     """What `/info` reports about the process beyond the defaults (e.g. the model provider)."""
     approvals: ApprovalService | None = None
+    threads: ThreadService = field(kw_only=True)
+    assistants: AssistantService = field(kw_only=True)
 
 
 async def open_redis(settings: Settings) -> Redis | None:
@@ -205,4 +209,13 @@ async def open_services(
             executor,
             extra_info,
             approvals,
+            threads=ThreadService(
+                engine=engine,
+                pool=pool,
+                checkpointer=checkpointer,
+                registry=registry,
+                runs=runs,
+                approvals=approvals,
+            ),
+            assistants=AssistantService(engine=engine, registry=registry),
         )

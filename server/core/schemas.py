@@ -7,7 +7,7 @@ every optional field has a default here.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -39,7 +39,7 @@ Offset = Annotated[int, Field(ge=0, le=10_000_000)]
 INT64 = 2**63 - 1
 
 
-def _storable(value: Any) -> Any:
+def _storable(value: object) -> object:
     """Refuse at the edge what Postgres JSONB cannot hold: NUL characters, integers beyond
     64 bits, and non-finite numbers."""
     if isinstance(value, str):
@@ -70,7 +70,7 @@ class Body(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _refuse_unstorable(cls, data: Any) -> Any:
+    def _refuse_unstorable(cls, data: object) -> object:
         return _storable(data)
 
 
@@ -162,7 +162,7 @@ class CheckpointRef(Body):
 
 
 class StateUpdate(Body):
-    values: Any = None
+    values: object = None
     as_node: str | None = Field(default=None, min_length=1, max_length=256)
     checkpoint: CheckpointRef | None = None
     checkpoint_id: str | None = None
@@ -181,9 +181,9 @@ class HistoryQuery(Body):
 
 
 class RunCommand(Body):
-    resume: Any = None
-    update: Any = None
-    goto: Any = None
+    resume: object = None
+    update: object = None
+    goto: object = None
 
     @model_validator(mode="after")
     def _not_empty(self) -> RunCommand:
@@ -194,7 +194,7 @@ class RunCommand(Body):
 
 class RunCreate(Body):
     assistant_id: str = Field(min_length=1, max_length=256)
-    input: Any = None
+    input: object = None
     command: RunCommand | None = None
     config: Json | None = None
     context: Json | None = None

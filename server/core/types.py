@@ -181,7 +181,108 @@ class AbandonedRun(TypedDict):
 # --- threads and their state -----------------------------------------------------------
 
 
+class Thread(TypedDict):
+    """A thread (SDK: `Thread`); `values` and `interrupts` are its latest state's."""
+
+    thread_id: str
+    created_at: str
+    updated_at: str
+    state_updated_at: str
+    metadata: Json
+    status: ThreadStatus
+    config: Json
+    values: JsonValue
+    """An object for most graphs; `{}` before the first checkpoint."""
+    interrupts: Interrupts
+    error: Json | None
+    """How the last run failed, when it did."""
+
+
+class Checkpoint(TypedDict):
+    """Where a state lives (SDK: `Checkpoint`)."""
+
+    thread_id: str
+    checkpoint_ns: str
+    checkpoint_id: str
+    checkpoint_map: NotRequired[Json]
+
+
+class ThreadTask(TypedDict):
+    """A step of the graph pending at a checkpoint (SDK: `ThreadTask`)."""
+
+    id: str
+    name: str
+    path: list[JsonValue]
+    error: str | None
+    interrupts: list[Interrupt]
+    checkpoint: Json | None
+    """A subgraph's checkpoint config, when the task runs one (Studio reads its state)."""
+    state: ThreadState | None
+    """A subgraph's state, when asked for with `subgraphs`."""
+    result: JsonValue
+
+
+class ThreadState(TypedDict):
+    """A thread's state at a checkpoint (SDK: `ThreadState`)."""
+
+    values: JsonValue
+    next: list[str]
+    tasks: list[ThreadTask]
+    metadata: Json
+    created_at: str | None
+    checkpoint: Checkpoint | None
+    parent_checkpoint: Checkpoint | None
+    interrupts: list[Interrupt]
+    checkpoint_id: str | None
+    parent_checkpoint_id: str | None
+
+
+class ThreadUpdateStateResponse(TypedDict):
+    """The checkpoint a state update wrote (SDK: `ThreadUpdateStateResponse`)."""
+
+    checkpoint: Checkpoint
+    configurable: Json
+    """The new checkpoint's `configurable`, as LangGraph returned it."""
+    checkpoint_id: str
+
+
 # --- assistants ------------------------------------------------------------------------
+
+
+class AssistantVersion(TypedDict):
+    """One version of an assistant's configuration (SDK: `AssistantVersion`)."""
+
+    assistant_id: str
+    graph_id: str
+    config: Json
+    context: Json
+    metadata: Json
+    name: str
+    description: str | None
+    version: int
+    created_at: str
+
+
+class Assistant(AssistantVersion):
+    """An assistant: its current version, and when it last changed (SDK: `Assistant`)."""
+
+    updated_at: str
+
+
+class GraphSchema(TypedDict):
+    """JSON Schemas of a graph's input, output, state, config and context (SDK: `GraphSchema`);
+    None where LangGraph cannot build one."""
+
+    graph_id: str
+    input_schema: JsonObject | None
+    output_schema: JsonObject | None
+    state_schema: JsonObject | None
+    config_schema: JsonObject | None
+    context_schema: JsonObject | None
+
+
+Subgraphs: TypeAlias = dict[str, GraphSchema]
+"""Schemas of a graph's subgraphs, keyed by namespace (SDK: `Subgraphs`)."""
 
 
 # --- approvals -------------------------------------------------------------------------

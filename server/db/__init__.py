@@ -1,6 +1,6 @@
 """Persistence: every SQL statement Trellis runs lives here.
 
-engine.py            the SQLAlchemy engine (Trellis' tables)
+engine.py            the SQLAlchemy engine (Trellis' tables), hot-SQL helpers, `ping`
 pool.py              the psycopg pool of LangGraph's checkpointer and store
 tables.py            Trellis' tables (SQLAlchemy Core)
 migrate.py           Alembic migrations plus LangGraph's own `setup()`

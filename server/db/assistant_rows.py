@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import cast
 
 from sqlalchemy import ColumnElement, Table, and_, delete, func, or_, select, update
+from sqlalchemy import Row as SqlRow
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.core.schemas import AssistantCount, AssistantSearch
+from server.core.types import Assistant as AssistantRow
+from server.core.types import AssistantVersion as VersionRow
+from server.core.types import Json
 from server.db.engine import Conn, columns, fetch_one, plain
 from server.db.tables import Assistant, AssistantVersion
 
@@ -47,8 +51,12 @@ def _visible(owner: str) -> ColumnElement[bool]:
     return or_(A.c.owner.is_(None), A.c.owner == owner)
 
 
-def _out(row: Any) -> dict[str, Any]:
-    return plain(row._mapping)
+def _out(row: SqlRow[tuple[object, ...]]) -> AssistantRow:
+    return cast(AssistantRow, plain(row._mapping))
+
+
+def _version(row: SqlRow[tuple[object, ...]]) -> VersionRow:
+    return cast(VersionRow, plain(row._mapping))
 
 
 async def upsert_system(
@@ -74,12 +82,12 @@ async def create(
     owner: str,
     assistant_id: uuid.UUID,
     graph_id: str,
-    config: dict[str, Any],
-    context: dict[str, Any],
-    metadata: dict[str, Any],
+    config: Json,
+    context: Json,
+    metadata: Json,
     name: str,
     description: str | None,
-) -> dict[str, Any] | None:
+) -> AssistantRow | None:
     """Insert an assistant and its version 1; None when the id is taken."""
     values = {
         "assistant_id": assistant_id,
@@ -103,7 +111,7 @@ async def create(
     return _out(row)
 
 
-async def get(conn: Conn, *, owner: str, assistant_id: uuid.UUID) -> dict[str, Any] | None:
+async def get(conn: Conn, *, owner: str, assistant_id: uuid.UUID) -> AssistantRow | None:
     """The assistant if visible to `owner`."""
     row = await fetch_one(
         conn,
@@ -111,7 +119,7 @@ async def get(conn: Conn, *, owner: str, assistant_id: uuid.UUID) -> dict[str, A
         "AND (owner IS NULL OR owner = %s)",
         (assistant_id, owner),
     )
-    return plain(row) if row is not None else None
+    return cast(AssistantRow, plain(row)) if row is not None else None
 
 
 async def is_system(conn: AsyncConnection, assistant_id: uuid.UUID) -> bool:
@@ -121,8 +129,8 @@ async def is_system(conn: AsyncConnection, assistant_id: uuid.UUID) -> bool:
 
 
 async def new_version(
-    conn: AsyncConnection, *, owner: str, assistant_id: uuid.UUID, changes: dict[str, Any]
-) -> dict[str, Any] | None:
+    conn: AsyncConnection, *, owner: str, assistant_id: uuid.UUID, changes: Json
+) -> AssistantRow | None:
     """Write a new version with `changes` over the current one and make it current."""
     current = (
         await conn.execute(
@@ -154,7 +162,7 @@ async def new_version(
 
 async def set_latest(
     conn: AsyncConnection, *, owner: str, assistant_id: uuid.UUID, version: int
-) -> dict[str, Any] | None:
+) -> AssistantRow | None:
     """Make an existing version the current one; None if the assistant or version is missing."""
     ver = (
         await conn.execute(
@@ -185,10 +193,10 @@ async def versions(
     *,
     owner: str,
     assistant_id: uuid.UUID,
-    metadata: dict[str, Any],
+    metadata: Json,
     limit: int,
     offset: int,
-) -> list[dict[str, Any]] | None:
+) -> list[VersionRow] | None:
     """The assistant's versions, newest first; None if the assistant is not visible."""
     if await get(conn, owner=owner, assistant_id=assistant_id) is None:
         return None
@@ -196,7 +204,7 @@ async def versions(
     if metadata:
         stmt = stmt.where(V.c.metadata.contains(metadata))
     stmt = stmt.order_by(V.c.version.desc()).limit(limit).offset(offset)
-    return [_out(row) for row in (await conn.execute(stmt)).all()]
+    return [_version(row) for row in (await conn.execute(stmt)).all()]
 
 
 async def delete_assistant(conn: AsyncConnection, *, owner: str, assistant_id: uuid.UUID) -> bool:
@@ -222,8 +230,9 @@ def _filters(owner: str, query: AssistantSearch | AssistantCount) -> ColumnEleme
 
 async def search(
     conn: AsyncConnection, *, owner: str, query: AssistantSearch
-) -> list[dict[str, Any]]:
-    """Assistants matching the query, newest first unless asked otherwise."""
+) -> list[AssistantRow]:
+    """Assistants matching the query, newest first unless asked otherwise; with `select`,
+    only the keys it names (the SDK calls those `Assistant` too)."""
     column = A.c[query.sort_by or "created_at"]
     order = column.asc() if query.sort_order == "asc" else column.desc()
     stmt = (
@@ -236,7 +245,7 @@ async def search(
     out = [_out(row) for row in (await conn.execute(stmt)).all()]
     if query.select:
         keep = set(query.select)
-        out = [{k: v for k, v in item.items() if k in keep} for item in out]
+        out = [cast(AssistantRow, {k: v for k, v in item.items() if k in keep}) for item in out]
     return out
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, Protocol, TypeAlias, cast
 
 import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
-from sqlalchemy import ColumnElement, RowMapping, event, exc
+from sqlalchemy import RowMapping, event, exc, text
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -41,11 +42,11 @@ def _ping_when_idle(engine: AsyncEngine, idle_seconds: float) -> None:
     pool, dialect = engine.sync_engine.pool, engine.sync_engine.dialect
 
     @event.listens_for(pool, "checkin")
-    def _returned(_: Any, record: ConnectionPoolEntry) -> None:
+    def _returned(_: object, record: ConnectionPoolEntry) -> None:
         record.info["returned_at"] = time.monotonic()
 
     @event.listens_for(pool, "checkout")
-    def _check(dbapi_connection: Any, record: ConnectionPoolEntry, _: Any) -> None:
+    def _check(dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry, _: object) -> None:
         returned = record.info.get("returned_at")
         if returned is not None and time.monotonic() - returned <= idle_seconds:
             return
@@ -55,14 +56,24 @@ def _ping_when_idle(engine: AsyncEngine, idle_seconds: float) -> None:
             raise exc.DisconnectionError(str(error)) from error
 
 
+async def ping(engine: AsyncEngine) -> None:
+    """One round trip to the database (for `/ok?check_db=1`)."""
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
+
+
 def iso(value: datetime | None) -> str | None:
     """A timestamp as the API shows it."""
     return value.isoformat() if value is not None else None
 
 
-def plain(row: RowMapping | Mapping[str, Any]) -> dict[str, Any]:
+Row: TypeAlias = dict[str, Any]  # Any: psycopg's `dict_row` and SQLAlchemy type no column
+"""A row read by column name; the rows modules cast it to their resource's TypedDict."""
+
+
+def plain(row: RowMapping | Mapping[str, object]) -> Row:
     """A row as an API object: timestamps in ISO format, UUIDs as strings."""
-    out: dict[str, Any] = {}
+    out: Row = {}
     for key, value in row.items():
         name = key
         if isinstance(value, datetime):
@@ -83,13 +94,13 @@ def plain(row: RowMapping | Mapping[str, Any]) -> dict[str, Any]:
 # connection (same transaction) or one from the shared psycopg pool (autocommit).
 
 
-Params = Sequence[Any] | Mapping[str, Any]
-Conn = AsyncConnection | psycopg.AsyncConnection[Any]
+Params = Sequence[object] | Mapping[str, object]
+Conn = AsyncConnection | psycopg.AsyncConnection[object]
 """Where hot statements run: inside a SQLAlchemy transaction, or on a psycopg connection
 from the shared pool (autocommit: a lone statement is one round trip, no BEGIN/COMMIT)."""
 
 
-async def driver(conn: Conn) -> psycopg.AsyncConnection[Any]:
+async def driver(conn: Conn) -> psycopg.AsyncConnection[object]:
     """The psycopg connection itself, or the one under a SQLAlchemy connection."""
     if isinstance(conn, psycopg.AsyncConnection):
         return conn
@@ -98,28 +109,35 @@ async def driver(conn: Conn) -> psycopg.AsyncConnection[Any]:
         fairy = sync.connection  # checked out already: no I/O, so no greenlet hop
     else:
         fairy = await conn.get_raw_connection()
-    return cast(psycopg.AsyncConnection[Any], fairy.driver_connection)
+    return cast(psycopg.AsyncConnection[object], fairy.driver_connection)
 
 
-async def fetch_all(conn: Conn, sql: str, params: Params = ()) -> list[dict[str, Any]]:
+async def fetch_all(conn: Conn, sql: str, params: Params = ()) -> list[Row]:
     """Rows of a hot statement, as dicts. `sql` is built from constants only."""
     async with (await driver(conn)).cursor(row_factory=dict_row) as cur:
         await cur.execute(sql, params, prepare=True)
         return await cur.fetchall() if cur.description is not None else []
 
 
-async def fetch_one(conn: Conn, sql: str, params: Params = ()) -> dict[str, Any] | None:
+async def fetch_one(conn: Conn, sql: str, params: Params = ()) -> Row | None:
     """The first row of a hot statement, or None. `sql` is built from constants only."""
     async with (await driver(conn)).cursor(row_factory=dict_row) as cur:
         await cur.execute(sql, params, prepare=True)
         return await cur.fetchone() if cur.description is not None else None
 
 
-def jsonb(value: Any) -> Jsonb | None:
+def jsonb(value: object) -> Jsonb | None:
     """A JSONB parameter for hot SQL; None stays SQL NULL."""
     return None if value is None else Jsonb(value)
 
 
-def columns(*cols: ColumnElement[Any]) -> str:
+class Named(Protocol):
+    """A table column, or anything else with a name."""
+
+    @property
+    def name(self) -> str: ...
+
+
+def columns(*cols: Named) -> str:
     """A select list for hot SQL, from the model's columns (one source of truth)."""
     return ", ".join(f'"{col.name}"' for col in cols)

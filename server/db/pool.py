@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import time
 import weakref
-from typing import Any
+from typing import TypeAlias
 
 from psycopg import AsyncConnection
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from server.core.settings import Settings
+
+Pool: TypeAlias = AsyncConnectionPool[AsyncConnection[DictRow]]
+"""The shared pool: autocommit connections whose rows are dicts."""
 
 
 class IdleCheck:
@@ -19,9 +22,11 @@ class IdleCheck:
 
     def __init__(self, idle_seconds: float) -> None:
         self.idle_seconds = idle_seconds
-        self._handed_out: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+        self._handed_out: weakref.WeakKeyDictionary[AsyncConnection[DictRow], float] = (
+            weakref.WeakKeyDictionary()
+        )
 
-    async def check(self, conn: AsyncConnection[Any]) -> None:
+    async def check(self, conn: AsyncConnection[DictRow]) -> None:
         """The pool's `check` hook (no `reset` hook: it would make every return a task)."""
         now = time.monotonic()
         last = self._handed_out.get(conn)
@@ -30,9 +35,9 @@ class IdleCheck:
         self._handed_out[conn] = now
 
 
-async def open_pool(settings: Settings) -> AsyncConnectionPool[Any]:
+async def open_pool(settings: Settings) -> Pool:
     """The psycopg pool LangGraph's checkpointer and store use (autocommit, no prepares)."""
-    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+    pool: Pool = AsyncConnectionPool(
         settings.psycopg_url,
         min_size=settings.db_pool_min_size,
         max_size=settings.db_pool_max_size,

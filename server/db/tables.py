@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import (
     Boolean,
@@ -25,7 +24,9 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, MappedColumn, mapped_column
+
+from server.core.types import Json
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -35,7 +36,7 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-JsonDict = dict[str, Any]
+JsonDict = Json
 
 
 class Base(DeclarativeBase):
@@ -45,7 +46,7 @@ class Base(DeclarativeBase):
     type_annotation_map = {JsonDict: JSONB, uuid.UUID: UUID(as_uuid=True)}
 
 
-def _now() -> Any:
+def _now() -> MappedColumn[datetime]:
     return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
 
 
@@ -194,7 +195,7 @@ class Approval(Base):
     owner: Mapped[str] = mapped_column(Text)
     interrupt_id: Mapped[str] = mapped_column(Text)
     task_id: Mapped[str] = mapped_column(Text)
-    value: Mapped[Any] = mapped_column(JSONB, nullable=True)
+    value: Mapped[object] = mapped_column(JSONB, nullable=True)
     status: Mapped[str] = mapped_column(Text, server_default=text("'pending'"))
     decision: Mapped[JsonDict | None] = mapped_column()
     decided_by: Mapped[str | None] = mapped_column(Text)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from collections.abc import Mapping
+from typing import cast
 
 from sqlalchemy import (
     ColumnElement,
+    RowMapping,
     Table,
     and_,
     delete,
@@ -20,6 +22,8 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.core.schemas import ThreadCount, ThreadSearch
+from server.core.types import Interrupts, Json, JsonValue
+from server.core.types import Thread as ThreadRow
 from server.db.engine import Conn, columns, fetch_one, jsonb, plain
 from server.db.tables import Thread
 
@@ -41,12 +45,12 @@ PUBLIC = [
 _PUBLIC = columns(*PUBLIC)
 
 
-def _out(row: Any) -> dict[str, Any]:
-    data = plain(row if isinstance(row, dict) else row._mapping)
+def _out(row: RowMapping | Mapping[str, object]) -> ThreadRow:
+    data = plain(row)
     data.pop("owner", None)
     if data.get("values") is None:
         data["values"] = {}
-    return data
+    return cast(ThreadRow, data)
 
 
 async def create(
@@ -54,9 +58,9 @@ async def create(
     *,
     owner: str,
     thread_id: uuid.UUID,
-    metadata: dict[str, Any],
+    metadata: Json,
     if_exists: str = "raise",
-) -> dict[str, Any] | None:
+) -> ThreadRow | None:
     """Insert a thread; returns None when the id is taken (the caller decides what that means)."""
     row = await fetch_one(
         conn,
@@ -69,7 +73,7 @@ async def create(
 
 async def get(
     conn: Conn, *, owner: str, thread_id: uuid.UUID, for_update: bool = False
-) -> dict[str, Any] | None:
+) -> ThreadRow | None:
     """The thread if it exists and belongs to `owner`."""
     sql = f"SELECT {_PUBLIC} FROM threads WHERE thread_id = %s AND owner = %s"
     row = await fetch_one(conn, sql + " FOR UPDATE" if for_update else sql, (thread_id, owner))
@@ -91,8 +95,8 @@ async def exists_for_other_owner(conn: Conn, thread_id: uuid.UUID) -> bool:
 
 
 async def patch_metadata(
-    conn: AsyncConnection, *, owner: str, thread_id: uuid.UUID, metadata: dict[str, Any]
-) -> dict[str, Any] | None:
+    conn: AsyncConnection, *, owner: str, thread_id: uuid.UUID, metadata: Json
+) -> ThreadRow | None:
     """Merge `metadata` into the thread's metadata."""
     stmt = (
         update(T)
@@ -101,7 +105,7 @@ async def patch_metadata(
         .returning(*PUBLIC)
     )
     row = (await conn.execute(stmt)).first()
-    return _out(row) if row is not None else None
+    return _out(row._mapping) if row is not None else None
 
 
 async def delete_thread(conn: AsyncConnection, *, owner: str, thread_id: uuid.UUID) -> bool:
@@ -129,8 +133,9 @@ def _filters(owner: str, query: ThreadSearch | ThreadCount) -> ColumnElement[boo
     return and_(true(), *clauses)
 
 
-async def search(conn: AsyncConnection, *, owner: str, query: ThreadSearch) -> list[dict[str, Any]]:
-    """Threads matching the query, newest first unless asked otherwise."""
+async def search(conn: AsyncConnection, *, owner: str, query: ThreadSearch) -> list[ThreadRow]:
+    """Threads matching the query, newest first unless asked otherwise; with `select`, only
+    the keys it names (the SDK calls those `Thread` too)."""
     column = T.c[query.sort_by or "created_at"]
     order = column.asc() if query.sort_order == "asc" else column.desc()
     stmt = (
@@ -141,10 +146,10 @@ async def search(conn: AsyncConnection, *, owner: str, query: ThreadSearch) -> l
         .offset(query.offset)
     )
     rows = (await conn.execute(stmt)).all()
-    out = [_out(row) for row in rows]
+    out = [_out(row._mapping) for row in rows]
     if query.select:
         keep = set(query.select)
-        out = [{k: v for k, v in item.items() if k in keep} for item in out]
+        out = [cast(ThreadRow, {k: v for k, v in item.items() if k in keep}) for item in out]
     return out
 
 
@@ -159,10 +164,10 @@ async def set_state(
     thread_id: uuid.UUID,
     *,
     status: str,
-    values: Any = None,
-    interrupts: dict[str, Any] | None = None,
-    error: dict[str, Any] | None = None,
-    metadata: dict[str, Any] | None = None,
+    values: JsonValue = None,
+    interrupts: Interrupts | None = None,
+    error: Json | None = None,
+    metadata: Json | None = None,
     busy_if_queued: bool = False,
 ) -> bool:
     """Record the thread's status and, when given, a snapshot of its latest state.
@@ -205,7 +210,7 @@ _SET_STATE = """
 
 async def copy(
     conn: AsyncConnection, *, owner: str, source: uuid.UUID, target: uuid.UUID
-) -> dict[str, Any] | None:
+) -> ThreadRow | None:
     """A new thread with the source's metadata and state snapshot."""
     cols = [T.c.metadata, T.c.config, T.c["values"], T.c.interrupts]
     src = select(
@@ -219,4 +224,4 @@ async def copy(
     )
     result = await conn.execute(stmt.returning(*PUBLIC))
     row = result.first()
-    return _out(row) if row is not None else None
+    return _out(row._mapping) if row is not None else None

@@ -1,6 +1,6 @@
 """Adapters around the served LangGraph graphs (named apart from the top-level `graphs/`).
 
-registry.py      loads `langgraph.json`, compiles graphs with Trellis' checkpointer and store
+registry.py      loads `langgraph.json`; compiles graphs (`AnyGraph`) with Trellis' saver and store
 introspection.py graph drawings, subgraphs and JSON schemas
 snapshot.py      a LangGraph StateSnapshot as the API's thread state
 """

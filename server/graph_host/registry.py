@@ -18,16 +18,24 @@ import json
 import os
 import sys
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeAlias
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import StateGraph
 from langgraph.pregel import Pregel
 from langgraph.store.base import BaseStore
+
+from server.core.types import Json
+
+AnyGraph: TypeAlias = Pregel[Any, Any, Any, Any]  # Any: each graph's own state/context/IO
+"""A compiled graph, whatever its state, context, input and output types."""
+
+GraphOrBuilder: TypeAlias = AnyGraph | StateGraph[Any, Any, Any, Any]  # Any: as for AnyGraph
+"""What a `langgraph.json` entry names: a compiled graph, or a `StateGraph` to compile."""
 
 NAMESPACE_GRAPH = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
 """The namespace the official server derives system assistant ids from; reused for compatibility."""
@@ -60,8 +68,8 @@ class GraphConfig:
     graphs: list[GraphEntry]
     dependencies: list[Path] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
-    auth: dict[str, Any] | None = None
-    raw: dict[str, Any] = field(default_factory=dict)
+    auth: Json | None = None
+    raw: Json = field(default_factory=dict)
 
 
 def _parse_env_file(path: Path) -> dict[str, str]:
@@ -142,7 +150,7 @@ def load_module(file: Path, *, kind: str, label: str) -> ModuleType:
     return module
 
 
-def _import_variable(entry: GraphEntry) -> Any:
+def _import_variable(entry: GraphEntry) -> object:
     module = load_module(
         entry.file, kind=f"graph_{entry.graph_id}", label=f"graph {entry.graph_id!r}"
     )
@@ -154,12 +162,12 @@ def _import_variable(entry: GraphEntry) -> Any:
         ) from exc
 
 
-async def _resolve(entry: GraphEntry, value: Any) -> Any:
+async def _resolve(entry: GraphEntry, value: object) -> GraphOrBuilder:
     if isinstance(value, Pregel | StateGraph):
         return value
     if callable(value):
         params = inspect.signature(value).parameters
-        result = value({"configurable": {}}) if params else value()
+        result: object = value({"configurable": {}}) if params else value()
         if inspect.isawaitable(result):
             result = await result
         if isinstance(result, Pregel | StateGraph):
@@ -175,10 +183,13 @@ async def _resolve(entry: GraphEntry, value: Any) -> Any:
 
 
 def _attach(
-    entry: GraphEntry, graph: Any, checkpointer: BaseCheckpointSaver[Any], store: BaseStore | None
-) -> Pregel[Any, Any, Any, Any]:
+    entry: GraphEntry,
+    graph: GraphOrBuilder,
+    checkpointer: BaseCheckpointSaver[str],
+    store: BaseStore | None,
+) -> AnyGraph:
     if isinstance(graph, StateGraph):
-        compiled: Pregel[Any, Any, Any, Any] = graph.compile(
+        compiled: AnyGraph = graph.compile(
             checkpointer=checkpointer, store=store, name=entry.graph_id
         )
         return compiled
@@ -189,14 +200,14 @@ def _attach(
             f"({type(own).__name__}); Trellis persists threads in Postgres itself. "
             "Compile the graph without a checkpointer."
         )
-    update: dict[str, Any] = {"checkpointer": checkpointer}
+    update: dict[str, object] = {"checkpointer": checkpointer}
     if store is not None and graph.store is None:
         update["store"] = store
-    attached: Pregel[Any, Any, Any, Any] = graph.copy(update=update)
+    attached: AnyGraph = graph.copy(update=update)
     return attached
 
 
-def context_keys(graph: Pregel[Any, Any, Any, Any]) -> frozenset[str]:
+def context_keys(graph: AnyGraph) -> frozenset[str]:
     """Field names of the graph's context schema (dataclass, pydantic model or TypedDict)."""
     schema = getattr(graph, "context_schema", None)
     if schema is None:
@@ -213,7 +224,7 @@ class LoadedGraph:
 
     graph_id: str
     assistant_id: uuid.UUID
-    graph: Pregel[Any, Any, Any, Any]
+    graph: AnyGraph
     file: Path
     description: str | None
 
@@ -235,7 +246,7 @@ class GraphRegistry:
         cls,
         path: Path,
         *,
-        checkpointer: BaseCheckpointSaver[Any],
+        checkpointer: BaseCheckpointSaver[str],
         store: BaseStore | None = None,
     ) -> GraphRegistry:
         """Import and compile every graph of a `langgraph.json`; any broken entry raises."""
@@ -245,8 +256,8 @@ class GraphRegistry:
         add_import_paths(config)
         loaded: dict[str, LoadedGraph] = {}
         for entry in config.graphs:
-            value = await _resolve(entry, await asyncio.to_thread(_import_variable, entry))
-            graph = _attach(entry, value, checkpointer, store)
+            named = await _resolve(entry, await asyncio.to_thread(_import_variable, entry))
+            graph = _attach(entry, named, checkpointer, store)
             loaded[entry.graph_id] = LoadedGraph(
                 entry.graph_id,
                 system_assistant_id(entry.graph_id),
@@ -259,7 +270,7 @@ class GraphRegistry:
     def __contains__(self, graph_id: object) -> bool:
         return graph_id in self._graphs
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[LoadedGraph]:
         return iter(self._graphs.values())
 
     def get(self, graph_id: str) -> LoadedGraph | None:

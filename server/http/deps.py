@@ -11,6 +11,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from server.auth.identity import ANONYMOUS, ANONYMOUS_IDENTITY, Identity
+from server.resources.assistant_service import AssistantService
+from server.resources.thread_service import ThreadService
 from server.runs.manager import RunManager
 from server.services import Services
 
@@ -29,6 +31,18 @@ async def get_runs(request: Request) -> RunManager:
     return services.runs
 
 
+async def get_threads(request: Request) -> ThreadService:
+    """The thread service."""
+    services: Services = request.app.state.services
+    return services.threads
+
+
+async def get_assistants(request: Request) -> AssistantService:
+    """The assistant service."""
+    services: Services = request.app.state.services
+    return services.assistants
+
+
 async def get_owner(request: Request) -> str:
     """The identity that owns what this request creates and sees."""
     owner: str = getattr(request.state, "owner", ANONYMOUS)
@@ -43,5 +57,7 @@ async def get_identity(request: Request) -> Identity:
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 RunsDep = Annotated[RunManager, Depends(get_runs)]
+ThreadsDep = Annotated[ThreadService, Depends(get_threads)]
+AssistantsDep = Annotated[AssistantService, Depends(get_assistants)]
 OwnerDep = Annotated[str, Depends(get_owner)]
 IdentityDep = Annotated[Identity, Depends(get_identity)]

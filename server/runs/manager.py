@@ -158,7 +158,7 @@ class RunManager:
                     if await thread_rows.exists_for_other_owner(conn, tid):
                         raise NotFound(f"thread {thread_id!r} not found")
                     await thread_rows.create(conn, owner=owner, thread_id=tid, metadata=meta)
-                thread_status = "idle" if found is None else found.get("status")
+                thread_status = "idle" if found is None else found["status"]
             active = await run_rows.active_for_thread(conn, tid)
             strategy = body.multitask_strategy
             if active and strategy == "reject":

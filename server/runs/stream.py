@@ -22,7 +22,7 @@ from langgraph.types import StreamMode as GraphStreamMode
 
 from server.core.schemas import StreamMode
 from server.core.types import Json
-from server.graph_host.introspection import Graph
+from server.graph_host.registry import AnyGraph
 
 Part = tuple[str, object]
 """A wire event: its name, and its payload (encoded as JSON by the caller)."""
@@ -110,7 +110,7 @@ class PartTranslator:
 
 
 async def stream_run(
-    graph: Graph,
+    graph: AnyGraph,
     graph_input: object,
     config: RunnableConfig,
     *,

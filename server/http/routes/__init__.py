@@ -8,3 +8,10 @@ approvals.py   /approvals: interrupts as human decisions
 documents.py   /documents: ingestion for the built-in assistant
 meta.py        /ok, /info and the other server-level routes
 """
+
+AS_RETURNED = object
+"""`response_model` of the routes whose annotation is a TypedDict (or a list of them): left
+to itself, FastAPI would build a model from the annotation and validate every answer against
+it (refusing the partial objects a `select` asks for). With `object`, as with the untyped
+annotations these routes had, pydantic's core serialises the value as it is. (`None` would
+switch to FastAPI's slower `jsonable_encoder`.)"""

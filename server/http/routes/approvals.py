@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Sequence
+from typing import Annotated, cast
 
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import Field
@@ -10,8 +11,9 @@ from pydantic import Field
 from server.approvals.service import ApprovalService, Decision
 from server.core.errors import Unavailable
 from server.core.schemas import MAX_PAGE, Body
-from server.core.types import ApprovalStatus
+from server.core.types import Approval, ApprovalStatus, JsonValue
 from server.http.deps import OwnerDep, RunsDep, ServicesDep
+from server.http.routes import AS_RETURNED
 
 router = APIRouter(prefix="/approvals", tags=["approvals"])
 
@@ -30,12 +32,12 @@ class DecisionBody(Body):
     """A human's answer; the thread resumes with `{"decision", "value", "comment"}`."""
 
     decision: Decision
-    value: Any = None
+    value: object = None
     """For `edit`: the edited value the graph should use; otherwise anything the graph reads."""
     comment: str | None = Field(default=None, max_length=10_000)
 
 
-@router.get("")
+@router.get("", response_model=AS_RETURNED)
 async def list_approvals(
     approvals: ApprovalsDep,
     owner: OwnerDep,
@@ -45,7 +47,7 @@ async def list_approvals(
     assistant_id: str | None = Query(default=None, max_length=64),
     limit: int = Query(default=10, ge=1, le=MAX_PAGE),
     offset: int = Query(default=0, ge=0, le=10_000_000),
-) -> Any:
+) -> Sequence[Approval]:
     """The caller's approvals, newest first; `X-Pagination-Total` counts all that match."""
     page, total = await approvals.search(
         owner,
@@ -61,21 +63,26 @@ async def list_approvals(
     return page
 
 
-@router.get("/{approval_id}")
-async def get_approval(approval_id: str, approvals: ApprovalsDep, owner: OwnerDep) -> Any:
+@router.get("/{approval_id}", response_model=AS_RETURNED)
+async def get_approval(approval_id: str, approvals: ApprovalsDep, owner: OwnerDep) -> Approval:
     """One approval."""
     return await approvals.get(owner, approval_id)
 
 
-@router.post("/{approval_id}/decision")
+@router.post("/{approval_id}/decision", response_model=AS_RETURNED)
 async def decide(
     approval_id: str, body: DecisionBody, approvals: ApprovalsDep, runs: RunsDep, owner: OwnerDep
-) -> Any:
+) -> Approval:
     """Decide a pending approval; its thread resumes in a new run (`resume_run_id`, `run`).
 
     409 when it is no longer pending (`already_decided`, `superseded`, `expired`), with
     the approval as it stands under `approval`.
     """
     return await approvals.decide(
-        runs, owner, approval_id, decision=body.decision, value=body.value, comment=body.comment
+        runs,
+        owner,
+        approval_id,
+        decision=body.decision,
+        value=cast(JsonValue, body.value),
+        comment=body.comment,
     )

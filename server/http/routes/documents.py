@@ -6,8 +6,6 @@ Embedded Qdrant allows one process per data directory, so while a server runs,
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 from pydantic import Field
 
@@ -32,7 +30,7 @@ class IngestRequest(Body):
 
 
 @router.post("/ingest")
-async def ingest(body: IngestRequest, owner: OwnerDep) -> dict[str, Any]:
+async def ingest(body: IngestRequest, owner: OwnerDep) -> dict[str, object]:
     """Chunk, embed and upsert documents; idempotent per source."""
     from tools.retrieval import ingest_documents
     from tools.toolbox import installed_toolbox

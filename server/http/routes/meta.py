@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from importlib.metadata import version
-from typing import Any
 
 from fastapi import APIRouter
-from sqlalchemy import text
 
+from server.db.engine import ping
 from server.http.deps import ServicesDep
 
 router = APIRouter(tags=["meta"])
@@ -19,13 +18,12 @@ VERSION = version("trellis")
 async def ok(services: ServicesDep, check_db: bool = False) -> dict[str, bool]:
     """Liveness; with `check_db=1`, also a database round trip."""
     if check_db:
-        async with services.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+        await ping(services.engine)
     return {"ok": True}
 
 
 @router.get("/info")
-async def info(services: ServicesDep) -> dict[str, Any]:
+async def info(services: ServicesDep) -> dict[str, object]:
     """Version and feature flags, as the official server reports them, plus Trellis details."""
     return {
         "version": VERSION,

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from typing import Any, Literal
+from collections.abc import AsyncIterator, Sequence
+from typing import Literal
 
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import StreamingResponse
+from sse_starlette import EventSourceResponse
 
 from server.core.encoding import dumps
 from server.core.errors import InvalidRequest, NotFound
 from server.core.schemas import MAX_PAGE, RunCancel, RunCreate
-from server.core.types import Run, RunStatus
+from server.core.types import JsonValue, Run, RunStatus
 from server.http.deps import OwnerDep, RunsDep, ServicesDep
+from server.http.routes import AS_RETURNED
 from server.http.sse import run_stream_response
 from server.runs.events import parse_event_id
 from server.runs.manager import RunManager
+from server.services import Services
 
 thread_runs = APIRouter(prefix="/threads/{thread_id}/runs", tags=["runs"])
 stateless_runs = APIRouter(prefix="/runs", tags=["runs"])
@@ -28,11 +31,11 @@ def _location(response: Response, run: Run) -> None:
 
 async def _stream(
     runs: RunManager,
-    services: Any,
+    services: Services,
     owner: str,
     thread_id: str | None,
     body: RunCreate,
-) -> Any:
+) -> EventSourceResponse:
     run = await runs.create(owner, thread_id, body)
 
     async def cancel_on_disconnect() -> None:
@@ -48,11 +51,13 @@ async def _stream(
     )
 
 
-def _wait_response(runs: RunManager, run: Run, keepalive: float) -> StreamingResponse:
+def _wait_response(
+    runs: RunManager, thread_id: str, run_id: str, keepalive: float
+) -> StreamingResponse:
     """The run's final output; newlines keep the connection alive while it runs."""
 
     async def body() -> AsyncIterator[bytes]:
-        waiter = asyncio.ensure_future(runs.wait(run["run_id"]))
+        waiter = asyncio.ensure_future(runs.wait(run_id))
         try:
             while True:
                 done, _ = await asyncio.wait({waiter}, timeout=keepalive)
@@ -67,14 +72,14 @@ def _wait_response(runs: RunManager, run: Run, keepalive: float) -> StreamingRes
     return StreamingResponse(
         body(),
         media_type="application/json",
-        headers={"Content-Location": f"/threads/{run['thread_id']}/runs/{run['run_id']}"},
+        headers={"Content-Location": f"/threads/{thread_id}/runs/{run_id}"},
     )
 
 
 @thread_runs.post("/stream")
 async def stream_run(
     thread_id: str, body: RunCreate, runs: RunsDep, services: ServicesDep, owner: OwnerDep
-) -> Any:
+) -> EventSourceResponse:
     """Create a run and stream its events as SSE."""
     return await _stream(runs, services, owner, thread_id, body)
 
@@ -82,7 +87,7 @@ async def stream_run(
 @stateless_runs.post("/stream")
 async def stream_stateless(
     body: RunCreate, runs: RunsDep, services: ServicesDep, owner: OwnerDep
-) -> Any:
+) -> EventSourceResponse:
     """Create a run on a temporary thread and stream its events as SSE."""
     return await _stream(runs, services, owner, None, body)
 
@@ -90,46 +95,48 @@ async def stream_stateless(
 @thread_runs.post("/wait")
 async def wait_run(
     thread_id: str, body: RunCreate, runs: RunsDep, services: ServicesDep, owner: OwnerDep
-) -> Any:
+) -> StreamingResponse:
     """Create a run and answer with its final values."""
     run = await runs.create(owner, thread_id, body)
-    return _wait_response(runs, run, services.settings.wait_keepalive_seconds)
+    keepalive = services.settings.wait_keepalive_seconds
+    return _wait_response(runs, run["thread_id"], run["run_id"], keepalive)
 
 
 @stateless_runs.post("/wait")
 async def wait_stateless(
     body: RunCreate, runs: RunsDep, services: ServicesDep, owner: OwnerDep
-) -> Any:
+) -> StreamingResponse:
     """Create a run on a temporary thread and answer with its final values."""
     run = await runs.create(owner, None, body)
-    return _wait_response(runs, run, services.settings.wait_keepalive_seconds)
+    keepalive = services.settings.wait_keepalive_seconds
+    return _wait_response(runs, run["thread_id"], run["run_id"], keepalive)
 
 
-@thread_runs.post("")
+@thread_runs.post("", response_model=AS_RETURNED)
 async def create_run(
     thread_id: str, body: RunCreate, runs: RunsDep, owner: OwnerDep, response: Response
-) -> Any:
+) -> Run:
     """Create a background run."""
     run = await runs.create(owner, thread_id, body)
     _location(response, run)
     return run
 
 
-@stateless_runs.post("")
-async def create_stateless(body: RunCreate, runs: RunsDep, owner: OwnerDep) -> Any:
+@stateless_runs.post("", response_model=AS_RETURNED)
+async def create_stateless(body: RunCreate, runs: RunsDep, owner: OwnerDep) -> Run:
     """Create a background run on a temporary thread."""
     return await runs.create(owner, None, body)
 
 
-@stateless_runs.post("/batch")
-async def create_batch(bodies: list[RunCreate], runs: RunsDep, owner: OwnerDep) -> Any:
+@stateless_runs.post("/batch", response_model=AS_RETURNED)
+async def create_batch(bodies: list[RunCreate], runs: RunsDep, owner: OwnerDep) -> Sequence[Run]:
     """Create several background runs on temporary threads."""
     if len(bodies) > 100:
         raise InvalidRequest("at most 100 runs per batch")
     return [await runs.create(owner, None, body) for body in bodies]
 
 
-@thread_runs.get("")
+@thread_runs.get("", response_model=AS_RETURNED)
 async def list_runs(
     thread_id: str,
     runs: RunsDep,
@@ -137,13 +144,13 @@ async def list_runs(
     limit: int = Query(default=10, ge=1, le=MAX_PAGE),
     offset: int = Query(default=0, ge=0),
     status: RunStatus | None = None,
-) -> Any:
+) -> Sequence[Run]:
     """The thread's runs, newest first."""
     return await runs.list(owner, thread_id, limit=limit, offset=offset, status=status)
 
 
-@thread_runs.get("/{run_id}")
-async def get_run(thread_id: str, run_id: str, runs: RunsDep, owner: OwnerDep) -> Any:
+@thread_runs.get("/{run_id}", response_model=AS_RETURNED)
+async def get_run(thread_id: str, run_id: str, runs: RunsDep, owner: OwnerDep) -> Run:
     """One run."""
     return await runs.get(owner, thread_id, run_id)
 
@@ -155,10 +162,11 @@ async def delete_run(thread_id: str, run_id: str, runs: RunsDep, owner: OwnerDep
     return Response(status_code=204)
 
 
-@thread_runs.get("/{run_id}/join")
-async def join_run(thread_id: str, run_id: str, runs: RunsDep, owner: OwnerDep) -> Any:
+@thread_runs.get("/{run_id}/join", response_model=AS_RETURNED)
+async def join_run(thread_id: str, run_id: str, runs: RunsDep, owner: OwnerDep) -> JsonValue:
     """Wait for the run to end and answer with its final values."""
     run = await runs.get(owner, thread_id, run_id)
+    output: JsonValue
     _, output = await runs.wait(run["run_id"])
     return output
 
@@ -172,7 +180,7 @@ async def join_stream(
     owner: OwnerDep,
     last_event_id: str | None = Header(default=None),
     cancel_on_disconnect: bool = False,
-) -> Any:
+) -> EventSourceResponse:
     """Follow a run's events; with `Last-Event-ID`, only those after it."""
     run = await runs.get(owner, thread_id, run_id)
     parse_event_id(last_event_id)
@@ -190,7 +198,7 @@ async def join_stream(
     )
 
 
-@thread_runs.post("/{run_id}/cancel")
+@thread_runs.post("/{run_id}/cancel", response_model=AS_RETURNED)
 async def cancel_run(
     thread_id: str,
     run_id: str,
@@ -198,7 +206,7 @@ async def cancel_run(
     owner: OwnerDep,
     wait: bool = False,
     action: Literal["interrupt", "rollback"] = "interrupt",
-) -> Any:
+) -> Run:
     """Cancel a run; with `wait=1`, answer once it has stopped, with its final status."""
     return await runs.cancel(owner, thread_id, run_id, action=action, wait=wait)
 

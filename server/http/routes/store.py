@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
 from langgraph.store.base import InvalidNamespaceError
@@ -10,8 +10,10 @@ from pydantic import AfterValidator, Field
 
 from server.core.errors import InvalidRequest
 from server.core.schemas import Body
+from server.core.types import Json, JsonObject
 from server.db.owner_store import OwnerScopedStore
 from server.http.deps import OwnerDep, ServicesDep
+from server.http.routes import AS_RETURNED
 
 router = APIRouter(prefix="/store", tags=["store"])
 
@@ -38,7 +40,7 @@ Key = Annotated[str, Field(min_length=1, max_length=MAX_KEY_CHARS)]
 class PutItem(Body):
     namespace: Annotated[list[Label], Field(min_length=1, max_length=MAX_LABELS)]
     key: Key
-    value: dict[str, Any]
+    value: Json
     index: Literal[False] | list[Annotated[str, Field(max_length=512)]] | None = None
     """Which fields to embed for semantic search (`false`: none; default: the store's)."""
     ttl: float | None = Field(default=None, gt=0)
@@ -52,7 +54,7 @@ class DeleteItem(Body):
 
 class SearchItems(Body):
     namespace_prefix: Namespace = Field(default_factory=list)
-    filter: dict[str, Any] | None = None
+    filter: Json | None = None
     limit: int = Field(default=10, ge=1, le=1000)
     offset: int = Field(default=0, ge=0, le=1_000_000)
     query: str | None = Field(default=None, max_length=10_000)
@@ -97,14 +99,14 @@ async def put_item(body: PutItem, services: ServicesDep, owner: OwnerDep) -> Res
     return Response(status_code=204)
 
 
-@router.get("/items")
+@router.get("/items", response_model=AS_RETURNED)
 async def get_item(
     services: ServicesDep,
     owner: OwnerDep,
     namespace: str = Query(max_length=MAX_LABELS * (MAX_LABEL_CHARS + 1)),
     key: str = Query(min_length=1, max_length=MAX_KEY_CHARS),
     refresh_ttl: bool | None = None,
-) -> Any:
+) -> JsonObject | None:
     """One item `{namespace, key, value, created_at, updated_at}`, or `null`."""
     item = await _store(services, owner).aget(
         _namespace_param(namespace), key, refresh_ttl=refresh_ttl
@@ -119,8 +121,10 @@ async def delete_item(body: DeleteItem, services: ServicesDep, owner: OwnerDep) 
     return Response(status_code=204)
 
 
-@router.post("/items/search")
-async def search_items(body: SearchItems, services: ServicesDep, owner: OwnerDep) -> Any:
+@router.post("/items/search", response_model=AS_RETURNED)
+async def search_items(
+    body: SearchItems, services: ServicesDep, owner: OwnerDep
+) -> dict[str, list[JsonObject]]:
     """Items under a namespace prefix, filtered by value fields or ranked by `query`."""
     items = await _store(services, owner).asearch(
         tuple(body.namespace_prefix),
@@ -133,8 +137,10 @@ async def search_items(body: SearchItems, services: ServicesDep, owner: OwnerDep
     return {"items": [item.dict() for item in items]}
 
 
-@router.post("/namespaces")
-async def list_namespaces(body: ListNamespaces, services: ServicesDep, owner: OwnerDep) -> Any:
+@router.post("/namespaces", response_model=AS_RETURNED)
+async def list_namespaces(
+    body: ListNamespaces, services: ServicesDep, owner: OwnerDep
+) -> dict[str, list[list[str]]]:
     """The caller's namespaces, optionally by prefix, suffix and truncated to `max_depth`."""
     namespaces = await _store(services, owner).alist_namespaces(
         prefix=tuple(body.prefix) if body.prefix else None,

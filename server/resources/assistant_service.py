@@ -1,0 +1,174 @@
+"""AssistantService: assistants, their versions and their graphs, for `/assistants`.
+
+An assistant is a served graph plus a versioned configuration. Each served graph has a
+system assistant (owner NULL, id derived from the graph id, visible to everyone, never
+changed); callers create their own beside them.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from server.core.errors import AlreadyExists, InvalidRequest, NotFound
+from server.core.ids import parse_uuid
+from server.core.schemas import (
+    AssistantCount,
+    AssistantCreate,
+    AssistantPatch,
+    AssistantSearch,
+    AssistantVersions,
+)
+from server.core.types import Assistant, AssistantVersion, GraphSchema, JsonObject, Subgraphs
+from server.db import assistant_rows
+from server.graph_host.introspection import draw, schemas, subgraphs
+from server.graph_host.registry import GraphRegistry, LoadedGraph, system_assistant_id
+
+
+class AssistantService:
+    """Create, read, search, version and delete assistants; describe their graphs."""
+
+    def __init__(self, *, engine: AsyncEngine, registry: GraphRegistry) -> None:
+        self.engine = engine
+        self.registry = registry
+
+    def _uuid(self, assistant_id: str) -> uuid.UUID:
+        """An assistant id, or a served graph id naming its system assistant."""
+        parsed = parse_uuid(assistant_id)
+        if parsed is None and assistant_id in self.registry:
+            parsed = system_assistant_id(assistant_id)
+        if parsed is None:
+            raise NotFound(f"assistant {assistant_id[:80]!r} not found")
+        return parsed
+
+    async def _visible(self, conn: AsyncConnection, owner: str, assistant_id: str) -> Assistant:
+        found = await assistant_rows.get(conn, owner=owner, assistant_id=self._uuid(assistant_id))
+        if found is None:
+            raise NotFound(f"assistant {assistant_id[:80]!r} not found")
+        return found
+
+    async def _graph(self, owner: str, assistant_id: str) -> LoadedGraph:
+        async with self.engine.connect() as conn:
+            assistant = await self._visible(conn, owner, assistant_id)
+        loaded = self.registry.get(assistant["graph_id"])
+        if loaded is None:
+            raise NotFound(f"graph {assistant['graph_id']!r} is not served by this server")
+        return loaded
+
+    async def create(self, owner: str, body: AssistantCreate) -> Assistant:
+        """An assistant for a served graph; `if_exists: do_nothing` returns the existing one
+        the caller sees instead of refusing."""
+        if body.graph_id not in self.registry:
+            raise NotFound(f"graph {body.graph_id!r} is not served by this server")
+        assistant_id = uuid.uuid4()
+        if body.assistant_id is not None:
+            parsed = parse_uuid(body.assistant_id)
+            if parsed is None:
+                raise InvalidRequest("assistant_id must be a UUID")
+            assistant_id = parsed
+        async with self.engine.begin() as conn:
+            created = await assistant_rows.create(
+                conn,
+                owner=owner,
+                assistant_id=assistant_id,
+                graph_id=body.graph_id,
+                config=body.config,
+                context=body.context,
+                metadata=body.metadata,
+                name=body.name or "Untitled",
+                description=body.description,
+            )
+            if created is not None:
+                return created
+            existing = await assistant_rows.get(conn, owner=owner, assistant_id=assistant_id)
+        if body.if_exists == "do_nothing" and existing is not None:
+            return existing
+        raise AlreadyExists(f"assistant {assistant_id} already exists")
+
+    async def search(self, owner: str, query: AssistantSearch) -> list[Assistant]:
+        """Assistants the caller sees matching metadata, graph id or name."""
+        async with self.engine.connect() as conn:
+            return await assistant_rows.search(conn, owner=owner, query=query)
+
+    async def count(self, owner: str, query: AssistantCount) -> int:
+        """How many assistants the caller sees match."""
+        async with self.engine.connect() as conn:
+            return await assistant_rows.count(conn, owner=owner, query=query)
+
+    async def get(self, owner: str, assistant_id: str) -> Assistant:
+        """An assistant the caller sees, else `NotFound`."""
+        async with self.engine.connect() as conn:
+            return await self._visible(conn, owner, assistant_id)
+
+    async def patch(self, owner: str, assistant_id: str, body: AssistantPatch) -> Assistant:
+        """Change the caller's assistant; every change is a new version."""
+        if body.graph_id is not None and body.graph_id not in self.registry:
+            raise NotFound(f"graph {body.graph_id!r} is not served by this server")
+        aid = self._uuid(assistant_id)
+        async with self.engine.begin() as conn:
+            if await assistant_rows.is_system(conn, aid):
+                raise InvalidRequest(
+                    "system assistants come from langgraph.json and cannot be changed"
+                )
+            updated = await assistant_rows.new_version(
+                conn, owner=owner, assistant_id=aid, changes=body.model_dump(exclude_none=True)
+            )
+        if updated is None:
+            raise NotFound(f"assistant {assistant_id[:80]!r} not found")
+        return updated
+
+    async def delete(self, owner: str, assistant_id: str) -> None:
+        """Delete the caller's assistant and its versions."""
+        aid = self._uuid(assistant_id)
+        async with self.engine.begin() as conn:
+            if await assistant_rows.is_system(conn, aid):
+                raise InvalidRequest(
+                    "system assistants come from langgraph.json and cannot be deleted"
+                )
+            if not await assistant_rows.delete_assistant(conn, owner=owner, assistant_id=aid):
+                raise NotFound(f"assistant {assistant_id[:80]!r} not found")
+
+    async def versions(
+        self, owner: str, assistant_id: str, query: AssistantVersions
+    ) -> list[AssistantVersion]:
+        """The assistant's versions, newest first."""
+        async with self.engine.connect() as conn:
+            found = await assistant_rows.versions(
+                conn,
+                owner=owner,
+                assistant_id=self._uuid(assistant_id),
+                metadata=query.metadata,
+                limit=query.limit,
+                offset=query.offset,
+            )
+        if found is None:
+            raise NotFound(f"assistant {assistant_id[:80]!r} not found")
+        return found
+
+    async def set_latest(self, owner: str, assistant_id: str, version: int) -> Assistant:
+        """Make an earlier version of the caller's assistant current."""
+        async with self.engine.begin() as conn:
+            updated = await assistant_rows.set_latest(
+                conn, owner=owner, assistant_id=self._uuid(assistant_id), version=version
+            )
+        if updated is None:
+            raise NotFound(f"assistant {assistant_id[:80]!r} or version {version} not found")
+        return updated
+
+    async def drawing(self, owner: str, assistant_id: str, *, xray: int | bool) -> JsonObject:
+        """The assistant's graph: nodes and edges, as LangGraph draws it."""
+        loaded = await self._graph(owner, assistant_id)
+        return await draw(loaded.graph, xray=xray)
+
+    async def schemas(self, owner: str, assistant_id: str) -> GraphSchema:
+        """JSON Schemas of the assistant's graph."""
+        loaded = await self._graph(owner, assistant_id)
+        return schemas(loaded.graph, loaded.graph_id)
+
+    async def subgraphs(
+        self, owner: str, assistant_id: str, *, namespace: str | None, recurse: bool
+    ) -> Subgraphs:
+        """Schemas of the assistant's subgraphs, keyed by namespace."""
+        loaded = await self._graph(owner, assistant_id)
+        return await subgraphs(loaded.graph, namespace=namespace, recurse=recurse)

@@ -1,0 +1,239 @@
+"""ThreadService: threads and their state, for the routes under `/threads`.
+
+A thread is a row in Trellis' `threads` table (owner, metadata, status, a snapshot of its
+latest state) plus its checkpoints in LangGraph's tables; the state routes read and write
+the checkpoints through the graph that last ran on the thread.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.errors import InvalidUpdateError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.approvals.service import ApprovalService
+from server.core.errors import AlreadyExists, Conflict, InvalidRequest, NotFound
+from server.core.ids import parse_uuid, require_uuid, uuid7
+from server.core.schemas import (
+    CheckpointRef,
+    HistoryQuery,
+    StateUpdate,
+    ThreadCount,
+    ThreadCreate,
+    ThreadPatch,
+    ThreadSearch,
+)
+from server.core.types import Thread, ThreadState, ThreadUpdateStateResponse
+from server.db import run_rows, thread_rows
+from server.db.checkpoints import FencedPostgresSaver, copy_thread
+from server.db.pool import Pool
+from server.graph_host.registry import GraphRegistry, LoadedGraph
+from server.graph_host.snapshot import empty_state, snapshot_json, thread_snapshot
+from server.runs.manager import RunManager
+
+
+def state_config(
+    thread_id: str, ref: CheckpointRef | None = None, checkpoint_id: str | None = None
+) -> RunnableConfig:
+    """The config that names a thread's checkpoint: the latest, `ref`'s, or `checkpoint_id`."""
+    configurable: dict[str, object] = {"thread_id": thread_id, "checkpoint_ns": ""}
+    if ref is not None:
+        configurable["checkpoint_ns"] = ref.checkpoint_ns
+        if ref.checkpoint_id:
+            configurable["checkpoint_id"] = ref.checkpoint_id
+        if ref.checkpoint_map:
+            configurable["checkpoint_map"] = ref.checkpoint_map
+    if checkpoint_id:
+        configurable["checkpoint_id"] = checkpoint_id
+    return {"configurable": configurable}
+
+
+class ThreadService:
+    """Create, read, search, copy and delete threads; read and update their state."""
+
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        pool: Pool,
+        checkpointer: FencedPostgresSaver,
+        registry: GraphRegistry,
+        runs: RunManager,
+        approvals: ApprovalService | None,
+    ) -> None:
+        self.engine = engine
+        self.pool = pool
+        self.checkpointer = checkpointer
+        self.registry = registry
+        self.runs = runs
+        self.approvals = approvals
+
+    async def create(self, owner: str, body: ThreadCreate) -> Thread:
+        """A new thread (with the given id, if any); `if_exists: do_nothing` returns the
+        caller's existing thread instead of refusing."""
+        thread_id = uuid7()
+        if body.thread_id is not None:
+            parsed = parse_uuid(body.thread_id)
+            if parsed is None:
+                raise InvalidRequest("thread_id must be a UUID")
+            thread_id = parsed
+        async with self.pool.connection() as conn:  # one statement: autocommit
+            created = await thread_rows.create(
+                conn, owner=owner, thread_id=thread_id, metadata=body.metadata
+            )
+            if created is not None:
+                return created
+            existing = await thread_rows.get(conn, owner=owner, thread_id=thread_id)
+        if body.if_exists == "do_nothing" and existing is not None:
+            return existing
+        raise AlreadyExists(f"thread {thread_id} already exists")
+
+    async def search(self, owner: str, query: ThreadSearch) -> list[Thread]:
+        """The caller's threads matching metadata, values, ids or status."""
+        async with self.engine.connect() as conn:
+            return await thread_rows.search(conn, owner=owner, query=query)
+
+    async def count(self, owner: str, query: ThreadCount) -> int:
+        """How many of the caller's threads match."""
+        async with self.engine.connect() as conn:
+            return await thread_rows.count(conn, owner=owner, query=query)
+
+    async def get(self, owner: str, thread_id: str) -> Thread:
+        """The caller's thread, else `NotFound`."""
+        tid = require_uuid(thread_id, "thread")
+        async with self.engine.connect() as conn:
+            thread = await thread_rows.get(conn, owner=owner, thread_id=tid)
+        if thread is None:
+            raise NotFound(f"thread {thread_id[:80]!r} not found")
+        return thread
+
+    async def patch(self, owner: str, thread_id: str, body: ThreadPatch) -> Thread:
+        """Merge metadata into a thread."""
+        tid = require_uuid(thread_id, "thread")
+        async with self.engine.begin() as conn:
+            updated = await thread_rows.patch_metadata(
+                conn, owner=owner, thread_id=tid, metadata=body.metadata
+            )
+        if updated is None:
+            raise NotFound(f"thread {thread_id[:80]!r} not found")
+        return updated
+
+    async def delete(self, owner: str, thread_id: str) -> None:
+        """Delete a thread, its runs and its checkpoints; active runs are cancelled first."""
+        thread = await self.get(owner, thread_id)
+        async with self.engine.connect() as conn:
+            active = await run_rows.active_for_thread(conn, uuid.UUID(thread["thread_id"]))
+        for run in active:
+            await self.runs.cancel(owner, thread_id, run["run_id"], action="interrupt", wait=True)
+        async with self.engine.begin() as conn:
+            await thread_rows.delete_thread(
+                conn, owner=owner, thread_id=uuid.UUID(thread["thread_id"])
+            )
+        await self.checkpointer.adelete_thread(thread["thread_id"])
+
+    async def copy(self, owner: str, thread_id: str) -> Thread | None:
+        """A new thread with a copy of this thread's metadata and checkpoints (None if the
+        thread went away meanwhile)."""
+        source = await self.get(owner, thread_id)
+        target = uuid7()
+        async with self.engine.begin() as conn:
+            created = await thread_rows.copy(
+                conn, owner=owner, source=uuid.UUID(source["thread_id"]), target=target
+            )
+            await copy_thread(conn, source["thread_id"], str(target))
+        return created
+
+    def _graph_of(self, thread: Thread) -> LoadedGraph | None:
+        """The graph that last ran on the thread (None before its first run)."""
+        graph_id = (thread.get("metadata") or {}).get("graph_id")
+        return self.registry.get(graph_id) if isinstance(graph_id, str) else None
+
+    async def state(self, owner: str, thread_id: str, *, subgraphs: bool) -> ThreadState:
+        """The thread's latest state."""
+        thread = await self.get(owner, thread_id)
+        loaded = self._graph_of(thread)
+        if loaded is None:
+            return empty_state()
+        config = state_config(thread["thread_id"])
+        return snapshot_json(await loaded.graph.aget_state(config, subgraphs=subgraphs))
+
+    async def state_at(
+        self, owner: str, thread_id: str, ref: CheckpointRef, *, subgraphs: bool
+    ) -> ThreadState:
+        """The thread's state at a checkpoint, else `NotFound`."""
+        thread = await self.get(owner, thread_id)
+        loaded = self._graph_of(thread)
+        if loaded is None:
+            raise NotFound(f"checkpoint {ref.checkpoint_id!r} not found")
+        config = state_config(thread["thread_id"], ref)
+        if await self.checkpointer.aget_tuple(config) is None:
+            raise NotFound(f"checkpoint {ref.checkpoint_id!r} not found")
+        return snapshot_json(await loaded.graph.aget_state(config, subgraphs=subgraphs))
+
+    async def update_state(
+        self, owner: str, thread_id: str, body: StateUpdate
+    ) -> ThreadUpdateStateResponse:
+        """Write values as if `as_node` produced them (`__copy__`: fork a checkpoint), then
+        record the thread's new status and tell the approvals whose interrupt went away."""
+        thread = await self.get(owner, thread_id)
+        if thread["status"] == "busy":
+            raise Conflict(f"thread {thread_id} is busy; wait for its run to finish")
+        loaded = self._graph_of(thread)
+        if loaded is None:
+            raise InvalidRequest(f"thread {thread_id} has not run a graph yet; nothing to update")
+        config = state_config(thread["thread_id"], body.checkpoint, body.checkpoint_id)
+        if "checkpoint_id" in config["configurable"] and (
+            await self.checkpointer.aget_tuple(config) is None
+        ):
+            raise NotFound(f"checkpoint {config['configurable']['checkpoint_id']!r} not found")
+        try:
+            new_config = await loaded.graph.aupdate_state(config, body.values, as_node=body.as_node)
+        except (InvalidUpdateError, ValueError, KeyError, TypeError) as exc:
+            raise InvalidRequest(f"cannot update state: {exc}") from exc
+        values, interrupts, has_next = await thread_snapshot(loaded.graph, thread["thread_id"])
+        async with self.engine.begin() as conn:
+            await thread_rows.set_state(
+                conn,
+                uuid.UUID(thread["thread_id"]),
+                status="interrupted" if interrupts or has_next else "idle",
+                values=values,
+                interrupts=interrupts,
+            )
+            if self.approvals is not None:  # a fork can leave pending approvals behind
+                await self.approvals.on_state_updated(
+                    conn, uuid.UUID(thread["thread_id"]), interrupts
+                )
+        configurable = new_config["configurable"]
+        return {
+            "checkpoint": {
+                "thread_id": configurable["thread_id"],
+                "checkpoint_ns": configurable.get("checkpoint_ns", ""),
+                "checkpoint_id": configurable["checkpoint_id"],
+            },
+            "configurable": configurable,
+            "checkpoint_id": configurable["checkpoint_id"],
+        }
+
+    async def history(self, owner: str, thread_id: str, query: HistoryQuery) -> list[ThreadState]:
+        """Past states, newest first (none before the thread's first run)."""
+        thread = await self.get(owner, thread_id)
+        loaded = self._graph_of(thread)
+        if loaded is None:
+            return []
+        before = query.before
+        before_config = None
+        if isinstance(before, str):
+            before_config = state_config(thread["thread_id"], checkpoint_id=before)
+        elif before is not None:
+            before_config = state_config(thread["thread_id"], before)
+        return [
+            snapshot_json(snapshot)
+            async for snapshot in loaded.graph.aget_state_history(
+                state_config(thread["thread_id"], query.checkpoint),
+                filter=query.metadata,
+                before=before_config,
+                limit=query.limit,
+            )
+        ]
