@@ -160,13 +160,16 @@ class MemoryEventBus:
         """
         cursor = parse_event_id(after)
         channel = self._channel(run_id)
-        seq = cursor[0] if cursor else 0
+        seq = cursor[0] if cursor else channel.trimmed  # no cursor: what is still retained
         if after is not None and seq < channel.trimmed:
             yield resync_event(run_id, after)
             return
         while True:
             channel.changed.clear()
             while seq - channel.trimmed < len(channel.events):
+                if seq < channel.trimmed:  # this reader fell behind the retained window
+                    yield resync_event(run_id, f"{seq}-0")
+                    return
                 yield channel.events[seq - channel.trimmed]
                 seq += 1
             if channel.ended_at is not None:

@@ -121,14 +121,23 @@ async def test_ended_runs_are_forgotten_after_their_retention() -> None:
     assert await bus.has_events("new")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=IndexError,
-    reason="a reader without a cursor indexes before a trimmed window (known; behaviour kept)",
-)
 async def test_a_reader_from_the_start_of_a_trimmed_stream_gets_the_retained_events() -> None:
     bus = MemoryEventBus(max_events=2)
     for n in range(4):
         await bus.publish("r", "values", str(n).encode())
     await bus.end("r", "success")
     assert [e.id for e in await collect(bus, "r")] == ["4-0", "5-0"]
+
+
+async def test_a_reader_left_behind_by_trimming_gets_a_resync_error() -> None:
+    bus = MemoryEventBus(max_events=2)
+    await bus.publish("r", "values", b"0")
+    reader = bus.subscribe("r")
+    first = await anext(reader)
+    assert first.id == "1-0"
+    for n in range(1, 5):  # trims the events this reader has not read yet
+        await bus.publish("r", "values", str(n).encode())
+    behind = await anext(reader)
+    assert behind.event == "error"
+    assert behind.id == "1-0"
+    assert b"ResyncRequired" in behind.data
