@@ -7,7 +7,10 @@ import asyncio
 import sys
 from pathlib import Path
 
-from server.core.settings import Settings
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
+
+from server.core.settings import Settings, describe_settings_error
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -167,6 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         code: int = args.func(args)
+    except (ValidationError, SettingsError) as exc:
+        for line in describe_settings_error(exc):
+            print(f"trellis: configuration: {line}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     return code

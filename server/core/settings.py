@@ -7,11 +7,12 @@ not here.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -244,3 +245,25 @@ class Settings(BaseSettings):
         if self.rate_limit_storage_url:
             return self.rate_limit_storage_url
         return "async+" + self.redis_url if self.redis_url.startswith("redis") else self.redis_url
+
+
+_SECRET_NAME = re.compile(r"key|secret|password|token", re.IGNORECASE)
+
+
+def describe_settings_error(error: ValidationError | SettingsError) -> list[str]:
+    """One line per problem with the settings: the variable, the value given (masked when it
+    is a secret), what is expected. For `trellis` to print instead of a traceback."""
+    if isinstance(error, SettingsError):
+        found = re.search(r'field "(\w+)"', str(error))
+        name = found.group(1).upper() if found else "a setting"
+        return [f'{name}: not valid JSON (lists and objects are JSON, e.g. ["a", "b"])']
+    lines = []
+    for problem in error.errors():
+        field = ".".join(str(part) for part in problem["loc"])
+        message = problem["msg"].removeprefix("Value error, ")
+        if not field:
+            lines.append(message)
+            continue
+        given = "***" if _SECRET_NAME.search(field) else repr(problem.get("input"))
+        lines.append(f"{field.upper()}={given}: {message}")
+    return lines
