@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
-from server.core.settings import Settings, describe_settings_error
+from server.core.settings import ROOT, Settings, describe_settings_error
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -125,31 +126,45 @@ def _ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _setting(name: str, what: str) -> str:
+    """An option's help: what it sets, its default, and the variable that sets it too."""
+    default = Settings.model_fields[name].default
+    if isinstance(default, Path) and default.is_relative_to(ROOT):
+        default = default.relative_to(ROOT)
+    return f"{what} (default: {default}; environment: {name.upper()})"
+
+
 def parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     root = argparse.ArgumentParser(prog="trellis", description=__doc__)
+    root.add_argument("--version", action="version", version=f"trellis {version('trellis')}")
     sub = root.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="serve the LangGraph Server API")
-    serve.add_argument("--config", help="path to a langgraph.json (default: the project's own)")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
+    serve.add_argument("--config", help=_setting("graphs_config", "path to a langgraph.json"))
+    serve.add_argument("--host", help=_setting("host", "address to listen on"))
+    serve.add_argument("--port", type=int, help=_setting("port", "port to listen on"))
     serve.add_argument("--no-worker", action="store_true", help="serve the API only")
     serve.add_argument(
         "--insecure-no-auth",
         action="store_true",
-        help="allow AUTH_MODE=none on a non-loopback host (never in production)",
+        help=_setting(
+            "allow_insecure_no_auth",
+            "allow AUTH_MODE=none on a non-loopback host (never in production)",
+        ),
     )
     serve.set_defaults(func=_serve)
 
     worker = sub.add_parser("worker", help="execute queued runs")
-    worker.add_argument("--config", help="path to a langgraph.json")
-    worker.add_argument("--concurrency", type=int, help="runs executed at once")
+    worker.add_argument("--config", help=_setting("graphs_config", "path to a langgraph.json"))
+    worker.add_argument(
+        "--concurrency", type=int, help=_setting("run_concurrency", "runs executed at once")
+    )
     worker.set_defaults(func=_worker)
 
     ingest = sub.add_parser("ingest", help="index text and Markdown files for the assistant")
     ingest.add_argument("paths", nargs="+", help="files or directories (.md, .txt)")
-    ingest.add_argument("--collection", help="Qdrant collection (default: COLLECTION)")
+    ingest.add_argument("--collection", help=_setting("collection", "Qdrant collection"))
     ingest.add_argument("--server", help="send through a running Trellis at this URL")
     ingest.add_argument("--api-key", help="API key for --server")
     ingest.set_defaults(func=_ingest)

@@ -47,3 +47,22 @@ def test_a_secret_is_not_repeated_back() -> None:
     (line,) = describe_settings_error(caught.value)
     assert line.startswith("OPENAI_API_KEY=***: ")
     assert "sk-very-secret" not in line
+
+
+def test_version_and_option_help_name_defaults_and_variables() -> None:
+    def run(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "server.cli", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return " ".join(done.stdout.split())
+
+    assert run("--version").startswith("trellis ")
+    serve = run("serve", "--help")
+    assert "(default: 8123; environment: PORT)" in serve
+    assert "(default: 127.0.0.1; environment: HOST)" in serve
+    assert "environment: GRAPHS_CONFIG" in serve
+    assert "(default: 32; environment: RUN_CONCURRENCY)" in run("worker", "--help")
