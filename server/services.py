@@ -9,9 +9,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 
 from langgraph.store.postgres.aio import AsyncPostgresStore
-from psycopg import AsyncConnection
-from psycopg.rows import DictRow
-from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -24,7 +21,7 @@ from server.db.checkpoint_serde import StrictSerializer, graph_types, parse_type
 from server.db.checkpoints import FencedPostgresSaver
 from server.db.engine import create_engine
 from server.db.owner_store import OwnerScopedStore
-from server.db.pool import open_pool
+from server.db.pool import Pool, open_pool
 from server.graph_host.registry import GraphRegistry
 from server.resources.assistant_service import AssistantService
 from server.resources.thread_service import ThreadService
@@ -45,7 +42,7 @@ class Services:
 
     settings: Settings
     engine: AsyncEngine
-    pool: AsyncConnectionPool[AsyncConnection[DictRow]]
+    pool: Pool
     """LangGraph's saver and store share it (rows as dicts)."""
     checkpointer: FencedPostgresSaver
     store: AsyncPostgresStore

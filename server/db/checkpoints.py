@@ -22,9 +22,10 @@ from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from psycopg import AsyncClientCursor, AsyncCursor, sql
 from psycopg.abc import Params, Query
 from psycopg.rows import DictRow, dict_row
-from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server.db.pool import Pool
 
 TABLES = ("checkpoints", "checkpoint_blobs", "checkpoint_writes")
 
@@ -154,7 +155,7 @@ class FencedPostgresSaver(AsyncPostgresSaver):
     gives it a pool, so each call takes its own connection instead.
     """
 
-    conn: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]]
+    conn: Pool
 
     @asynccontextmanager
     async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[AsyncCursor[DictRow]]:

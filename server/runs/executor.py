@@ -20,13 +20,10 @@ import uuid
 from datetime import UTC, datetime
 from typing import Literal, cast
 
-import psycopg
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.errors import GraphDrained
 from langgraph.runtime import RunControl
 from langgraph.types import Durability
-from psycopg.rows import DictRow
-from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.core.encoding import dumps
@@ -41,6 +38,7 @@ from server.core.types import (
 )
 from server.db import checkpoints, run_rows, thread_rows
 from server.db.checkpoints import CURRENT_FENCE, Fence, LeaseLost
+from server.db.pool import Pool
 from server.graph_host.registry import GraphRegistry, LoadedGraph
 from server.graph_host.snapshot import thread_snapshot
 from server.runs.events import EventBus
@@ -67,7 +65,7 @@ class Executor:
         self,
         *,
         engine: AsyncEngine,
-        pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]],
+        pool: Pool,
         registry: GraphRegistry,
         checkpointer: BaseCheckpointSaver[str],
         events: EventBus,

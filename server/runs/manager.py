@@ -15,11 +15,8 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Literal, cast
 
-import psycopg
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from psycopg.rows import DictRow
-from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.auth.identity import auth_user_for_run
@@ -38,6 +35,7 @@ from server.core.types import (
 )
 from server.db import assistant_rows, run_rows, thread_rows
 from server.db.engine import Conn
+from server.db.pool import Pool
 from server.graph_host.registry import GraphRegistry, system_assistant_id
 from server.runs.events import EventBus, RunEvent
 from server.runs.executor import Executor
@@ -60,7 +58,7 @@ class RunManager:
         self,
         *,
         engine: AsyncEngine,
-        pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]],
+        pool: Pool,
         registry: GraphRegistry,
         checkpointer: BaseCheckpointSaver[str],
         events: EventBus,
