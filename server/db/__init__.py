@@ -12,6 +12,7 @@ approval_rows.py     approvals
 owners.py            who owns a thread, run or assistant, and its metadata (authorization)
 api_key_rows.py      API keys (hashes only)
 checkpoints.py       the fenced checkpoint saver; thread copies, a rolled-back run's deletions
+checkpoint_deltas.py list channels stored as the items they gained (row format, chains read back)
 checkpoint_serde.py  the allowlisting checkpoint serializer
 owner_store.py       LangGraph's store, scoped to an owner
 """

@@ -37,6 +37,7 @@ from server.core.types import (
     ThreadStatus,
 )
 from server.db import checkpoints, run_rows, thread_rows
+from server.db.checkpoint_deltas import remember_lists
 from server.db.checkpoints import CURRENT_FENCE, Fence, LeaseLost
 from server.db.pool import Pool
 from server.graph_host.registry import GraphRegistry, LoadedGraph
@@ -252,6 +253,7 @@ class Executor:
         attempt = int(run["attempt"])
         started = time.perf_counter()
         CURRENT_FENCE.set(Fence(run["run_id"], self.worker_id, int(run["lease_epoch"])))
+        remember_lists()
         log.info(
             "run started",
             extra={"run_id": run_id, "thread_id": str(thread_id), "attempt": attempt},
