@@ -15,10 +15,12 @@ A delta is an ordinary `checkpoint_blobs` row (no schema change):
 
 `<base>` is the whole value the chain starts from, so the rows of a chain are found in
 one query (every row with that base, between the base and the version read). A chain
-ends, and the value is stored whole again, when its deltas outweigh its base (or
-`FLOOR_BYTES` for a small base) or reach `MAX_CHAIN` rows: the whole values stored
-grow geometrically, so a thread's bytes stay within a small multiple of what it added,
-and a read fetches at most `MAX_CHAIN + 1` rows per channel.
+ends, and the value is stored whole again, when its deltas outweigh `CHAIN_RATIO` times
+its base (or `FLOOR_BYTES` for a small base) or reach `MAX_CHAIN` rows. The whole values
+stored then grow geometrically, so a thread's bytes stay within a small multiple of
+what it added (the whole values add up to ~1.25x the last one); a read fetches at
+most `MAX_CHAIN + 1` rows per channel, and decodes each item of the value once, as
+reading it whole would.
 
 Rows written before this module existed, or by the stock saver, are whole values and
 read as they always did.
@@ -36,7 +38,8 @@ from psycopg.rows import DictRow
 
 DELTA = "trellis.delta"
 FLOOR_BYTES = 64 * 1024
-MAX_CHAIN = 1024
+CHAIN_RATIO = 4
+MAX_CHAIN = 2048
 
 BlobKey = tuple[str, str, str, str]
 """thread_id, checkpoint_ns, channel, version: a `checkpoint_blobs` row."""
@@ -114,7 +117,7 @@ def encode(
     items = tuple(value)
     if prior is not None and prior.chain < MAX_CHAIN and prior.extended_by(items):
         inner, blob = serde.dumps_typed(list(items[len(prior.items) :]))
-        if prior.chain_bytes + len(blob) <= max(prior.base_bytes, FLOOR_BYTES):
+        if prior.chain_bytes + len(blob) <= max(prior.base_bytes * CHAIN_RATIO, FLOOR_BYTES):
             stored = Stored(
                 version,
                 items,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import threading
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import NoReturn, Protocol, cast
 
@@ -63,6 +64,13 @@ def parse_type(spec: str) -> TypeKey:
     return (module, name)
 
 
+ZLIB = "+zlib"
+"""The suffix of a compressed value's type: `msgpack+zlib`."""
+COMPRESS_FROM = 256
+"""Bytes from which a serialised value is compressed."""
+_COMPRESSIBLE = frozenset({"msgpack", "json"})
+
+
 def _opt() -> int:
     return int(ormsgpack.OPT_NON_STR_KEYS)
 
@@ -102,15 +110,27 @@ class StrictSerializer(JsonPlusSerializer):
         return clone
 
     def dumps_typed(self, obj: object) -> tuple[str, bytes]:
-        """Serialize without ever falling back to pickle."""
+        """Serialize without ever falling back to pickle; compress what compresses.
+
+        Postgres compresses only values of more than ~2 KB, and with an LZ coder that
+        finds no repeats in text of few symbols (hex, base64); a checkpoint's writes and
+        appended messages are mostly smaller, so zlib does it here.
+        """
         type_, data = super().dumps_typed(obj)
         if type_ == "pickle":
             raise CheckpointRejected("pickle serialization is disabled")
+        if type_ in _COMPRESSIBLE and len(data) >= COMPRESS_FROM:
+            packed = zlib.compress(data, 1)
+            if len(packed) < len(data) * 0.9:
+                return f"{type_}{ZLIB}", packed
         return type_, data
 
     def loads_typed(self, data: tuple[str, bytes]) -> object:
         """Deserialize, refusing pickle and anything not allowlisted."""
         type_ = data[0]
+        if type_.endswith(ZLIB) and type_.removesuffix(ZLIB) in _COMPRESSIBLE:
+            type_ = type_.removesuffix(ZLIB)
+            data = (type_, zlib.decompress(data[1]))
         if type_ not in ("null", "bytes", "bytearray", "json", "msgpack"):
             security_event("checkpoint_rejected", encoding=str(type_)[:32])
             raise CheckpointRejected(f"checkpoint encoding {str(type_)[:32]!r} is refused")
