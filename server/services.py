@@ -125,11 +125,11 @@ async def open_services(
             stack.push_async_callback(redis.aclose)
         events = open_event_bus(settings, redis)
         stack.push_async_callback(events.close)
-        extra_info: JsonObject = {}
+        extra_info: JsonObject = {"redis": {"connected": redis is not None}}
         if serves_builtin_graphs(registry):
             # Imported here: the built-in graph's tools (numpy, Qdrant, model clients) are
             # heavy and only needed when one of Trellis' own graphs is served.
-            from server.builtin_toolbox import build_toolbox
+            from server.builtin_toolbox import build_toolbox, check_model_endpoint, describe_toolbox
             from tools.toolbox import install_toolbox, uninstall_toolbox
 
             toolbox = build_toolbox(settings, redis)
@@ -137,6 +137,11 @@ async def open_services(
             stack.callback(uninstall_toolbox)
             stack.push_async_callback(toolbox.index.close)
             extra_info["model_provider"] = toolbox.provider.name
+            extra_info.update(describe_toolbox(settings, toolbox))
+            checking = asyncio.create_task(
+                check_model_endpoint(settings, extra_info), name="trellis-model-endpoint-check"
+            )
+            stack.callback(checking.cancel)
             # Seed the sample corpus in the background: the API answers meanwhile.
             preparing = asyncio.create_task(toolbox.prepare(), name="trellis-toolbox-prepare")
             stack.callback(preparing.cancel)

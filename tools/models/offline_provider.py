@@ -29,6 +29,7 @@ __all__ = ["OfflineProvider"]
 
 _NO_ANSWER = "The documents I searched do not cover this question."
 _NO_TEXT = "No text was found in the image."
+_TEXT_NOT_READ = "The text in the image, if any, could not be read."
 
 
 class OfflineProvider:
@@ -126,7 +127,12 @@ class OfflineProvider:
     ) -> ImageDescription:
         """Describe the image from its OCR text and measured facts."""
         ocr = " ".join(ocr_text.split())
-        parts = [f'The image contains the text: "{ocr}".' if ocr else _NO_TEXT]
+        if ocr:
+            parts = [f'The image contains the text: "{ocr}".']
+        elif facts.get("ocr") in ("unavailable", "failed"):
+            parts = [_TEXT_NOT_READ]  # OCR did not run: nothing is known about its text
+        else:
+            parts = [_NO_TEXT]
         width, height = facts.get("width"), facts.get("height")
         fmt = facts.get("original_format") or facts.get("format")
         if width and height:
