@@ -23,7 +23,7 @@ from server.db.engine import create_engine
 from server.db.owner_store import OwnerScopedStore
 from server.db.pool import Pool, open_pool
 from server.graph_host.registry import GraphRegistry
-from server.resources.assistant_service import AssistantService
+from server.resources.assistant_service import AssistantService, warn_unserved
 from server.resources.thread_service import ThreadService
 from server.runs.events import EventBus, MemoryEventBus
 from server.runs.executor import Executor
@@ -120,6 +120,7 @@ async def open_services(
                     assistant_id=loaded.assistant_id,
                     description=loaded.description,
                 )
+        await warn_unserved(engine, registry)
         redis = await open_redis(settings)
         if redis is not None:
             stack.push_async_callback(redis.aclose)
