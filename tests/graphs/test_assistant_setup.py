@@ -132,10 +132,10 @@ async def test_info_keeps_the_official_keys_and_reports_what_is_configured(serve
         "tracing_setting": True,
         "api_key": True,
         "endpoint_host": "api.smith.langchain.com",
-        "project": "demo",
     }
     assert info["trellis"]["redis"] == {"connected": True}
     assert "lsv2-not-a-real-key" not in str(info)
+    assert "demo" not in str(info)  # /info is public: what is on, not what it is called
 
 
 async def test_a_garbage_openai_key_is_named_at_startup_and_in_the_run_error(

@@ -55,7 +55,6 @@ async def info(services: ServicesDep) -> dict[str, object]:
                 "tracing_setting": settings.langsmith_tracing,
                 "api_key": settings.langsmith_api_key is not None,
                 "endpoint_host": urlsplit(settings.langsmith_endpoint).netloc.rpartition("@")[2],
-                "project": settings.langsmith_project,
             },
             **services.extra_info,
         },
