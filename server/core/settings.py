@@ -206,9 +206,6 @@ class Settings(BaseSettings):
         default="https://api.smith.langchain.com",
         validation_alias=AliasChoices("langsmith_endpoint", "langchain_endpoint"),
     )
-    langsmith_project: str | None = Field(
-        default=None, validation_alias=AliasChoices("langsmith_project", "langchain_project")
-    )
 
     @field_validator("database_url")
     @classmethod

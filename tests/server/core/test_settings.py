@@ -42,7 +42,7 @@ def test_langsmith_tracing_is_read_under_langchains_names(
     monkeypatch: pytest.MonkeyPatch, environment: dict[str, str], tracing_on: bool
 ) -> None:
     for name in ("LANGSMITH_", "LANGCHAIN_"):
-        for suffix in ("TRACING", "TRACING_V2", "API_KEY", "ENDPOINT", "PROJECT"):
+        for suffix in ("TRACING", "TRACING_V2", "API_KEY", "ENDPOINT"):
             monkeypatch.delenv(name + suffix, raising=False)
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
