@@ -2,9 +2,10 @@
 
 This module owns the confidence score and the human-review protocol.
 
-Confidence is a weighted combination of three named components, each in [0, 1]::
+Confidence is a weighted combination of three named components, each in [0, 1],
+scaled down when the draft does not address the question::
 
-    confidence = 0.5 * groundedness + 0.2 * retrieval + 0.3 * judge
+    confidence = min(1, 2 * relevance) * (0.5 * groundedness + 0.2 * retrieval + 0.3 * judge)
 
 - ``groundedness``: for each draft sentence (citation markers removed), the best
   cosine similarity to any sentence of the evidence passages, using the
@@ -14,6 +15,14 @@ Confidence is a weighted combination of three named components, each in [0, 1]::
   strength, or the OCR confidence for image answers).
 - ``judge``: the provider's graded judgement of the draft against the question
   and the evidence.
+- ``relevance``: the share of the question's content words (stemmed) that the draft
+  addresses, counting only sentences that use one and say something of their own
+  (``tools.models.text.addressing``). Grounding alone proves nothing about an
+  extractive draft, which is always made of evidence sentences: a sentence that
+  only restates the question, or true sentences about another subject, must not
+  be accepted confidently. Addressing half the question's words counts fully; fewer
+  scale the confidence down, to 0 for a draft that addresses none. Not measured
+  (1.0) for image answers, whose question names the image rather than its content.
 
 Decision (``verdict``), with ``threshold = context.confidence_threshold``:
 
@@ -59,7 +68,7 @@ from agents.state import PassageRecord, ReviewRecord, State, StateUpdate, Verdic
 from agents.turn import context_of, emit, passages_from_records, retrieval_strength
 from prompts import load_prompt
 from tools.embeddings import Embedder, cosine_matrix
-from tools.models.text import content_words, split_sentences, strip_citations
+from tools.models.text import addressing, content_words, split_sentences, strip_citations
 from tools.toolbox import current_toolbox
 
 __all__ = [
@@ -81,8 +90,10 @@ class InvalidReview(ValueError):
 
 
 def combine(components: Mapping[str, float]) -> float:
-    """Weighted confidence from named components, clipped to [0, 1]."""
+    """Weighted confidence from named components, scaled by ``relevance`` (1.0 when absent)
+    as the module docstring says, clipped to [0, 1]."""
     total = sum(WEIGHTS[name] * components.get(name, 0.0) for name in WEIGHTS)
+    total *= min(1.0, 2.0 * components.get("relevance", 1.0))
     return round(min(1.0, max(0.0, total)), 4)
 
 
@@ -122,12 +133,24 @@ async def critic(
         "retrieval": retrieval_strength(records),
         "judge": round(min(1.0, max(0.0, judgement.score)), 4),
     }
-    confidence = combine(components)
     reasons = [
         f"groundedness {components['groundedness']:.2f}: draft sentences vs evidence sentences",
         f"retrieval {components['retrieval']:.2f}: mean of the top evidence scores",
         f"judge {components['judge']:.2f}: {judgement.reason}",
     ]
+    if state.get("draft_source") == "vision":
+        components["relevance"] = 1.0
+        reasons.append("relevance 1.00: not measured for an answer about an image")
+    else:
+        addressed = addressing(question, draft)
+        components["relevance"] = round(addressed.share, 4)
+        reasons.append(
+            f"relevance {addressed.share:.2f}: the draft addresses "
+            f"{len(addressed.addressed)} of the question's {len(addressed.question_terms)} "
+            f"content words ({', '.join(addressed.addressed) or 'none'}) in "
+            f"{addressed.informative_sentences} of its {addressed.sentences} sentences"
+        )
+    confidence = combine(components)
 
     verdict: Verdict
     goto: Literal["supervisor", "human_review"] = "supervisor"

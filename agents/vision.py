@@ -5,7 +5,10 @@ last human message (data URLs or http(s) URLs fetched through the toolbox's
 guarded fetcher) → ``load_image_part`` → ``preprocess`` (size and decode limits)
 → OCR and measured facts → ``ModelProvider.describe_image``. The OCR text becomes
 the draft's evidence (a passage with ``source="ocr"``), so the critic scores an
-image answer the same way as a document answer.
+image answer the same way as a document answer. Without OCR (no tesseract at the
+toolbox's ``tesseract_cmd``, or tesseract failing) the facts say ``"ocr":
+"unavailable"`` or ``"failed"`` and the draft ends with a note saying so and how to
+install it, so an image full of text is never answered as if it had none.
 
 A refused or unreadable image never fails the run: the reason lands in
 ``state["image_findings"]`` and in an assistant message, and the supervisor
@@ -30,6 +33,7 @@ from agents.turn import context_of, emit, image_urls, last_human
 from tools.images import (
     ImageRejected,
     OcrFailed,
+    OcrUnavailable,
     image_facts,
     load_image_part,
     ocr,
@@ -77,12 +81,20 @@ async def vision(state: State, runtime: Runtime[Context]) -> StateUpdate:
             "messages": [AIMessage(content=message, name="vision", id=str(uuid.uuid4()))],
         }
 
+    # The image is still usable without its text: described from its facts, with the
+    # answer saying its text was not read (never as if the image had none).
+    problem: str | None = None
     try:
-        text = " ".join((await ocr(prepared)).split())
+        text = " ".join((await ocr(prepared, command=toolbox.tesseract_cmd)).split())
         message = f"Read {len(text)} characters of text from the image."
+    except OcrUnavailable as error:
+        text, facts["ocr"] = "", "unavailable"
+        problem = f"Text recognition (OCR) is unavailable on this server: {error}."
     except OcrFailed as error:
-        # The image is still usable without its text: describe it from its facts.
-        text, message = "", f"Text recognition was not available: {error}"
+        text, facts["ocr"] = "", "failed"
+        problem = f"Text recognition (OCR) failed on this image: {error}."
+    if problem is not None:
+        message = problem
     raw_confidence = facts.get("ocr_confidence")
     ocr_confidence = float(raw_confidence) if isinstance(raw_confidence, int | float) else None
     description = await toolbox.provider.describe_image(
@@ -115,9 +127,10 @@ async def vision(state: State, runtime: Runtime[Context]) -> StateUpdate:
         "image_findings": findings,
         "passages": evidence if text else [],
         "citations": [],
-        "draft": description.text,
+        "draft": description.text if problem is None else f"{description.text} {problem}",
         "draft_source": "vision",
-        "draft_message_id": description.message_id,
+        # With a note added, the answer is not the streamed message: it gets an id of its own.
+        "draft_message_id": description.message_id if problem is None else None,
         "verdict": None,
         "prompts": {description.prompt.name: description.prompt.version},
     }

@@ -12,11 +12,18 @@ from pathlib import Path
 from redis.asyncio import Redis
 
 from server.core.settings import Settings
+from server.core.types import JsonObject
 from tools.cache import Cache, CachedEmbedder, MemoryCache, RedisCache
 from tools.embeddings import Embedder, MiniLMEmbedder, OpenAIEmbedder
-from tools.images import ImageLimits
+from tools.images import OCR_INSTALL_HINT, ImageLimits, find_tesseract
 from tools.models.offline_provider import OfflineProvider
-from tools.models.openai_provider import ModelRoles, OpenAIConfig, OpenAIProvider
+from tools.models.openai_provider import (
+    ModelRoles,
+    OpenAIConfig,
+    OpenAIProvider,
+    check_endpoint,
+    endpoint_host,
+)
 from tools.models.provider import ModelProvider
 from tools.net import PublicFetcher
 from tools.retrieval import QdrantIndex, sample_corpus_dir
@@ -72,6 +79,7 @@ def build_toolbox(settings: Settings, redis: Redis | None) -> Toolbox:
                 fallback_model=settings.openai_fallback_model,
                 timeout=settings.openai_timeout_seconds,
                 max_retries=settings.openai_max_retries,
+                deadline=settings.openai_deadline_seconds,
                 cache_ttl=settings.response_cache_ttl_seconds,
             ),
             cache=cache,
@@ -89,5 +97,48 @@ def build_toolbox(settings: Settings, redis: Redis | None) -> Toolbox:
         ),
         image_limits=limits,
         cache=cache,
+        tesseract_cmd=settings.tesseract_cmd,
         seed_dir=sample_corpus_dir() if settings.seed_sample_corpus else None,
     )
+
+
+def describe_toolbox(settings: Settings, toolbox: Toolbox) -> JsonObject:
+    """What `/info` reports about the built-in graph's tools (never a secret); one warning
+    line in the log for each that is missing."""
+    ocr = find_tesseract(settings.tesseract_cmd) is not None
+    if not ocr:
+        log.warning(
+            "OCR unavailable: no tesseract at TESSERACT_CMD=%r, so image questions are "
+            "answered without reading their text; %s",
+            settings.tesseract_cmd,
+            OCR_INSTALL_HINT,
+            extra={"event": "ocr_unavailable", "tesseract_cmd": settings.tesseract_cmd},
+        )
+    model: JsonObject = {"provider": toolbox.provider.name}
+    if uses_openai(settings):
+        model["model"] = settings.openai_model
+        model["base_url_host"] = endpoint_host(settings.openai_base_url)
+        model["endpoint_check"] = "pending"
+    return {"capabilities": {"ocr": ocr}, "model": model}
+
+
+async def check_model_endpoint(settings: Settings, info: JsonObject) -> None:
+    """Ask the OpenAI-compatible endpoint for its models once, at startup, without holding
+    startup up: a warning line when it does not answer 2xx, and the outcome in `info`."""
+    if not uses_openai(settings):
+        return
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "none"
+    problem = await check_endpoint(settings.openai_base_url, key, timeout=5.0)
+    model = info.get("model")
+    if isinstance(model, dict):
+        model["endpoint_check"] = "ok" if problem is None else problem
+    if problem is not None:
+        log.warning(
+            "model endpoint check failed: %s; the built-in assistant's runs will fail "
+            "until it answers (check OPENAI_BASE_URL and OPENAI_API_KEY)",
+            problem,
+            extra={
+                "event": "model_endpoint_check",
+                "base_url_host": endpoint_host(settings.openai_base_url),
+            },
+        )

@@ -57,7 +57,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from server.core.logging import configure
+    from server.core.logging import configure, report_fatal
     from server.worker import run_worker
 
     settings = _settings(args)
@@ -69,10 +69,15 @@ def _worker(args: argparse.Namespace) -> int:
     try:
         import uvloop
     except ImportError:
-        asyncio.run(run_worker(settings))
+        runner = asyncio.Runner()
     else:
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    try:
+        with runner:
             runner.run(run_worker(settings))
+    except Exception as error:
+        report_fatal("worker stopped", error)
+        return 1
     return 0
 
 

@@ -23,7 +23,7 @@ from server.db.engine import create_engine
 from server.db.owner_store import OwnerScopedStore
 from server.db.pool import Pool, open_pool
 from server.graph_host.registry import GraphRegistry
-from server.resources.assistant_service import AssistantService
+from server.resources.assistant_service import AssistantService, warn_unserved
 from server.resources.thread_service import ThreadService
 from server.runs.events import EventBus, MemoryEventBus
 from server.runs.executor import Executor
@@ -120,16 +120,17 @@ async def open_services(
                     assistant_id=loaded.assistant_id,
                     description=loaded.description,
                 )
+        await warn_unserved(engine, registry)
         redis = await open_redis(settings)
         if redis is not None:
             stack.push_async_callback(redis.aclose)
         events = open_event_bus(settings, redis)
         stack.push_async_callback(events.close)
-        extra_info: JsonObject = {}
+        extra_info: JsonObject = {"redis": {"connected": redis is not None}}
         if serves_builtin_graphs(registry):
             # Imported here: the built-in graph's tools (numpy, Qdrant, model clients) are
             # heavy and only needed when one of Trellis' own graphs is served.
-            from server.builtin_toolbox import build_toolbox
+            from server.builtin_toolbox import build_toolbox, check_model_endpoint, describe_toolbox
             from tools.toolbox import install_toolbox, uninstall_toolbox
 
             toolbox = build_toolbox(settings, redis)
@@ -137,6 +138,11 @@ async def open_services(
             stack.callback(uninstall_toolbox)
             stack.push_async_callback(toolbox.index.close)
             extra_info["model_provider"] = toolbox.provider.name
+            extra_info.update(describe_toolbox(settings, toolbox))
+            checking = asyncio.create_task(
+                check_model_endpoint(settings, extra_info), name="trellis-model-endpoint-check"
+            )
+            stack.callback(checking.cancel)
             # Seed the sample corpus in the background: the API answers meanwhile.
             preparing = asyncio.create_task(toolbox.prepare(), name="trellis-toolbox-prepare")
             stack.callback(preparing.cancel)

@@ -6,7 +6,8 @@ from the header, before any pixel is decoded, so a decompression bomb is
 refused cheaply. Accepted images are upright (EXIF orientation applied), RGB,
 at most `max_side` pixels on their longer side, and re-encoded as JPEG, which
 also drops their metadata. `ocr` runs the `tesseract` CLI (Debian package
-`tesseract-ocr`) on a prepared image.
+`tesseract-ocr`) on a prepared image; `find_tesseract` says whether it can run here,
+so the server can say so at startup instead of answering as if an image had no text.
 """
 
 from __future__ import annotations
@@ -26,12 +27,15 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from tools.net import UrlFetcher
 
 __all__ = [
+    "OCR_INSTALL_HINT",
     "ImageFacts",
     "ImageLimits",
     "ImageRejected",
     "OcrFailed",
+    "OcrUnavailable",
     "PreparedImage",
     "decode_data_url",
+    "find_tesseract",
     "image_facts",
     "load_image_part",
     "ocr",
@@ -48,6 +52,23 @@ class ImageRejected(Exception):
 
 class OcrFailed(Exception):
     """Raised when text recognition could not run (tesseract missing, failing, too slow)."""
+
+
+class OcrUnavailable(OcrFailed):
+    """Raised when there is no tesseract to run: the image's text cannot be read on this
+    machine at all (unlike a failure on one image)."""
+
+
+OCR_INSTALL_HINT = (
+    "install tesseract (Debian/Ubuntu: apt-get install tesseract-ocr; macOS: brew install "
+    "tesseract) or point TESSERACT_CMD at it"
+)
+"""How to get OCR, for the startup warning and for answers about images."""
+
+
+def find_tesseract(command: str = "tesseract") -> str | None:
+    """The executable `command` names (a name on the PATH or a path), or None when absent."""
+    return shutil.which(command)
 
 
 @dataclass(frozen=True)
@@ -196,15 +217,17 @@ async def ocr(
     *,
     lang: str = "eng",
     timeout: float = 60.0,  # noqa: ASYNC109 - a default bound; it also kills the child
+    command: str = "tesseract",
 ) -> str:
-    """Text in `image` as read by tesseract; raw bytes are validated with `preprocess` first."""
+    """Text in `image` as read by tesseract (`command`: a name on the PATH or a path); raw
+    bytes are validated with `preprocess` first."""
     if not _LANG.match(lang):
         raise ValueError(f"invalid tesseract language {lang!r}")
     if not isinstance(image, PreparedImage):
         image = await asyncio.to_thread(preprocess, image, _OCR_LIMITS)
-    binary = shutil.which("tesseract")
+    binary = find_tesseract(command)
     if binary is None:
-        raise OcrFailed("tesseract is not installed (Debian package tesseract-ocr)")
+        raise OcrUnavailable(f"tesseract was not found ({command!r}); {OCR_INSTALL_HINT}")
     process = await asyncio.create_subprocess_exec(
         binary,
         "stdin",

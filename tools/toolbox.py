@@ -50,6 +50,8 @@ class Toolbox:
     """Fetches image URLs under the outbound policy (``tools.net.PublicFetcher``)."""
     image_limits: ImageLimits
     cache: Cache
+    tesseract_cmd: str = "tesseract"
+    """The OCR command the vision agent runs: a name on the PATH or a path."""
     seed_dir: Path | None = None
     """When set, ``prepare()`` ingests this folder into an empty collection once."""
     _prepared: bool = field(default=False, init=False, repr=False)

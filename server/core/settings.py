@@ -11,7 +11,14 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -168,6 +175,9 @@ class Settings(BaseSettings):
     """When set (with a key), embeddings come from OpenAI instead of the local MiniLM."""
     openai_timeout_seconds: float = Field(default=60.0, gt=0)
     openai_max_retries: int = Field(default=3, ge=0)
+    openai_deadline_seconds: float = Field(default=90.0, gt=0)
+    """Total time one model call may take, its retries and the fallback model included; then
+    the run fails with an error naming the endpoint and what it answered."""
     embedding_cache_ttl_seconds: int = Field(default=7 * 86400, ge=1)
     response_cache_ttl_seconds: int = Field(default=3600, ge=1)
     collection: str = "documents"
@@ -179,6 +189,23 @@ class Settings(BaseSettings):
     """Embedded Qdrant data directory; default `<embedded_data_dir>/qdrant`."""
     qdrant_url: str | None = None
     qdrant_api_key: SecretStr | None = None
+    tesseract_cmd: str = "tesseract"
+    """The OCR command of the built-in vision agent: a name on the PATH or a path."""
+
+    langsmith_tracing: bool | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "langsmith_tracing", "langsmith_tracing_v2", "langchain_tracing_v2", "langchain_tracing"
+        ),
+    )
+    """LangSmith tracing, read by langchain itself; named here so `/info` can report it."""
+    langsmith_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("langsmith_api_key", "langchain_api_key")
+    )
+    langsmith_endpoint: str = Field(
+        default="https://api.smith.langchain.com",
+        validation_alias=AliasChoices("langsmith_endpoint", "langchain_endpoint"),
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -238,6 +265,12 @@ class Settings(BaseSettings):
     def psycopg_url(self) -> str:
         """The database URL as libpq expects it."""
         return "postgresql://" + self.database_url.split("://", 1)[1]
+
+    @property
+    def langsmith_tracing_on(self) -> bool:
+        """Whether runs are traced to LangSmith: tracing on and a key to send with (as the
+        official server's `langsmith` flag)."""
+        return bool(self.langsmith_tracing) and self.langsmith_api_key is not None
 
     @property
     def limits_storage_url(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import cast
 
 from sqlalchemy import ColumnElement, Table, and_, delete, func, or_, select, update
@@ -217,8 +218,10 @@ async def delete_assistant(conn: AsyncConnection, *, owner: str, assistant_id: u
     return (await conn.execute(stmt)).first() is not None
 
 
-def _filters(owner: str, query: AssistantSearch | AssistantCount) -> ColumnElement[bool]:
-    clauses: list[ColumnElement[bool]] = [_visible(owner)]
+def _filters(
+    owner: str, query: AssistantSearch | AssistantCount, graphs: Sequence[str]
+) -> ColumnElement[bool]:
+    clauses: list[ColumnElement[bool]] = [_visible(owner), A.c.graph_id.in_(list(graphs))]
     if query.metadata:
         clauses.append(A.c.metadata.contains(query.metadata))
     if query.graph_id:
@@ -229,15 +232,15 @@ def _filters(owner: str, query: AssistantSearch | AssistantCount) -> ColumnEleme
 
 
 async def search(
-    conn: AsyncConnection, *, owner: str, query: AssistantSearch
+    conn: AsyncConnection, *, owner: str, query: AssistantSearch, graphs: Sequence[str]
 ) -> list[AssistantRow]:
-    """Assistants matching the query, newest first unless asked otherwise; with `select`,
-    only the keys it names (the SDK calls those `Assistant` too)."""
+    """Assistants of the served `graphs` matching the query, newest first unless asked
+    otherwise; with `select`, only the keys it names (the SDK calls those `Assistant` too)."""
     column = A.c[query.sort_by or "created_at"]
     order = column.asc() if query.sort_order == "asc" else column.desc()
     stmt = (
         select(*PUBLIC)
-        .where(_filters(owner, query))
+        .where(_filters(owner, query, graphs))
         .order_by(order, A.c.assistant_id)
         .limit(query.limit)
         .offset(query.offset)
@@ -249,7 +252,22 @@ async def search(
     return out
 
 
-async def count(conn: AsyncConnection, *, owner: str, query: AssistantCount) -> int:
-    """How many assistants match."""
-    stmt = select(func.count()).select_from(A).where(_filters(owner, query))
+async def count(
+    conn: AsyncConnection, *, owner: str, query: AssistantCount, graphs: Sequence[str]
+) -> int:
+    """How many assistants of the served `graphs` match."""
+    stmt = select(func.count()).select_from(A).where(_filters(owner, query, graphs))
     return int((await conn.execute(stmt)).scalar_one())
+
+
+async def unserved(conn: AsyncConnection, *, graphs: Sequence[str]) -> dict[str, list[str]]:
+    """Every owner's assistants whose graph is not among `graphs`, by graph id, oldest first."""
+    stmt = (
+        select(A.c.graph_id, A.c.assistant_id)
+        .where(A.c.graph_id.not_in(list(graphs)))
+        .order_by(A.c.graph_id, A.c.created_at, A.c.assistant_id)
+    )
+    found: dict[str, list[str]] = {}
+    for graph_id, assistant_id in (await conn.execute(stmt)).all():
+        found.setdefault(str(graph_id), []).append(str(assistant_id))
+    return found

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from server.core.logging import report_fatal
 from server.core.settings import Settings
 from server.http import error_handlers, security
 from server.http.middleware.headers import SecurityHeaders
@@ -68,12 +69,15 @@ def lifespan(
 
     @asynccontextmanager
     async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await limits.open()
-        try:
-            async with open_services(settings, worker=worker) as services:
-                app.state.services = services
-                yield
-        finally:
-            await limits.close()
+        async with AsyncExitStack() as stack:
+            try:
+                await limits.open()
+                stack.push_async_callback(limits.close)
+                services = await stack.enter_async_context(open_services(settings, worker=worker))
+            except Exception as error:
+                report_fatal("could not start", error)
+                raise
+            app.state.services = services
+            yield
 
     return _lifespan

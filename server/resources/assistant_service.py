@@ -3,10 +3,17 @@
 An assistant is a served graph plus a versioned configuration. Each served graph has a
 system assistant (owner NULL, id derived from the graph id, visible to everyone, never
 changed); callers create their own beside them.
+
+An assistant whose graph is no longer served (removed from `langgraph.json`) is kept, as
+the official server keeps it: search and count leave it out, and reading or running it is
+`NotFound` naming the missing graph. Its owner may still list its versions, re-point it
+(patch, set_latest) or delete it;
+`warn_unserved` lists such assistants in the log at startup.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -24,6 +31,37 @@ from server.core.types import Assistant, AssistantVersion, GraphSchema, JsonObje
 from server.db import assistant_rows
 from server.graph_host.introspection import draw, schemas, subgraphs
 from server.graph_host.registry import GraphRegistry, LoadedGraph, system_assistant_id
+
+log = logging.getLogger("trellis")
+
+
+def unserved_graph(assistant_id: str, graph_id: str, registry: GraphRegistry) -> NotFound:
+    """The error for using an assistant whose graph this server does not serve."""
+    served = ", ".join(registry.graph_ids) or "none"
+    return NotFound(
+        f"assistant {assistant_id[:80]!r} uses graph {graph_id!r}, which this server does not "
+        f"serve (not in its langgraph.json, which lists: {served})"
+    )
+
+
+async def warn_unserved(engine: AsyncEngine, registry: GraphRegistry) -> None:
+    """One log line listing the assistants whose graph is not served (they stay hidden)."""
+    async with engine.connect() as conn:
+        found = await assistant_rows.unserved(conn, graphs=registry.graph_ids)
+    if not found:
+        return
+    shown = "; ".join(
+        f"graph {graph_id!r}: {', '.join(ids[:5])}"
+        + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+        for graph_id, ids in found.items()
+    )
+    log.warning(
+        "%d assistants use graphs that are not in langgraph.json; they are hidden from search "
+        "and 404 on use until their graph is served again, re-pointed or deleted (%s)",
+        sum(len(ids) for ids in found.values()),
+        shown,
+        extra={"event": "unserved_assistants", "graphs": sorted(found)},
+    )
 
 
 class AssistantService:
@@ -43,9 +81,12 @@ class AssistantService:
         return parsed
 
     async def _visible(self, conn: AsyncConnection, owner: str, assistant_id: str) -> Assistant:
+        """The assistant if the caller sees it and its graph is served, else `NotFound`."""
         found = await assistant_rows.get(conn, owner=owner, assistant_id=self._uuid(assistant_id))
         if found is None:
             raise NotFound(f"assistant {assistant_id[:80]!r} not found")
+        if found["graph_id"] not in self.registry:
+            raise unserved_graph(assistant_id, found["graph_id"], self.registry)
         return found
 
     async def _graph(self, owner: str, assistant_id: str) -> LoadedGraph:
@@ -53,7 +94,7 @@ class AssistantService:
             assistant = await self._visible(conn, owner, assistant_id)
         loaded = self.registry.get(assistant["graph_id"])
         if loaded is None:
-            raise NotFound(f"graph {assistant['graph_id']!r} is not served by this server")
+            raise unserved_graph(assistant_id, assistant["graph_id"], self.registry)
         return loaded
 
     async def create(self, owner: str, body: AssistantCreate) -> Assistant:
@@ -89,12 +130,16 @@ class AssistantService:
     async def search(self, owner: str, query: AssistantSearch) -> list[Assistant]:
         """Assistants the caller sees matching metadata, graph id or name."""
         async with self.engine.connect() as conn:
-            return await assistant_rows.search(conn, owner=owner, query=query)
+            return await assistant_rows.search(
+                conn, owner=owner, query=query, graphs=self.registry.graph_ids
+            )
 
     async def count(self, owner: str, query: AssistantCount) -> int:
         """How many assistants the caller sees match."""
         async with self.engine.connect() as conn:
-            return await assistant_rows.count(conn, owner=owner, query=query)
+            return await assistant_rows.count(
+                conn, owner=owner, query=query, graphs=self.registry.graph_ids
+            )
 
     async def get(self, owner: str, assistant_id: str) -> Assistant:
         """An assistant the caller sees, else `NotFound`."""

@@ -118,7 +118,7 @@ async def test_offline_question_streams_route_confidence_and_citations() -> None
     ]
     assert all(e["provider"] == "offline" for e in custom)
     critic_event = custom[3]
-    assert set(critic_event["components"]) == {"groundedness", "retrieval", "judge"}
+    assert set(critic_event["components"]) == {"groundedness", "retrieval", "judge", "relevance"}
     assert 0.6 <= critic_event["score"] <= 1.0
 
     values = (await app.aget_state(config)).values
@@ -138,6 +138,37 @@ async def test_offline_question_streams_route_confidence_and_citations() -> None
 
     serde = JsonPlusSerializer()
     assert serde.loads_typed(serde.dumps_typed(values)) == values
+
+
+@pytest.mark.usefixtures("offline")
+async def test_the_readmes_question_gets_the_definition_not_a_heading_that_restates_it() -> None:
+    # The README's SDK example. It was answered "How the confidence score is computed."
+    # (a section heading) with confidence 0.90.
+    values = await compiled().ainvoke(
+        ask("What is a confidence score?"), thread(), context=Context(collection="test-docs")
+    )
+    answer = values["answer"]
+    assert not answer.startswith("How the confidence score is computed")
+    assert "number between 0 and 1" in answer
+    assert "```" not in answer  # code blocks are not quoted as sentences
+    assert values["confidence_components"]["relevance"] == 1.0
+    assert values["verdict"] == "accepted"
+
+
+async def test_an_off_topic_draft_goes_to_review_not_to_the_answer(fast: Toolbox) -> None:
+    # Quoted word for word from the evidence (fully grounded), about another subject.
+    assert isinstance(fast.provider, ScriptedProvider)
+    fast.provider.drafts.append("Redis carries the event streams of running runs [1].")
+    app, config = compiled(), thread()
+    context = Context(human_review=True, max_revisions=0)
+    await app.ainvoke(ask("Where are the checkpoints of a thread kept?"), config, context=context)
+    snapshot = await app.aget_state(config)
+
+    assert snapshot.next == ("human_review",)
+    [pending] = snapshot.interrupts
+    assert pending.value["components"]["relevance"] == 0.0
+    assert pending.value["confidence"] == 0.0
+    assert "answer" not in snapshot.values or not snapshot.values["answer"]
 
 
 @pytest.mark.usefixtures("offline")
@@ -229,8 +260,8 @@ async def test_low_confidence_interrupts_for_review() -> None:
 
     assert payload["type"] == "review"
     assert payload["confidence"] < 0.99
-    assert set(payload["components"]) == {"groundedness", "retrieval", "judge"}
-    assert len(payload["reasons"]) == 3
+    assert set(payload["components"]) == {"groundedness", "retrieval", "judge", "relevance"}
+    assert len(payload["reasons"]) == 4
     assert payload["draft"]
     assert "approve" in payload["instructions"]
     assert (await app.aget_state(config)).values["verdict"] == "review"

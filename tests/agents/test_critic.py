@@ -40,6 +40,11 @@ def test_weights_sum_to_one_and_combine_clips() -> None:
     assert combine({"groundedness": 1.0, "retrieval": 1.0, "judge": 1.0}) == 1.0
     assert combine({"groundedness": 0.5, "retrieval": 0.0, "judge": 1.0}) == 0.55
     assert combine({}) == 0.0
+    # relevance scales: half the question's words addressed count fully, none gives zero
+    full = {"groundedness": 1.0, "retrieval": 1.0, "judge": 1.0}
+    assert combine({**full, "relevance": 0.5}) == 1.0
+    assert combine({**full, "relevance": 0.25}) == 0.5
+    assert combine({**full, "relevance": 0.0}) == 0.0
 
 
 async def test_groundedness_measures_support_by_evidence(embedder: HashEmbedder) -> None:
@@ -62,7 +67,7 @@ async def test_score_rises_with_grounding_and_falls_without(
     assert scores[1] < 0.35
     assert scores[2] < 0.35
     components = grounded.update["confidence_components"]  # type: ignore[index]
-    assert set(components) == {"groundedness", "retrieval", "judge"}
+    assert set(components) == {"groundedness", "retrieval", "judge", "relevance"}
     assert all(0.0 <= v <= 1.0 for v in components.values())
     assert components["retrieval"] == 0.8
     assert scores[0] == combine(components)
@@ -167,3 +172,47 @@ def test_parse_review_accepts_the_documented_format(value: object, expected: obj
 def test_parse_review_refuses_anything_else(value: object) -> None:
     with pytest.raises(InvalidReview):
         parse_review(value)
+
+
+REDIS = PassageRecord(
+    document_id="doc-redis.md",
+    chunk=0,
+    text="Redis carries the event streams of running runs. Clients that reconnect resume "
+    "from their last event id.",
+    score=0.8,
+    source="redis.md",
+)
+OFF_TOPIC = (
+    "Redis carries the event streams of running runs [2]. "
+    "Clients resume from their last event id [2]."
+)
+
+
+@pytest.mark.usefixtures("toolbox")
+async def test_a_grounded_answer_to_another_question_is_not_confident(
+    runtime: Callable[..., Runtime[Context]],
+) -> None:
+    # Every sentence is true and quoted from the evidence, but none is about checkpoints.
+    command = await critic(state(OFF_TOPIC, [*EVIDENCE, REDIS]), runtime(max_revisions=1))
+    update = command.update
+    assert isinstance(update, dict)
+    components = update["confidence_components"]
+    assert components["groundedness"] > 0.9
+    assert components["relevance"] == 0.0
+    assert update["confidence"] == 0.0
+    assert update["verdict"] == "revise"
+    assert update["confidence_reasons"][-1].startswith(
+        "relevance 0.00: the draft addresses 0 of the question's 3 content words (none)"
+    )
+    on_topic = await critic(state(GROUNDED, [*EVIDENCE, REDIS]), runtime())
+    assert on_topic.update["confidence_components"]["relevance"] == pytest.approx(2 / 3, abs=1e-3)  # type: ignore[index]
+    assert on_topic.update["verdict"] == "accepted"  # type: ignore[index]
+
+
+@pytest.mark.usefixtures("toolbox")
+async def test_relevance_is_not_measured_for_an_image_answer(
+    runtime: Callable[..., Runtime[Context]],
+) -> None:
+    drafted = 'The image contains the text: "OPEN DAILY". It is a 900x140 PNG image.'
+    command = await critic(state(drafted, [], draft_source="vision"), runtime())
+    assert command.update["confidence_components"]["relevance"] == 1.0  # type: ignore[index]

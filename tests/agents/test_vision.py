@@ -13,6 +13,7 @@ from agents.context import Context
 from agents.state import State
 from agents.vision import vision
 from tests.agents.support import text_png_data_url
+from tools.toolbox import Toolbox
 
 
 def image_state(url: str, text: str = "What does the sign say?") -> State:
@@ -69,3 +70,22 @@ async def test_a_refused_image_is_a_message_not_a_crash(
     assert message.content == findings["message"]
     assert "draft" not in update
     assert events[0]["ok"] is False
+
+
+async def test_without_ocr_the_answer_says_so_instead_of_finding_no_text(
+    toolbox: Toolbox, runtime: Callable[..., Runtime[Context]], events: list[dict[str, Any]]
+) -> None:
+    toolbox.tesseract_cmd = "/nonexistent/bin/tesseract"
+    update = await vision(image_state(text_png_data_url("OPEN DAILY 9 TO 5")), runtime())
+
+    findings = update["image_findings"]
+    assert findings["ok"] is True  # the image itself was fine
+    assert findings["ocr_text"] == ""
+    assert findings["facts"]["ocr"] == "unavailable"
+    assert findings["message"].startswith("Text recognition (OCR) is unavailable on this server")
+    assert "No text was found" not in update["draft"]
+    assert "Text recognition (OCR) is unavailable on this server" in update["draft"]
+    assert "apt-get install tesseract-ocr" in update["draft"]
+    assert update["draft_message_id"] is None
+    assert update["passages"] == []
+    assert events[0]["message"] == findings["message"]

@@ -87,6 +87,28 @@ async def test_question_streams_route_and_confidence(assistant_url: str) -> None
     await client.http.client.aclose()
 
 
+async def test_the_readmes_sdk_question_gets_a_confident_answer_only_when_it_answers(
+    assistant_url: str,
+) -> None:
+    client = get_client(url=assistant_url, api_key=None)
+    thread = await client.threads.create()
+    question = {"role": "user", "content": "What is a confidence score?"}  # as in README.md
+    await client.runs.wait(thread["thread_id"], "assistant", input={"messages": [question]})
+    values: dict[str, Any] = (await client.threads.get_state(thread["thread_id"]))["values"]
+    # It was "How the confidence score is computed." (a heading) with confidence 0.90.
+    assert not values["answer"].startswith("How the confidence score is computed")
+    assert "between 0 and 1" in values["answer"]
+    assert values["confidence_components"]["relevance"] >= 0.5
+    assert values["confidence"] >= 0.6
+
+    off_topic = {"role": "user", "content": "What is the capital city of France?"}
+    await client.runs.wait(thread["thread_id"], "assistant", input={"messages": [off_topic]})
+    values = (await client.threads.get_state(thread["thread_id"]))["values"]
+    assert values["confidence_components"]["relevance"] == 0.0
+    assert values["confidence"] < 0.3
+    await client.http.client.aclose()
+
+
 def sign(text: str) -> str:
     image = Image.new("RGB", (640, 160), "white")
     ImageDraw.Draw(image).text((20, 50), text, fill="black", font=ImageFont.load_default(size=48))

@@ -2,11 +2,12 @@
 
 This module owns the fake: pure asyncio HTTP/1.1 (keep-alive, chunked SSE), so
 tests drive the real ``openai`` client and ``ChatOpenAI`` over a loopback
-socket. It serves ``POST /v1/chat/completions``, streaming (``stream: true``,
+socket. It serves ``GET /v1/models`` and ``POST /v1/chat/completions``, streaming (``stream: true``,
 SSE chunks, usage when ``stream_options.include_usage``) and not, with scripted
 replies (text, tool calls, structured output for tool calling or
 ``response_format``) and fault injection (the next N requests, optionally for
-one model only, answer with a given status). Every request body is recorded.
+one model only, answer with a given status), a required API key (401 otherwise) and
+a stall before each completion. Every completion request body is recorded.
 
     async with FakeOpenAI() as fake:
         fake.script(Reply.text("Hello there"), Reply.structured({"score": 0.9, "reason": "ok"}))
@@ -79,7 +80,16 @@ class _Fault:
 class FakeOpenAI:
     """The fake server; use as an async context manager."""
 
-    def __init__(self, *, responder: Callable[[dict[str, Any]], Reply] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        responder: Callable[[dict[str, Any]], Reply] | None = None,
+        api_key: str | None = None,
+    ) -> None:
+        self.api_key = api_key
+        """When set, requests carrying another bearer token are answered 401, as OpenAI does."""
+        self.stall = 0.0
+        """Seconds each completion waits before it answers (a slow or hung endpoint)."""
         self.requests: list[dict[str, Any]] = []
         """Every request body received, in order (including failed ones)."""
         self._script: deque[Reply] = deque()
@@ -142,7 +152,7 @@ class FakeOpenAI:
                     name, _, value = line.decode("latin-1").partition(":")
                     headers[name.strip().lower()] = value.strip()
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
-                await self._handle(method, path, body, writer)
+                await self._handle(method, path, headers, body, writer)
                 if headers.get("connection", "").lower() == "close":
                     break
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -153,13 +163,27 @@ class FakeOpenAI:
                 await writer.wait_closed()
 
     async def _handle(
-        self, method: str, path: str, body: bytes, writer: asyncio.StreamWriter
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        body: bytes,
+        writer: asyncio.StreamWriter,
     ) -> None:
+        if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
+            error = {"message": "Incorrect API key provided", "type": "invalid_request_error"}
+            await self._json(writer, 401, {"error": error})
+            return
+        if method == "GET" and path.rstrip("/").endswith("/models"):
+            await self._json(writer, 200, {"object": "list", "data": [{"id": "fake-model"}]})
+            return
         if method != "POST" or not path.rstrip("/").endswith("/chat/completions"):
             await self._json(writer, 404, {"error": {"message": f"no route {method} {path}"}})
             return
         request = json.loads(body or b"{}")
         self.requests.append(request)
+        if self.stall:
+            await asyncio.sleep(self.stall)
         model = str(request.get("model", ""))
         for fault in self._faults:
             if fault.remaining > 0 and fault.model in (None, model):

@@ -3,16 +3,21 @@ from __future__ import annotations
 import base64
 import io
 import time
+from pathlib import Path
 
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from tests.tools.conftest import LoopbackServer
 from tools.images import (
+    OCR_INSTALL_HINT,
     ImageLimits,
     ImageRejected,
+    OcrFailed,
+    OcrUnavailable,
     PreparedImage,
     decode_data_url,
+    find_tesseract,
     image_facts,
     load_image_part,
     ocr,
@@ -193,3 +198,17 @@ async def test_ocr_rejects_an_odd_language_code() -> None:
     prepared = PreparedImage(data=b"", width=1, height=1, original_format="PNG")
     with pytest.raises(ValueError, match="language"):
         await ocr(prepared, lang="--eng")
+
+
+async def test_ocr_without_tesseract_is_unavailable_and_says_how_to_install(
+    tmp_path: Path,
+) -> None:
+    missing = str(tmp_path / "tesseract")
+    assert find_tesseract(missing) is None
+    assert find_tesseract("tesseract") is not None  # this machine has it (the suite needs it)
+    prepared = preprocess(encode(text_image("HELLO OCR"), "PNG"), LIMITS)
+    with pytest.raises(OcrUnavailable) as raised:
+        await ocr(prepared, command=missing)
+    assert isinstance(raised.value, OcrFailed)
+    assert missing in str(raised.value)
+    assert OCR_INSTALL_HINT in str(raised.value)

@@ -7,6 +7,7 @@ graded judgement from lexical and embedding overlap.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
 from prompts import load_prompt
@@ -23,12 +24,20 @@ from tools.models.provider import (
     RouteDecision,
     RouteFacts,
 )
-from tools.models.text import cited_refs, content_words, split_sentences, strip_citations
+from tools.models.text import (
+    addressing,
+    cited_refs,
+    content_words,
+    split_sentences,
+    strip_citations,
+    terms,
+)
 
 __all__ = ["OfflineProvider"]
 
 _NO_ANSWER = "The documents I searched do not cover this question."
 _NO_TEXT = "No text was found in the image."
+_TEXT_NOT_READ = "The text in the image, if any, could not be read."
 
 
 class OfflineProvider:
@@ -88,11 +97,14 @@ class OfflineProvider:
     ) -> Draft:
         """Answer with the retrieved sentences closest to the question, citing their passages."""
         prompt = PromptUse.of(load_prompt("retriever_answer"))
+        asked = set(terms(question))
+        # A sentence must say something beyond the question's own words: a heading that
+        # restates the question is the closest match and answers nothing.
         candidates = [
             (index, position, sentence)
             for index, passage in enumerate(passages)
-            for position, sentence in enumerate(split_sentences(passage.text))
-            if len(content_words(sentence)) >= 2
+            for position, sentence in enumerate(split_sentences(_prose(passage.text)))
+            if len(set(terms(sentence)) - asked) >= 2
         ]
         if not candidates:
             return Draft(_NO_ANSWER, (), prompt, "offline-extractive")
@@ -126,7 +138,12 @@ class OfflineProvider:
     ) -> ImageDescription:
         """Describe the image from its OCR text and measured facts."""
         ocr = " ".join(ocr_text.split())
-        parts = [f'The image contains the text: "{ocr}".' if ocr else _NO_TEXT]
+        if ocr:
+            parts = [f'The image contains the text: "{ocr}".']
+        elif facts.get("ocr") in ("unavailable", "failed"):
+            parts = [_TEXT_NOT_READ]  # OCR did not run: nothing is known about its text
+        else:
+            parts = [_NO_TEXT]
         width, height = facts.get("width"), facts.get("height")
         fmt = facts.get("original_format") or facts.get("format")
         if width and height:
@@ -146,8 +163,9 @@ class OfflineProvider:
 
         score = 0.4 * support + 0.3 * coverage + 0.3 * similarity, where support is the
         share of the draft's content words found in the evidence, coverage the share
-        of the question's content words the draft or evidence addresses, and
-        similarity the cosine between question and draft embeddings (floored at 0).
+        of the question's content words the draft addresses (``addressing``: in
+        sentences that say something of their own), and similarity the cosine between
+        question and draft embeddings (floored at 0).
         """
         prompt = PromptUse.of(load_prompt("critic_judge"))
         plain = strip_citations(draft)
@@ -157,11 +175,7 @@ class OfflineProvider:
         if not draft_words or not evidence_words:
             return Judgement(0.0, "the draft has no evidence to stand on", prompt, "offline-judge")
         support = len(draft_words & evidence_words) / len(draft_words)
-        coverage = (
-            len(question_words & (draft_words | evidence_words)) / len(question_words)
-            if question_words
-            else 0.0
-        )
+        coverage = addressing(question, draft).share if question_words else 0.0
         vectors = await self._embedder.embed([question, plain])
         similarity = max(0.0, float(cosine_matrix(vectors[:1], vectors[1:])[0][0]))
         score = min(1.0, max(0.0, 0.4 * support + 0.3 * coverage + 0.3 * similarity))
@@ -172,5 +186,16 @@ class OfflineProvider:
         return Judgement(round(score, 4), reason, prompt, "offline-judge")
 
 
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s.*$", re.MULTILINE)
+_FENCED = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
+
+
+def _prose(text: str) -> str:
+    """A passage without its Markdown headings and code blocks: titles and code are not
+    sentences an answer can quote."""
+    return _HEADING.sub("", _FENCED.sub("", text))
+
+
 def _terminated(sentence: str) -> str:
+    sentence = sentence.rstrip(":;, ")
     return sentence if sentence[-1:] in ".!?" else sentence + "."

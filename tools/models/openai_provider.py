@@ -5,7 +5,9 @@
 token streaming that LangGraph's ``messages`` stream mode picks up, tenacity
 retries with jittered exponential backoff on transient errors only (429, 408,
 5xx, timeouts, connection errors), a fallback model once the primary keeps
-failing transiently, an optional temperature-0 response cache scoped by owner,
+failing transiently, all within one total deadline per call (``ModelUnavailable``
+then, naming the endpoint and its HTTP status or connection error),
+``check_endpoint`` for a startup check, an optional temperature-0 response cache scoped by owner,
 and one structured log record per call (``logging`` with ``extra=``; never
 prompt text or secrets). LangSmith tracing is left to langchain's own
 environment handling.
@@ -13,9 +15,11 @@ environment handling.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Literal, TypeAlias, cast
@@ -27,7 +31,13 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from langchain_core.runnables import RunnableConfig
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel, Field, SecretStr
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_before_delay,
+    wait_random_exponential,
+)
 from typing_extensions import TypedDict
 
 from prompts import Prompt, load_prompt
@@ -37,7 +47,9 @@ from tools.models.provider import (
     ImageDescription,
     ImageLike,
     Judgement,
+    ModelError,
     ModelOutputInvalid,
+    ModelUnavailable,
     Next,
     PassageLike,
     PromptUse,
@@ -48,14 +60,20 @@ from tools.models.provider import (
 from tools.models.text import cited_refs
 
 __all__ = [
+    "DEFAULT_BASE_URL",
     "ModelRoles",
     "OpenAIConfig",
     "OpenAIProvider",
     "build_openai_provider",
+    "check_endpoint",
+    "endpoint_host",
     "is_transient",
 ]
 
 logger = logging.getLogger("trellis.models")
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+"""Where the ``openai`` client sends requests when no base URL is configured."""
 
 Role = Literal["supervisor", "retriever", "vision", "critic"]
 """The agent a model call is made for; selects the configured model."""
@@ -86,6 +104,8 @@ class OpenAIConfig:
     timeout: float = 60.0
     max_retries: int = 3
     """Retries after the first attempt, per model, on transient errors only."""
+    deadline: float = 90.0
+    """Total seconds one call may take, every attempt of every model and the waits between."""
     backoff_initial: float = 0.5
     backoff_max: float = 8.0
     temperature: float = 0.0
@@ -126,6 +146,85 @@ def is_transient(error: BaseException) -> bool:
         return error.status_code in _TRANSIENT_STATUS or error.status_code >= 500
     return isinstance(
         error, openai.APITimeoutError | openai.APIConnectionError | httpx.TransportError
+    )
+
+
+def endpoint_host(base_url: str | None) -> str:
+    """The host (and port) of an endpoint, without credentials, path or query."""
+    parts = urllib.parse.urlsplit(base_url or DEFAULT_BASE_URL)
+    host = parts.hostname or ""
+    return f"{host}:{parts.port}" if parts.port else host
+
+
+def _endpoint(base_url: str | None) -> str:
+    """The endpoint as an error may name it: without credentials or query."""
+    parts = urllib.parse.urlsplit(base_url or DEFAULT_BASE_URL)
+    return urllib.parse.urlunsplit(
+        (parts.scheme, endpoint_host(base_url), parts.path.rstrip("/"), "", "")
+    )
+
+
+def _error_detail(body: object, api_key: str) -> str:
+    """The message of an OpenAI-style error body, short, never echoing the key."""
+    error = body.get("error") if isinstance(body, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    if not isinstance(message, str) or not message.strip():
+        return ""
+    if api_key:
+        message = message.replace(api_key, "***")
+    return ": " + " ".join(message.split())[:200]
+
+
+def _unavailable(error: BaseException, base_url: str | None, api_key: str) -> ModelUnavailable:
+    """The error a run reports for a failed call: the endpoint and what it answered."""
+    endpoint = _endpoint(base_url)
+    if isinstance(error, openai.APIStatusError):
+        reason = error.response.reason_phrase or ""
+        detail = _error_detail(error.body if isinstance(error.body, dict) else None, api_key)
+        if not detail and isinstance(error.body, dict):
+            detail = _error_detail({"error": error.body}, api_key)
+        return ModelUnavailable(
+            f"the model endpoint {endpoint} answered HTTP {error.status_code} {reason}{detail}",
+            base_url=endpoint,
+            status_code=error.status_code,
+        )
+    # The client wraps the transport error (langchain's, then openai's): name the root.
+    root = error
+    while root.__cause__ is not None or (
+        root.__context__ is not None and not root.__suppress_context__
+    ):
+        root = root.__cause__ or root.__context__  # type: ignore[assignment]
+    named = f"{type(root).__name__}: {root}" if str(root) else type(root).__name__
+    return ModelUnavailable(
+        f"could not reach the model endpoint {endpoint}: {named}", base_url=endpoint
+    )
+
+
+async def check_endpoint(
+    base_url: str | None,
+    api_key: str,
+    *,
+    timeout: float = 5.0,  # noqa: ASYNC109 - one short request, not a retry loop
+) -> str | None:
+    """Ask an OpenAI-compatible endpoint for its models: None when it answers 2xx, else one
+    line saying what went wrong (HTTP status and message, or the connection error)."""
+    endpoint = _endpoint(base_url)
+    try:
+        async with httpx.AsyncClient(timeout=timeout) as client:
+            response = await client.get(
+                f"{endpoint}/models", headers={"authorization": f"Bearer {api_key}"}
+            )
+    except httpx.HTTPError as error:
+        return f"could not reach the model endpoint {endpoint}: {type(error).__name__}: {error}"
+    if response.is_success:
+        return None
+    try:
+        body: object = response.json()
+    except ValueError:
+        body = None
+    return (
+        f"GET {endpoint}/models answered HTTP {response.status_code} "
+        f"{response.reason_phrase}{_error_detail(body, api_key)}"
     )
 
 
@@ -419,12 +518,21 @@ class OpenAIProvider:
         candidates = [model]
         if self._config.fallback_model and self._config.fallback_model != model:
             candidates.append(self._config.fallback_model)
+        deadline = time.monotonic() + self._config.deadline
         last: BaseException | None = None
         for chosen in candidates:
+            if time.monotonic() >= deadline and last is not None:
+                break
             try:
-                return await self._retrying(role, prompt, chosen, compute), chosen
+                return await self._retrying(role, prompt, chosen, compute, deadline), chosen
+            except ModelError:
+                raise
             except Exception as error:
-                if not is_transient(error):
+                if not (is_transient(error) or isinstance(error, TimeoutError)):
+                    if isinstance(error, openai.APIError):
+                        raise _unavailable(
+                            error, self._config.base_url, self._config.api_key
+                        ) from error
                     raise
                 last = error
                 logger.warning(
@@ -433,7 +541,14 @@ class OpenAIProvider:
                     extra={"event": "model_fallback", "role": role, "model": chosen},
                 )
         assert last is not None
-        raise last
+        if isinstance(last, TimeoutError):
+            endpoint = _endpoint(self._config.base_url)
+            raise ModelUnavailable(
+                f"the model endpoint {endpoint} did not answer within the call's deadline "
+                f"of {self._config.deadline:g} s",
+                base_url=endpoint,
+            ) from last
+        raise _unavailable(last, self._config.base_url, self._config.api_key) from last
 
     async def _retrying(
         self,
@@ -441,9 +556,12 @@ class OpenAIProvider:
         prompt: Prompt,
         model: str,
         compute: _Compute,
+        deadline: float,
     ) -> _Result:
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._config.max_retries + 1),
+            # No new attempt once its wait would end past the deadline.
+            stop=stop_after_attempt(self._config.max_retries + 1)
+            | stop_before_delay(max(0.0, deadline - time.monotonic())),
             wait=wait_random_exponential(
                 multiplier=self._config.backoff_initial, max=self._config.backoff_max
             ),
@@ -455,7 +573,8 @@ class OpenAIProvider:
                 number = attempt.retry_state.attempt_number
                 started = time.perf_counter()
                 try:
-                    result, raw = await compute(model)
+                    async with asyncio.timeout_at(_loop_deadline(deadline)):
+                        result, raw = await compute(model)
                 except Exception as error:
                     elapsed = (time.perf_counter() - started) * 1000
                     self._log(role, model, prompt, elapsed, None, number, "error", error)
@@ -494,6 +613,12 @@ class OpenAIProvider:
             extra["transient"] = is_transient(error)
         level = logging.INFO if error is None else logging.WARNING
         logger.log(level, "model call %s %s", model, outcome, extra=extra)
+
+
+def _loop_deadline(deadline: float) -> float:
+    """A ``time.monotonic()`` deadline on the running loop's clock."""
+    loop = asyncio.get_running_loop()
+    return loop.time() + (deadline - time.monotonic())
 
 
 def build_openai_provider(config: OpenAIConfig, *, cache: Cache | None = None) -> OpenAIProvider:

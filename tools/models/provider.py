@@ -8,8 +8,10 @@ Errors::
 
     ModelError                 base class
     ├── ModelOutputInvalid     the model answered, but not in the requested shape
-    └── (openai.APIError ...)  transport/status errors propagate unchanged once
-                               retries and the fallback are exhausted
+    └── ModelUnavailable       the endpoint refused or did not answer, retries and the
+                               fallback exhausted or the call's deadline passed; says which
+                               endpoint and what it answered (the transport error is its
+                               ``__cause__``)
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ __all__ = [
     "ModelError",
     "ModelOutputInvalid",
     "ModelProvider",
+    "ModelUnavailable",
     "Next",
     "PassageLike",
     "PromptUse",
@@ -50,6 +53,16 @@ class ModelError(Exception):
 
 class ModelOutputInvalid(ModelError):
     """Raised when a model's reply cannot be parsed into the requested result; not retried."""
+
+
+class ModelUnavailable(ModelError):
+    """Raised when the model endpoint refused a call (an HTTP error status), could not be
+    reached, or did not answer before the call's deadline; the message names the endpoint."""
+
+    def __init__(self, message: str, *, base_url: str, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.base_url = base_url
+        self.status_code = status_code
 
 
 # --------------------------------------------------------------------------- inputs

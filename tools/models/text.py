@@ -8,10 +8,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from tools.models.provider import CitedRef, PassageLike
 
-__all__ = ["cited_refs", "content_words", "split_sentences", "strip_citations"]
+__all__ = [
+    "Addressing",
+    "addressing",
+    "cited_refs",
+    "content_words",
+    "split_sentences",
+    "stem",
+    "strip_citations",
+    "terms",
+]
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
 _CITATION = re.compile(r"\s*\[(\d+)\]")
@@ -59,6 +69,72 @@ def content_words(text: str) -> list[str]:
         if len(word) > 1 and word not in _STOP_WORDS:
             seen.setdefault(word, None)
     return list(seen)
+
+
+def stem(word: str) -> str:
+    """A light, deterministic stem: plural, ``-ing``/``-ed`` and a final ``e`` dropped, so
+    ``crash``/``crashes`` and ``survive``/``survives``/``survived`` compare equal."""
+    if len(word) > 4 and word.endswith("ies"):
+        word = word[:-3] + "y"
+    elif len(word) > 4 and word.endswith(("ches", "shes", "sses", "xes")):
+        word = word[:-2]
+    elif len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        word = word[:-1]
+    if len(word) > 5 and word.endswith("ing"):
+        word = word[:-3]
+    elif len(word) > 4 and word.endswith("ed"):
+        word = word[:-2]
+    if len(word) > 3 and word.endswith("e"):
+        word = word[:-1]
+    return word
+
+
+def terms(text: str) -> list[str]:
+    """The stems of ``text``'s content words, in order, without repeats."""
+    return list(dict.fromkeys(stem(word) for word in content_words(text)))
+
+
+@dataclass(frozen=True)
+class Addressing:
+    """How far an answer addresses a question's content words."""
+
+    question_terms: tuple[str, ...]
+    """The question's content words, stemmed."""
+    addressed: tuple[str, ...]
+    """Those an informative answer sentence uses."""
+    informative_sentences: int
+    """Answer sentences that use a question term and say something of their own."""
+    sentences: int
+
+    @property
+    def share(self) -> float:
+        """The share of the question's terms addressed; 1.0 when it has none to check."""
+        if not self.question_terms:
+            return 1.0
+        return len(self.addressed) / len(self.question_terms)
+
+
+def addressing(question: str, answer: str, *, min_new_terms: int = 1) -> Addressing:
+    """Which of the question's terms the answer addresses: a sentence counts when it uses
+    one and adds at least ``min_new_terms`` terms of its own (a sentence that only restates
+    the question, or one about something else, addresses nothing)."""
+    asked = terms(question)
+    wanted = set(asked)
+    sentences = [strip_citations(s) for s in split_sentences(strip_citations(answer))]
+    addressed: set[str] = set()
+    informative = 0
+    for sentence in sentences:
+        said = set(terms(sentence))
+        hits = said & wanted
+        if hits and len(said - wanted) >= min_new_terms:
+            informative += 1
+            addressed |= hits
+    return Addressing(
+        question_terms=tuple(asked),
+        addressed=tuple(t for t in asked if t in addressed),
+        informative_sentences=informative,
+        sentences=len(sentences),
+    )
 
 
 def cited_refs(text: str, passages: Sequence[PassageLike]) -> tuple[CitedRef, ...]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from importlib.metadata import version
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter
 
@@ -24,15 +25,37 @@ async def ok(services: ServicesDep, check_db: bool = False) -> dict[str, bool]:
 
 @router.get("/info")
 async def info(services: ServicesDep) -> dict[str, object]:
-    """Version and feature flags, as the official server reports them, plus Trellis details."""
+    """Version and feature flags with the official server's keys, plus what this Trellis is
+    configured with (never a secret): graphs, worker, model, OCR, Redis, LangSmith."""
+    settings = services.settings
+    tracing = settings.langsmith_tracing_on
     return {
         "version": VERSION,
         "langgraph_py_version": version("langgraph"),
-        "flags": {"assistants": True, "crons": False, "langsmith": False, "store": True},
-        "host": {"kind": "trellis", "project_id": None, "revision_id": None},
+        "flags": {
+            "assistants": True,
+            "crons": False,
+            "langsmith": tracing,
+            "langsmith_tracing_replicas": False,
+            "langsmith_tracing_session_on_runs": False,
+        },
+        "host": {
+            "kind": "trellis",
+            "project_id": None,
+            "host_revision_id": None,
+            "revision_id": None,
+            "tenant_id": None,
+        },
         "trellis": {
             "graphs": services.registry.graph_ids,
             "worker": services.executor is not None,
+            "capabilities": {"ocr": None},  # None: no served graph of Trellis' own reads images
+            "langsmith": {
+                "tracing": tracing,
+                "tracing_setting": settings.langsmith_tracing,
+                "api_key": settings.langsmith_api_key is not None,
+                "endpoint_host": urlsplit(settings.langsmith_endpoint).netloc.rpartition("@")[2],
+            },
             **services.extra_info,
         },
     }

@@ -26,3 +26,24 @@ def test_env_example_names_every_setting() -> None:
     documented = set(re.findall(r"^# ([A-Z][A-Z0-9_]*)=", EXAMPLE.read_text(), re.MULTILINE))
     missing = {name.upper() for name in Settings.model_fields} - documented
     assert missing == set()
+
+
+@pytest.mark.parametrize(
+    ("environment", "tracing_on"),
+    [
+        ({"LANGSMITH_TRACING": "true", "LANGSMITH_API_KEY": "lsv2-x"}, True),
+        ({"LANGCHAIN_TRACING_V2": "true", "LANGCHAIN_API_KEY": "lsv2-x"}, True),
+        ({"LANGSMITH_TRACING": "true"}, False),  # no key: nothing is sent
+        ({"LANGSMITH_API_KEY": "lsv2-x"}, False),  # langchain traces only when told to
+        ({}, False),
+    ],
+)
+def test_langsmith_tracing_is_read_under_langchains_names(
+    monkeypatch: pytest.MonkeyPatch, environment: dict[str, str], tracing_on: bool
+) -> None:
+    for name in ("LANGSMITH_", "LANGCHAIN_"):
+        for suffix in ("TRACING", "TRACING_V2", "API_KEY", "ENDPOINT"):
+            monkeypatch.delenv(name + suffix, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert Settings(_env_file=None).langsmith_tracing_on is tracing_on

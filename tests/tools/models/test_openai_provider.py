@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any, cast
@@ -15,6 +16,7 @@ from langgraph.graph import START, StateGraph
 from typing_extensions import TypedDict
 
 from tests.support.openai_fake import FakeOpenAI, Reply
+from tests.support.servers import free_port
 from tests.tools.models.support import PASSAGES, facts
 from tools.cache import MemoryCache
 from tools.models.openai_provider import (
@@ -22,9 +24,10 @@ from tools.models.openai_provider import (
     OpenAIConfig,
     OpenAIProvider,
     build_openai_provider,
+    check_endpoint,
     is_transient,
 )
-from tools.models.provider import ModelOutputInvalid
+from tools.models.provider import ModelOutputInvalid, ModelUnavailable
 
 SECRET = "sk-test-secret-value"
 
@@ -186,10 +189,68 @@ async def test_a_429_is_retried_then_succeeds(fake: FakeOpenAI) -> None:
 async def test_client_errors_are_not_retried(fake: FakeOpenAI, status: int) -> None:
     provider = OpenAIProvider(config(fake, fallback_model="backup"))
     fake.fail_next(1, status=status)
-    with pytest.raises(openai.APIStatusError) as raised:
+    with pytest.raises(ModelUnavailable) as raised:
         await provider.rewrite_query("Where are checkpoints stored?")
     assert raised.value.status_code == status
+    assert isinstance(raised.value.__cause__, openai.APIStatusError)
+    assert f"the model endpoint {fake.base_url} answered HTTP {status}" in str(raised.value)
+    assert f"injected {status}" in str(raised.value)
     assert len(fake.requests) == 1
+
+
+async def test_a_wrong_key_names_the_endpoint_and_the_status_never_the_key() -> None:
+    async with FakeOpenAI(api_key="sk-the-right-one") as fake:
+        provider = OpenAIProvider(config(fake))
+        with pytest.raises(ModelUnavailable) as raised:
+            await provider.judge("Where?", "In Postgres [1].", PASSAGES)
+    message = str(raised.value)
+    assert message == (
+        f"the model endpoint {fake.base_url} answered HTTP 401 Unauthorized: "
+        "Incorrect API key provided"
+    )
+    assert SECRET not in message
+
+
+async def test_an_unreachable_endpoint_fails_fast_naming_it() -> None:
+    port = free_port()  # nothing listens: connections are refused
+    base = f"http://127.0.0.1:{port}/v1"
+    provider = OpenAIProvider(
+        OpenAIConfig(api_key=SECRET, base_url=base, max_retries=2, backoff_initial=0.01)
+    )
+    started = time.monotonic()
+    with pytest.raises(ModelUnavailable) as raised:
+        await provider.rewrite_query("Where?")
+    assert time.monotonic() - started < 5
+    assert str(raised.value).startswith(f"could not reach the model endpoint {base}: ConnectError")
+    assert raised.value.base_url == base
+    assert raised.value.status_code is None
+
+
+async def test_retries_and_the_fallback_stop_at_the_calls_deadline(fake: FakeOpenAI) -> None:
+    provider = OpenAIProvider(
+        config(fake, fallback_model="backup-model", timeout=30.0, deadline=0.5, max_retries=5)
+    )
+    fake.stall = 10.0
+    started = time.monotonic()
+    with pytest.raises(ModelUnavailable) as raised:
+        await provider.rewrite_query("Where?")
+    assert time.monotonic() - started < 2.0  # not 6 attempts x 2 models x 30 s
+    assert str(raised.value) == (
+        f"the model endpoint {fake.base_url} did not answer within the call's deadline of 0.5 s"
+    )
+
+
+async def test_check_endpoint_says_what_is_wrong_in_one_line() -> None:
+    async with FakeOpenAI(api_key="sk-right") as fake:
+        assert await check_endpoint(fake.base_url, "sk-right") is None
+        wrong = await check_endpoint(fake.base_url, "sk-garbage")
+    assert wrong == (
+        f"GET {fake.base_url}/models answered HTTP 401 Unauthorized: Incorrect API key provided"
+    )
+    closed = f"http://127.0.0.1:{free_port()}/v1"
+    unreachable = await check_endpoint(closed, "sk-right", timeout=2.0)
+    assert unreachable is not None
+    assert unreachable.startswith(f"could not reach the model endpoint {closed}: ConnectError")
 
 
 async def test_fallback_model_after_the_primary_keeps_failing(
@@ -211,8 +272,10 @@ async def test_fallback_model_after_the_primary_keeps_failing(
 async def test_transient_failures_everywhere_raise_the_last_error(fake: FakeOpenAI) -> None:
     provider = OpenAIProvider(config(fake, fallback_model="backup-model", max_retries=1))
     fake.fail_next(10, status=500)
-    with pytest.raises(openai.InternalServerError):
+    with pytest.raises(ModelUnavailable) as raised:
         await provider.rewrite_query("Where?")
+    assert isinstance(raised.value.__cause__, openai.InternalServerError)
+    assert "answered HTTP 500 Internal Server Error" in str(raised.value)
     assert fake.models_called() == ["answer-model", "answer-model", "backup-model", "backup-model"]
 
 

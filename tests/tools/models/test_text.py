@@ -1,4 +1,4 @@
-"""Text helpers: sentence splitting, content words and ``[n]`` citations."""
+"""Text helpers: sentence splitting, content words, stems, addressing and ``[n]`` citations."""
 
 from __future__ import annotations
 
@@ -6,7 +6,14 @@ import pytest
 
 from tests.tools.models.support import PASSAGES
 from tools.models.provider import CitedRef
-from tools.models.text import cited_refs, content_words, split_sentences, strip_citations
+from tools.models.text import (
+    addressing,
+    cited_refs,
+    content_words,
+    split_sentences,
+    stem,
+    strip_citations,
+)
 
 
 def test_sentences_split_at_terminal_punctuation_before_a_capital_or_digit() -> None:
@@ -55,3 +62,27 @@ def test_cited_refs_keep_each_valid_marker_once_in_marker_order() -> None:
 @pytest.mark.parametrize("text", ["[1]", "see [1]."])
 def test_cited_refs_need_passages(text: str) -> None:
     assert cited_refs(text, []) == ()
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        ("crash", "crashes", "crashed"),
+        ("survive", "survives", "survived", "surviving"),
+        ("score", "scores"),
+        ("query", "queries"),
+    ],
+)
+def test_stem_makes_inflections_compare_equal(words: tuple[str, ...]) -> None:
+    assert len({stem(word) for word in words}) == 1
+
+
+def test_addressing_counts_question_words_in_sentences_that_say_something() -> None:
+    question = "How does Trellis survive a crash?"
+    on_topic = addressing(question, "Trellis is built so that a crash costs one step. [1]")
+    assert on_topic.question_terms == ("trellis", "surviv", "crash")
+    assert on_topic.addressed == ("trellis", "crash")
+    assert on_topic.share == pytest.approx(2 / 3)
+    assert addressing(question, "Redis carries the event streams. [1]").share == 0.0
+    assert addressing(question, "Trellis survives a crash.").share == 0.0  # restates it
+    assert addressing("Why?", "Because.").share == 1.0  # nothing to check

@@ -1,0 +1,81 @@
+"""Logs as people and collectors read them: `key=value` text keeps every structured field,
+and a fatal startup error is one full record plus one short line for a human."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from server.core.logging import JsonFormatter, TextFormatter
+from tests.support.servers import ROOT, free_port, scratch_database
+
+
+def record(**extra: object) -> logging.LogRecord:
+    made = logging.LogRecord(
+        "trellis", logging.WARNING, __file__, 1, "no Redis at %s", ("X",), None
+    )
+    made.__dict__.update(extra)
+    return made
+
+
+def test_text_format_shows_the_structured_fields_as_key_value() -> None:
+    line = TextFormatter().format(
+        record(redis_url="127.0.0.1:6379/0", graphs=["a", "b"], note="two words", n=3)
+    )
+    assert line.endswith(
+        'WARNING trellis no Redis at X redis_url=127.0.0.1:6379/0 graphs=["a","b"] '
+        'note="two words" n=3'
+    )
+
+
+def test_json_and_text_carry_the_same_fields() -> None:
+    fields = {"run_id": "r1", "attempt": 2}
+    data = json.loads(JsonFormatter().format(record(**fields)))
+    text = TextFormatter().format(record(**fields))
+    assert {k: data[k] for k in fields} == fields
+    assert "run_id=r1 attempt=2" in text
+
+
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_a_fatal_startup_error_is_a_record_and_one_human_line(
+    tmp_path: Path, log_format: str
+) -> None:
+    config = tmp_path / "langgraph.json"
+    config.write_text(json.dumps({"graphs": {"gone": "./missing_module.py:graph"}}))
+    port = str(free_port())
+    with scratch_database() as database_url:
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "LOG_FORMAT": log_format,
+            "LOG_LEVEL": "WARNING",
+            "RATE_LIMIT_ENABLED": "false",
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "server.cli", "serve", "--config", str(config), "--port", port],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode != 0
+    lines = done.stderr.splitlines()
+    human = [line for line in lines if line.startswith("trellis: could not start: ")]
+    assert len(human) == 1, done.stderr[-2000:]
+    assert "missing_module.py" in human[0]
+    assert len(human[0]) < 400
+    if log_format == "json":
+        records = [json.loads(line) for line in lines if line.startswith("{")]
+        [fatal] = [r for r in records if r.get("event") == "fatal"]
+        assert fatal["level"] == "critical"
+        assert "Traceback" in fatal["exc"]
+    else:
+        [fatal] = [line for line in lines if "CRITICAL trellis could not start" in line]
+        assert "event=fatal" in fatal
