@@ -17,6 +17,7 @@ import functools
 import logging
 import time
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Literal, cast
 
@@ -26,10 +27,9 @@ from langgraph.runtime import RunControl
 from langgraph.types import Durability
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.core.encoding import dumps
+from server.core.encoding import dumps, to_jsonable
 from server.core.types import (
     CancelAction,
-    Interrupts,
     JsonObject,
     JsonValue,
     RunAssistant,
@@ -40,7 +40,7 @@ from server.db import checkpoints, run_rows, thread_rows
 from server.db.checkpoints import CURRENT_FENCE, Fence, LeaseLost
 from server.db.pool import Pool
 from server.graph_host.registry import GraphRegistry, LoadedGraph
-from server.graph_host.snapshot import thread_snapshot
+from server.graph_host.snapshot import LatestState, bounded_values, latest_state
 from server.runs.events import EventBus
 from server.runs.hooks import Notice, RunHooks
 from server.runs.lease import Heartbeat, sweep_expired
@@ -77,8 +77,11 @@ class Executor:
         sweep_seconds: float = 1.0,
         hooks: RunHooks | None = None,
         webhooks: WebhookSender | None = None,
+        thread_values_max_bytes: int = 16_384,
     ) -> None:
         self.engine = engine
+        self.thread_values_max_bytes = thread_values_max_bytes
+        """The bound of a thread row's copy of its values (larger keys are left out)."""
         self.pool = pool
         self.hooks = hooks
         self.webhooks = webhooks
@@ -334,37 +337,38 @@ class Executor:
         run_id = str(run["run_id"])
         thread_id = run["thread_id"]
         epoch = self._epochs.get(run_id, -1)
-        values: JsonValue = None
-        interrupts: Interrupts = {}
-        has_next = False
+        state: LatestState | None = None
         notices: list[Notice] = []
         if loaded is not None:
             try:
                 if status != "rollback":
-                    values, interrupts, has_next = await thread_snapshot(
-                        loaded.graph, str(thread_id)
-                    )
+                    state = await latest_state(loaded.graph, str(thread_id))
                 elif (before := await self._checkpoint_before(thread_id, run_id)) is not None:
                     # The state the thread goes back to, read before anything is deleted, so
                     # that the deletions and the thread's new state commit together.
-                    values, interrupts, has_next = await thread_snapshot(
-                        loaded.graph, str(thread_id), checkpoint_id=before
-                    )
+                    state = await latest_state(loaded.graph, str(thread_id), checkpoint_id=before)
                 else:
-                    values = {}  # the run wrote the thread's first checkpoints
+                    state = LatestState({}, None, {}, False)  # it wrote the first checkpoints
             except Exception:
                 log.exception("could not read the final state", extra={"run_id": run_id})
-        output: dict[str, object]
+        interrupts = state.interrupts if state is not None else {}
+        values: JsonValue = None
+        omitted: list[str] = []
+        if state is not None:
+            values, omitted = bounded_values(state.values, self.thread_values_max_bytes)
+        checkpoint_id = state.checkpoint_id if state is not None else None
+        if status == "error" or run.get("temporary"):
+            checkpoint_id = None  # nothing to read: the output is stored whole
+        output: JsonObject | None
         thread_status: ThreadStatus
         if status == "error":
             output = {"__error__": error}
             thread_status = "error"
         else:
-            output = dict(cast(JsonObject, values or {}))
-            pending = [i for items in interrupts.values() for i in items]
-            if pending:
-                output["__interrupt__"] = pending
+            # The values are the final checkpoint's: the run keeps only what is its own.
+            output = self._own_output(run, state, checkpoint_id)
             stopped_early = status in ("interrupted", "rollback")
+            has_next = state is not None and state.has_next
             thread_status = (
                 "interrupted" if interrupts or (has_next and not stopped_early) else "idle"
             )
@@ -383,6 +387,7 @@ class Executor:
                         thread_id,
                         status=thread_status,
                         values=values,
+                        values_omitted=omitted,
                         interrupts=interrupts,
                         error=error,
                         busy_if_queued=True,
@@ -396,7 +401,17 @@ class Executor:
                         await run_rows.notify(conn, RUNS_CHANNEL)
         else:
             fenced, notices = await self._record_outcome(
-                run, run_rows.Outcome(status, error, output, thread_status, values, interrupts)
+                run,
+                run_rows.Outcome(
+                    status,
+                    error,
+                    output,
+                    checkpoint_id,
+                    thread_status,
+                    values,
+                    omitted,
+                    interrupts,
+                ),
             )
         if not fenced:
             log.error("run ended without its lease; outcome discarded", extra={"run_id": run_id})
@@ -405,10 +420,15 @@ class Executor:
             self.hooks.notify(notices)
         webhook = run["kwargs"].get("webhook")
         if webhook and self.webhooks is not None:
-            self.webhooks.send(webhook, run_payload(run, status, values), event="run.completed")
+            final = to_jsonable(state.values) if state is not None else None
+            self.webhooks.send(webhook, run_payload(run, status, final), event="run.completed")
         if run.get("temporary"):
             await self._delete_temporary_thread(thread_id)
-        await self.events.end(run_id, "interrupted" if status == "rollback" else status)
+        await self.events.end(
+            run_id,
+            "interrupted" if status == "rollback" else status,
+            resumable=bool(run["kwargs"].get("stream_resumable")),
+        )
         self.completions.done(run_id)
         log.info(
             "run finished",
@@ -420,6 +440,26 @@ class Executor:
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2),
             },
         )
+
+    def _own_output(
+        self, run: RunRow, state: LatestState | None, checkpoint_id: str | None
+    ) -> JsonObject | None:
+        """What a run that did not fail stores of its output: its pending interrupts (None
+        when too large to keep: they are read back with the values). A run without a
+        checkpoint to read from (none was written, or its stateless thread goes away now:
+        `checkpoint_id` None) stores the whole output, as before migration 0006."""
+        pending = [i for items in (state.interrupts if state else {}).values() for i in items]
+        if checkpoint_id is None:
+            values = state.values if state is not None else {}
+            whole: JsonObject = to_jsonable(values) if isinstance(values, Mapping) else {}
+            if pending:
+                whole["__interrupt__"] = cast(JsonValue, pending)
+            return whole
+        if not pending:
+            return None
+        if len(dumps(pending)) > self.thread_values_max_bytes:
+            return {"__interrupt__": None}
+        return {"__interrupt__": cast(JsonValue, pending)}
 
     async def _record_outcome(
         self, run: RunRow, outcome: run_rows.Outcome
