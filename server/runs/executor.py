@@ -46,7 +46,7 @@ from server.runs.hooks import Notice, RunHooks
 from server.runs.lease import Heartbeat, sweep_expired
 from server.runs.run_config import build_config, graph_input
 from server.runs.signals import DONE_CHANNEL, RUNS_CHANNEL, Completions
-from server.runs.stream import stream_run
+from server.runs.stream import FinalCheckpoint, stream_run
 from server.runs.webhooks import WebhookSender, run_payload
 
 log = logging.getLogger("trellis.runs")
@@ -262,6 +262,7 @@ class Executor:
         await self.events.publish(run_id, "metadata", dumps({"run_id": run_id, "attempt": attempt}))
         status: Ending = "success"
         error: JsonObject | None = None
+        final = FinalCheckpoint()
         loaded = self.registry.get(kwargs["graph_id"])
         try:
             if assistant is None:
@@ -285,6 +286,7 @@ class Executor:
                 interrupt_before=kwargs.get("interrupt_before"),
                 interrupt_after=kwargs.get("interrupt_after"),
                 control=self._controls[run_id],
+                final=final,
             ):
                 await self.events.publish(run_id, name, dumps(data))
         except GraphDrained:
@@ -311,7 +313,7 @@ class Executor:
                 extra={"run_id": run_id, "thread_id": str(thread_id), "error": error},
             )
             await self.events.publish(run_id, "error", dumps(error))
-        await self._finish(run, loaded, status, error, started)
+        await self._finish(run, loaded, status, error, started, final)
 
     async def _made_progress(self, thread_id: uuid.UUID, run_id: str) -> bool:
         latest = await self.checkpointer.aget_tuple(
@@ -333,6 +335,7 @@ class Executor:
         status: Ending,
         error: JsonObject | None,
         started: float,
+        final: FinalCheckpoint | None = None,
     ) -> None:
         run_id = str(run["run_id"])
         thread_id = run["thread_id"]
@@ -341,7 +344,11 @@ class Executor:
         notices: list[Notice] = []
         if loaded is not None:
             try:
-                if status != "rollback":
+                if status == "success" and final and final.next == [] and final.values is not None:
+                    # It ran to the end: the graph's last checkpoint is the state, in memory
+                    # (nothing left to run, so no interrupt either). No need to read it back.
+                    state = LatestState(final.values, final.checkpoint_id, {}, False)
+                elif status != "rollback":
                     state = await latest_state(loaded.graph, str(thread_id))
                 elif (before := await self._checkpoint_before(thread_id, run_id)) is not None:
                     # The state the thread goes back to, read before anything is deleted, so
