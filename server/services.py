@@ -74,11 +74,18 @@ async def open_redis(settings: Settings) -> Redis | None:
 def open_event_bus(settings: Settings, redis: Redis | None) -> EventBus:
     """Redis Streams when Redis answers; otherwise in-process (a single process only)."""
     if redis is None:
-        return MemoryEventBus(settings.run_event_retention_seconds, settings.run_event_max_length)
+        return MemoryEventBus(
+            settings.run_event_retention_seconds,
+            settings.run_event_max_length,
+            max_bytes=settings.run_event_max_bytes,
+            grace_seconds=settings.run_event_grace_seconds,
+        )
     return RedisEventBus(
         redis,
         retention_seconds=settings.run_event_retention_seconds,
         max_events=settings.run_event_max_length,
+        max_bytes=settings.run_event_max_bytes,
+        grace_seconds=settings.run_event_grace_seconds,
         block_ms=int(settings.sse_heartbeat_seconds * 1000),
     )
 
@@ -178,6 +185,7 @@ async def open_services(
                 sweep_seconds=settings.run_sweep_seconds,
                 hooks=approvals,
                 webhooks=webhooks,
+                thread_values_max_bytes=settings.thread_values_max_bytes,
             )
         listener = Listener(
             settings.psycopg_url,
@@ -219,6 +227,7 @@ async def open_services(
                 registry=registry,
                 runs=runs,
                 approvals=approvals,
+                thread_values_max_bytes=settings.thread_values_max_bytes,
             ),
             assistants=AssistantService(engine=engine, registry=registry),
         )

@@ -89,9 +89,18 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     """On SIGTERM, how long running steps may take to finish before their leases are released."""
     run_event_retention_seconds: int = Field(default=3600, ge=1)
-    """How long a finished run's events stay replayable."""
+    """How long a finished run's events stay replayable, when it was created with
+    `stream_resumable` (as the official server, only those are kept for replay)."""
     run_event_max_length: int = Field(default=100_000, ge=100)
     """At most this many events are kept per run (older ones are trimmed)."""
+    run_event_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    """At most this many bytes of event data are kept per run (older events are trimmed)."""
+    run_event_grace_seconds: int = Field(default=10, ge=1)
+    """How long a finished run's events stay for readers still catching up, when the run
+    was not created with `stream_resumable` (those stay `run_event_retention_seconds`)."""
+    thread_values_max_bytes: int = Field(default=16 * 1024, ge=0)
+    """The bound of the copy of a thread's values its row keeps for search (`values` filters);
+    larger top-level keys are read from the latest checkpoint instead."""
     wait_keepalive_seconds: float = Field(default=5.0, gt=0)
     sse_heartbeat_seconds: float = Field(default=10.0, gt=0)
     stream_end_event: bool = Field(

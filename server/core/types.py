@@ -149,6 +149,10 @@ class RunRow(_RunFields):
     """A stateless run's thread, deleted when the run ends."""
     error: Json | None
     output: JsonValue
+    """`__error__` or `__interrupt__` (before migration 0006: the final values too)."""
+    checkpoint_id: str | None
+    """The final checkpoint (root namespace), whose values are the run's output."""
+    checkpoint_ns: str
     cancel_action: CancelAction | None
     """Set when a client (or a multitask strategy) asked a running run to stop."""
     not_before: datetime
@@ -176,6 +180,8 @@ class AbandonedRun(TypedDict):
     thread_id: uuid.UUID
     owner: str
     cancel_action: CancelAction
+    resumable: bool
+    """It was created with `stream_resumable` (its events stay replayable)."""
 
 
 # --- threads and their state -----------------------------------------------------------
@@ -196,6 +202,13 @@ class Thread(TypedDict):
     interrupts: Interrupts
     error: Json | None
     """How the last run failed, when it did."""
+
+
+class StoredThread(Thread):
+    """A thread row: `values` is a bounded copy of the latest values (for search), which
+    leaves out the top-level keys in `values_omitted` (`""`: all of a non-object state)."""
+
+    values_omitted: list[str]
 
 
 class Checkpoint(TypedDict):

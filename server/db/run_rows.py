@@ -205,10 +205,35 @@ async def get(
     return cast(Run, plain(row)) if row is not None else None
 
 
-async def output(conn: Conn, run_id: uuid.UUID) -> tuple[RunStatus, JsonValue] | None:
-    """The run's status and final output (values, `__interrupt__` or `__error__`)."""
-    row = await fetch_one(conn, "SELECT status, output FROM runs WHERE run_id = %s", (run_id,))
-    return (row["status"], row["output"]) if row is not None else None
+async def status(conn: Conn, run_id: uuid.UUID) -> RunStatus | None:
+    """The run's status; None when it is gone."""
+    row = await fetch_one(conn, "SELECT status FROM runs WHERE run_id = %s", (run_id,))
+    return row["status"] if row is not None else None
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a run's output is made of: its own record, and where its final values live."""
+
+    status: RunStatus
+    output: JsonValue
+    """`__error__` or `__interrupt__` (None: neither); without a checkpoint (rows written
+    before migration 0006, stateless runs, runs that wrote nothing), the whole output."""
+    thread_id: uuid.UUID
+    graph_id: str | None
+    checkpoint_id: str | None
+    checkpoint_ns: str
+
+
+async def result(conn: Conn, run_id: uuid.UUID) -> Result | None:
+    """The run's status, stored output and final checkpoint; None when it is gone."""
+    row = await fetch_one(
+        conn,
+        "SELECT status, output, thread_id, kwargs->>'graph_id' AS graph_id, checkpoint_id, "
+        "checkpoint_ns FROM runs WHERE run_id = %s",
+        (run_id,),
+    )
+    return Result(**row) if row is not None else None
 
 
 async def get_any(conn: AsyncConnection, run_id: uuid.UUID) -> RunRow | None:
@@ -232,6 +257,12 @@ async def list_for_thread(
         stmt = stmt.where(R.c.status == status)
     stmt = stmt.order_by(R.c.created_at.desc(), R.c.run_id.desc()).limit(limit).offset(offset)
     return [cast(Run, plain(row._mapping)) for row in (await conn.execute(stmt)).all()]
+
+
+async def ids_for_thread(conn: Conn, thread_id: uuid.UUID) -> list[str]:
+    """Every run of a thread (their events are keyed by run)."""
+    rows = await fetch_all(conn, "SELECT run_id FROM runs WHERE thread_id = %s", (thread_id,))
+    return [str(row["run_id"]) for row in rows]
 
 
 async def active_for_thread(conn: Conn, thread_id: uuid.UUID) -> list[ActiveRun]:
@@ -312,10 +343,15 @@ class Outcome:
     status: RunStatus
     error: JsonObject | None
     output: object
-    """Its final values, `__interrupt__` or `__error__` (`runs.output`)."""
+    """`__error__` or `__interrupt__` (`runs.output`); the whole output without a checkpoint."""
+    checkpoint_id: str | None
+    """The thread's latest checkpoint: the run's output is its values."""
     thread_status: ThreadStatus
     values: JsonValue
-    """The final state's values; None when they could not be read (the snapshot stays)."""
+    """The thread row's bounded copy of the final values; None when they could not be read
+    (the row's copy stays)."""
+    values_omitted: list[str]
+    """The top-level keys too large for `values`."""
     interrupts: Interrupts
 
 
@@ -330,14 +366,15 @@ async def finish_with_thread(
     supersede_approvals: bool,
 ) -> str | None:
     """End a run and record its thread's status and state in one call (`trellis_finish_run`,
-    migration 0004): the thread locked first, the run fenced on this worker's lease, the
+    migrations 0004 and 0006): the thread locked first, the run fenced on this worker's lease, the
     thread `busy` instead while it has queued runs, waiters and workers notified.
 
     Returns the thread's new status, or None when the lease is gone (nothing written).
     """
     row = await fetch_one(
         conn,
-        "SELECT trellis_finish_run(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) AS status",
+        "SELECT trellis_finish_run(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+        "AS status",
         (
             run_id,
             thread_id,
@@ -346,9 +383,11 @@ async def finish_with_thread(
             outcome.status,
             jsonb(outcome.error),
             jsonb(outcome.output),
+            outcome.checkpoint_id,
             outcome.thread_status,
             outcome.values is not None,
             jsonb(outcome.values),
+            outcome.values_omitted,
             jsonb(outcome.interrupts),
             supersede_approvals,
         ),
@@ -403,7 +442,8 @@ _SWEEP = """
         ended_at = CASE WHEN cancel_action IS NULL THEN NULL ELSE now() END,
         lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
     WHERE status = 'running' AND lease_expires_at < now() {only}
-    RETURNING run_id, thread_id, owner, cancel_action
+    RETURNING run_id, thread_id, owner, cancel_action,
+              coalesce((kwargs->>'stream_resumable')::boolean, false) AS resumable
 """
 _SWEEP_ALL = text(_SWEEP.format(only=""))
 _SWEEP_ONE = text(_SWEEP.format(only="AND run_id = :run_id"))

@@ -23,7 +23,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, MappedColumn, mapped_column
 
 from server.core.types import Json
@@ -104,6 +104,11 @@ class Thread(Base):
     config: Mapped[JsonDict] = mapped_column(server_default=text("'{}'::jsonb"))
     status: Mapped[str] = mapped_column(Text, server_default=text("'idle'"))
     values: Mapped[JsonDict | None] = mapped_column()
+    """A bounded copy of the latest values, for search: keys too large for it are left out."""
+    values_omitted: Mapped[list[str]] = mapped_column(
+        ARRAY(Text), server_default=text("'{}'::text[]")
+    )
+    """The top-level keys left out of `values` (read from the latest checkpoint instead)."""
     interrupts: Mapped[JsonDict] = mapped_column(server_default=text("'{}'::jsonb"))
     error: Mapped[JsonDict | None] = mapped_column()
     created_at: Mapped[datetime] = _now()
@@ -134,6 +139,11 @@ class Run(Base):
     temporary: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     error: Mapped[JsonDict | None] = mapped_column()
     output: Mapped[JsonDict | None] = mapped_column()
+    """`__error__` or `__interrupt__`; the values are the final checkpoint's (rows written
+    before migration 0006 hold the full values)."""
+    checkpoint_id: Mapped[str | None] = mapped_column(Text)
+    """The thread's latest checkpoint when the run ended: where its output is read from."""
+    checkpoint_ns: Mapped[str] = mapped_column(Text, server_default=text("''"))
     cancel_action: Mapped[str | None] = mapped_column(Text)
     not_before: Mapped[datetime] = _now()
     attempt: Mapped[int] = mapped_column(Integer, server_default=text("0"))

@@ -10,20 +10,23 @@ from sqlalchemy import (
     ColumnElement,
     RowMapping,
     Table,
+    Text,
     and_,
     delete,
     func,
     insert,
     literal,
+    or_,
     select,
+    text,
     true,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.core.schemas import ThreadCount, ThreadSearch
-from server.core.types import Interrupts, Json, JsonValue
-from server.core.types import Thread as ThreadRow
+from server.core.types import Interrupts, Json, JsonValue, StoredThread
 from server.db.engine import Conn, columns, fetch_one, jsonb, plain
 from server.db.tables import Thread
 
@@ -39,18 +42,20 @@ PUBLIC = [
     T.c["values"],
     T.c.interrupts,
     T.c.error,
+    T.c.values_omitted,
 ]
-
+"""A thread's columns for `StoredThread`: the API's, plus which keys `values` leaves out."""
 
 _PUBLIC = columns(*PUBLIC)
 
 
-def _out(row: RowMapping | Mapping[str, object]) -> ThreadRow:
+def _out(row: RowMapping | Mapping[str, object]) -> StoredThread:
     data = plain(row)
     data.pop("owner", None)
     if data.get("values") is None:
         data["values"] = {}
-    return cast(ThreadRow, data)
+    data["values_omitted"] = list(data.get("values_omitted") or [])
+    return cast(StoredThread, data)
 
 
 async def create(
@@ -60,7 +65,7 @@ async def create(
     thread_id: uuid.UUID,
     metadata: Json,
     if_exists: str = "raise",
-) -> ThreadRow | None:
+) -> StoredThread | None:
     """Insert a thread; returns None when the id is taken (the caller decides what that means)."""
     row = await fetch_one(
         conn,
@@ -73,7 +78,7 @@ async def create(
 
 async def get(
     conn: Conn, *, owner: str, thread_id: uuid.UUID, for_update: bool = False
-) -> ThreadRow | None:
+) -> StoredThread | None:
     """The thread if it exists and belongs to `owner`."""
     sql = f"SELECT {_PUBLIC} FROM threads WHERE thread_id = %s AND owner = %s"
     row = await fetch_one(conn, sql + " FOR UPDATE" if for_update else sql, (thread_id, owner))
@@ -96,7 +101,7 @@ async def exists_for_other_owner(conn: Conn, thread_id: uuid.UUID) -> bool:
 
 async def patch_metadata(
     conn: AsyncConnection, *, owner: str, thread_id: uuid.UUID, metadata: Json
-) -> ThreadRow | None:
+) -> StoredThread | None:
     """Merge `metadata` into the thread's metadata."""
     stmt = (
         update(T)
@@ -109,9 +114,45 @@ async def patch_metadata(
 
 
 async def delete_thread(conn: AsyncConnection, *, owner: str, thread_id: uuid.UUID) -> bool:
-    """Delete the thread row (its runs cascade); checkpoints are the caller's job."""
-    stmt = delete(T).where(T.c.thread_id == thread_id, T.c.owner == owner).returning(T.c.thread_id)
-    return (await conn.execute(stmt)).first() is not None
+    """Delete the thread and every row of it, in the caller's transaction: the thread row
+    (runs and approvals cascade) and the rows of every other table with a `thread_id`
+    column (LangGraph's checkpoints, and whatever tables a saver adds). The thread row is
+    locked first, as run creation locks it, so no run starts on it meanwhile."""
+    locked = await conn.execute(
+        select(T.c.thread_id)
+        .where(T.c.thread_id == thread_id, T.c.owner == owner)
+        .with_for_update()
+    )
+    if locked.first() is None:
+        return False
+    for table, data_type in await _tables_with_thread_id(conn):
+        cast_to = "uuid" if data_type == "uuid" else "text"
+        await conn.execute(
+            text(f'DELETE FROM "{table}" WHERE thread_id = CAST(:t AS {cast_to})'),
+            {"t": str(thread_id)},
+        )
+    await conn.execute(delete(T).where(T.c.thread_id == thread_id))
+    return True
+
+
+async def _tables_with_thread_id(conn: AsyncConnection) -> list[tuple[str, str]]:
+    """(table, type of its `thread_id`) for every table of the schema but `threads` and the
+    tables whose rows cascade from it."""
+    rows = await conn.execute(
+        text(
+            "SELECT c.table_name, c.data_type FROM information_schema.columns c "
+            "JOIN information_schema.tables t ON t.table_schema = c.table_schema "
+            "AND t.table_name = c.table_name AND t.table_type = 'BASE TABLE' "
+            "WHERE c.table_schema = current_schema() AND c.column_name = 'thread_id' "
+            "AND c.table_name <> ALL(:skip) ORDER BY c.table_name"
+        ),
+        {"skip": list(_CASCADED)},
+    )
+    return [(row[0], row[1]) for row in rows.all()]
+
+
+_CASCADED = ("threads", "runs", "approvals")
+"""Deleted with the thread row (their foreign keys cascade)."""
 
 
 def _filters(owner: str, query: ThreadSearch | ThreadCount) -> ColumnElement[bool]:
@@ -119,7 +160,9 @@ def _filters(owner: str, query: ThreadSearch | ThreadCount) -> ColumnElement[boo
     if query.metadata:
         clauses.append(T.c.metadata.contains(query.metadata))
     if query.values:
-        clauses.append(T.c["values"].contains(query.values))
+        # Rows that match on their bounded copy, and rows that left out a key the filter
+        # names (the caller checks those against their full values).
+        clauses.append(or_(T.c["values"].contains(query.values), _unsure(query.values)))
     if query.status:
         clauses.append(T.c.status == query.status)
     if isinstance(query, ThreadSearch) and query.ids is not None:
@@ -133,30 +176,48 @@ def _filters(owner: str, query: ThreadSearch | ThreadCount) -> ColumnElement[boo
     return and_(true(), *clauses)
 
 
-async def search(conn: AsyncConnection, *, owner: str, query: ThreadSearch) -> list[ThreadRow]:
-    """Threads matching the query, newest first unless asked otherwise; with `select`, only
-    the keys it names (the SDK calls those `Thread` too)."""
+def _unsure(values: Json) -> ColumnElement[bool]:
+    """Rows whose copy of the values leaves out a key of `values` (or all of them)."""
+    keys = ["", *values]
+    return T.c.values_omitted.op("&&")(literal(keys, ARRAY(Text)))
+
+
+def unsure(thread: StoredThread, values: Json) -> bool:
+    """Whether `thread`'s row cannot tell alone if its values contain `values`."""
+    omitted = set(thread["values_omitted"])
+    return bool(omitted) and ("" in omitted or not omitted.isdisjoint(values))
+
+
+async def search(
+    conn: AsyncConnection, *, owner: str, query: ThreadSearch, limit: int, offset: int
+) -> list[StoredThread]:
+    """Threads matching the query, newest first unless asked otherwise; a `values` filter
+    also yields the threads `unsure` about it, for the caller to check."""
     column = T.c[query.sort_by or "created_at"]
     order = column.asc() if query.sort_order == "asc" else column.desc()
     stmt = (
         select(*PUBLIC)
         .where(_filters(owner, query))
         .order_by(order, T.c.thread_id)
-        .limit(query.limit)
-        .offset(query.offset)
+        .limit(limit)
+        .offset(offset)
     )
     rows = (await conn.execute(stmt)).all()
-    out = [_out(row._mapping) for row in rows]
-    if query.select:
-        keep = set(query.select)
-        out = [cast(ThreadRow, {k: v for k, v in item.items() if k in keep}) for item in out]
-    return out
+    return [_out(row._mapping) for row in rows]
 
 
 async def count(conn: AsyncConnection, *, owner: str, query: ThreadCount) -> int:
-    """How many threads match."""
+    """How many threads match (with a `values` filter: or are `unsure` about it)."""
     stmt = select(func.count()).select_from(T).where(_filters(owner, query))
     return int((await conn.execute(stmt)).scalar_one())
+
+
+async def unsure_matches(
+    conn: AsyncConnection, *, owner: str, query: ThreadCount
+) -> list[StoredThread]:
+    """The threads `count` counted that are `unsure` about its `values` filter."""
+    stmt = select(*PUBLIC).where(_filters(owner, query), _unsure(query.values))
+    return [_out(row._mapping) for row in (await conn.execute(stmt)).all()]
 
 
 async def set_state(
@@ -165,12 +226,14 @@ async def set_state(
     *,
     status: str,
     values: JsonValue = None,
+    values_omitted: list[str] | None = None,
     interrupts: Interrupts | None = None,
     error: Json | None = None,
     metadata: Json | None = None,
     busy_if_queued: bool = False,
 ) -> bool:
-    """Record the thread's status and, when given, a snapshot of its latest state.
+    """Record the thread's status and, when given, a snapshot of its latest state (`values`:
+    its bounded copy, without the keys in `values_omitted`).
 
     `busy_if_queued` (after a run ended, with the thread locked): the status is `busy`
     instead while the thread has pending or running runs. Returns whether it is `busy`.
@@ -185,6 +248,7 @@ async def set_state(
             "error": jsonb(error),
             "snapshot": values is not None,
             "values": jsonb(values),
+            "omitted": values_omitted or [],
             "interrupts": jsonb(interrupts or {}),
             "metadata": jsonb(metadata or {}),
         },
@@ -199,7 +263,10 @@ _SET_STATE = """
                           AND status IN ('pending', 'running'))
                       THEN 'busy' ELSE %(status)s END,
         updated_at = now(), error = %(error)s,
-        "values" = CASE WHEN %(snapshot)s THEN %(values)s ELSE "values" END,
+        "values" = CASE WHEN %(snapshot)s AND "values" IS DISTINCT FROM %(values)s
+                        THEN %(values)s ELSE "values" END,
+        values_omitted = CASE WHEN %(snapshot)s THEN %(omitted)s::text[]
+                         ELSE values_omitted END,
         interrupts = CASE WHEN %(snapshot)s THEN %(interrupts)s ELSE interrupts END,
         state_updated_at = CASE WHEN %(snapshot)s THEN now() ELSE state_updated_at END,
         metadata = metadata || %(metadata)s
@@ -210,9 +277,9 @@ _SET_STATE = """
 
 async def copy(
     conn: AsyncConnection, *, owner: str, source: uuid.UUID, target: uuid.UUID
-) -> ThreadRow | None:
+) -> StoredThread | None:
     """A new thread with the source's metadata and state snapshot."""
-    cols = [T.c.metadata, T.c.config, T.c["values"], T.c.interrupts]
+    cols = [T.c.metadata, T.c.config, T.c["values"], T.c.values_omitted, T.c.interrupts]
     src = select(
         literal(target, T.c.thread_id.type).label("thread_id"),
         T.c.owner,
@@ -220,7 +287,17 @@ async def copy(
         T.c.status,
     ).where(T.c.thread_id == source, T.c.owner == owner)
     stmt = insert(T).from_select(
-        ["thread_id", "owner", "metadata", "config", "values", "interrupts", "status"], src
+        [
+            "thread_id",
+            "owner",
+            "metadata",
+            "config",
+            "values",
+            "values_omitted",
+            "interrupts",
+            "status",
+        ],
+        src,
     )
     result = await conn.execute(stmt.returning(*PUBLIC))
     row = result.first()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import StateSnapshot
 
-from server.core.encoding import to_jsonable
+from server.core.encoding import dumps, to_jsonable
 from server.core.types import Checkpoint, Interrupts, JsonValue, ThreadState
 from server.graph_host.registry import AnyGraph
 
@@ -95,6 +97,86 @@ def empty_state() -> ThreadState:
         "checkpoint_id": None,
         "parent_checkpoint_id": None,
     }
+
+
+@dataclass(frozen=True)
+class LatestState:
+    """What a thread row and a run's record need of a state (its values still as the graph
+    holds them: encoding them is the caller's choice)."""
+
+    values: object
+    checkpoint_id: str | None
+    """None before the thread's first checkpoint."""
+    interrupts: Interrupts
+    has_next: bool
+
+
+async def latest_state(
+    graph: AnyGraph, thread_id: str, *, checkpoint_id: str | None = None
+) -> LatestState:
+    """The thread's state as of its latest checkpoint, or as of `checkpoint_id` (as the
+    thread showed it when that was its latest, if it still is)."""
+    configurable = {"thread_id": thread_id, "checkpoint_ns": ""}
+    snapshot = await graph.aget_state({"configurable": configurable})
+    ref = checkpoint_ref(snapshot.config)
+    if checkpoint_id is not None and (ref is None or ref["checkpoint_id"] != checkpoint_id):
+        # The thread moved on: the checkpoint as it was written (the same values, for one
+        # whose run finished; a run that stopped mid-step shows the step's start).
+        configurable["checkpoint_id"] = checkpoint_id
+        snapshot = await graph.aget_state({"configurable": configurable})
+        ref = checkpoint_ref(snapshot.config)
+    return LatestState(
+        snapshot.values if snapshot.values is not None else {},
+        ref["checkpoint_id"] if ref else None,
+        interrupts_by_task(snapshot),
+        bool(snapshot.next),
+    )
+
+
+def bounded_values(values: object, max_bytes: int) -> tuple[JsonValue, list[str]]:
+    """A thread row's copy of `values`, for search: its top-level keys, in order, while their
+    JSON fits in `max_bytes`; and the keys left out (`[""]`: all of a state that is not an
+    object). Measuring stops at the budget, so a long list costs no more than a short one."""
+    if not isinstance(values, Mapping):
+        if _size_within(values, max_bytes) is None:
+            return None, [""]
+        return to_jsonable(values), []
+    kept: dict[str, JsonValue] = {}
+    omitted: list[str] = []
+    budget = max_bytes
+    for key, value in values.items():
+        size = _size_within(value, budget - len(str(key)) - 4)
+        if size is None:
+            omitted.append(str(key))
+            continue
+        kept[str(key)] = to_jsonable(value)
+        budget -= size + len(str(key)) + 4
+    return kept, omitted
+
+
+def _size_within(value: object, budget: int) -> int | None:
+    """The length of `value`'s JSON when it is at most `budget`, else None; lists and mappings
+    are measured an item at a time and given up on past the budget."""
+    if budget < 0:
+        return None
+    if isinstance(value, str | bytes) and len(value) > budget:
+        return None
+    if isinstance(value, list | tuple):
+        total = 2
+        for item in value:
+            if (size := _size_within(item, budget - total)) is None:
+                return None
+            total += size + 1
+        return total if total <= budget else None
+    if isinstance(value, Mapping):
+        total = 2
+        for key, item in value.items():
+            if (size := _size_within(item, budget - total - len(str(key)) - 4)) is None:
+                return None
+            total += size + len(str(key)) + 4
+        return total if total <= budget else None
+    size = len(dumps(value))
+    return size if size <= budget else None
 
 
 async def thread_snapshot(

@@ -8,12 +8,14 @@ the checkpoints through the graph that last ran on the thread.
 from __future__ import annotations
 
 import uuid
+from typing import cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.errors import InvalidUpdateError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.approvals.service import ApprovalService
+from server.core.encoding import to_jsonable
 from server.core.errors import AlreadyExists, Conflict, InvalidRequest, NotFound
 from server.core.ids import parse_uuid, require_uuid, uuid7
 from server.core.schemas import (
@@ -25,12 +27,24 @@ from server.core.schemas import (
     ThreadPatch,
     ThreadSearch,
 )
-from server.core.types import Thread, ThreadState, ThreadUpdateStateResponse
+from server.core.types import (
+    Json,
+    JsonValue,
+    StoredThread,
+    Thread,
+    ThreadState,
+    ThreadUpdateStateResponse,
+)
 from server.db import run_rows, thread_rows
 from server.db.checkpoints import FencedPostgresSaver, copy_thread
 from server.db.pool import Pool
 from server.graph_host.registry import GraphRegistry, LoadedGraph
-from server.graph_host.snapshot import empty_state, snapshot_json, thread_snapshot
+from server.graph_host.snapshot import (
+    bounded_values,
+    empty_state,
+    latest_state,
+    snapshot_json,
+)
 from server.runs.manager import RunManager
 
 
@@ -62,7 +76,10 @@ class ThreadService:
         registry: GraphRegistry,
         runs: RunManager,
         approvals: ApprovalService | None,
+        thread_values_max_bytes: int = 16_384,
     ) -> None:
+        self.thread_values_max_bytes = thread_values_max_bytes
+        """The bound of a thread row's copy of its values (larger keys are left out)."""
         self.engine = engine
         self.pool = pool
         self.checkpointer = checkpointer
@@ -84,30 +101,106 @@ class ThreadService:
                 conn, owner=owner, thread_id=thread_id, metadata=body.metadata
             )
             if created is not None:
-                return created
+                return await self._public(created)
             existing = await thread_rows.get(conn, owner=owner, thread_id=thread_id)
         if body.if_exists == "do_nothing" and existing is not None:
-            return existing
+            return await self._public(existing)
         raise AlreadyExists(f"thread {thread_id} already exists")
 
     async def search(self, owner: str, query: ThreadSearch) -> list[Thread]:
-        """The caller's threads matching metadata, values, ids or status."""
-        async with self.engine.connect() as conn:
-            return await thread_rows.search(conn, owner=owner, query=query)
+        """The caller's threads matching metadata, values, ids or status; with `select`, only
+        the keys it names (the SDK calls those `Thread` too)."""
+        if not query.values:
+            async with self.engine.connect() as conn:
+                rows = await thread_rows.search(
+                    conn, owner=owner, query=query, limit=query.limit, offset=query.offset
+                )
+        else:
+            rows = await self._search_values(owner, query)
+        keep = set(query.select) if query.select else None
+        if keep is not None and "values" not in keep:
+            return [cast(Thread, {k: v for k, v in row.items() if k in keep}) for row in rows]
+        found = [await self._public(row) for row in rows]
+        if keep is not None:
+            return [cast(Thread, {k: v for k, v in item.items() if k in keep}) for item in found]
+        return found
+
+    async def _search_values(self, owner: str, query: ThreadSearch) -> list[StoredThread]:
+        """A page of threads whose values contain `query.values`. Rows whose copy of the values
+        left out a key the filter names are checked against their full values, so the page
+        is read in batches until it is full."""
+        out: list[StoredThread] = []
+        skip = query.offset
+        position = 0
+        batch = max(query.limit + query.offset, 100)
+        while len(out) < query.limit:
+            async with self.engine.connect() as conn:
+                rows = await thread_rows.search(
+                    conn, owner=owner, query=query, limit=batch, offset=position
+                )
+            position += len(rows)
+            for row in rows:
+                if not await self._matches(row, query.values):
+                    continue
+                if skip:
+                    skip -= 1
+                    continue
+                out.append(row)
+                if len(out) == query.limit:
+                    break
+            if len(rows) < batch:
+                break
+        return out
+
+    async def _matches(self, row: StoredThread, values: Json) -> bool:
+        """Whether the thread's values contain `values` (Postgres' `@>`); a row that can tell
+        alone matched in SQL already."""
+        if not thread_rows.unsure(row, values):
+            return True
+        return json_contains(await self._full_values(row), values)
 
     async def count(self, owner: str, query: ThreadCount) -> int:
         """How many of the caller's threads match."""
         async with self.engine.connect() as conn:
-            return await thread_rows.count(conn, owner=owner, query=query)
+            total = await thread_rows.count(conn, owner=owner, query=query)
+            unsure = (
+                await thread_rows.unsure_matches(conn, owner=owner, query=query)
+                if (query.values)
+                else []
+            )
+        for row in unsure:
+            if not json_contains(await self._full_values(row), query.values):
+                total -= 1
+        return total
 
     async def get(self, owner: str, thread_id: str) -> Thread:
         """The caller's thread, else `NotFound`."""
+        return await self._public(await self._row(owner, thread_id))
+
+    async def _row(self, owner: str, thread_id: str) -> StoredThread:
+        """The caller's thread row (its `values` a bounded copy), else `NotFound`."""
         tid = require_uuid(thread_id, "thread")
         async with self.engine.connect() as conn:
             thread = await thread_rows.get(conn, owner=owner, thread_id=tid)
         if thread is None:
             raise NotFound(f"thread {thread_id[:80]!r} not found")
         return thread
+
+    async def _public(self, row: StoredThread) -> Thread:
+        """The API's thread: the row, with its full values when its copy left keys out."""
+        thread = cast(Thread, {k: v for k, v in row.items() if k != "values_omitted"})
+        if row.get("values_omitted"):
+            thread["values"] = await self._full_values(row)
+        return thread
+
+    async def _full_values(self, row: StoredThread) -> JsonValue:
+        """The values of the thread's latest checkpoint (the row's copy, if its graph is gone)."""
+        loaded = self._graph_of(row)
+        if loaded is None:
+            return row["values"]
+        state = await latest_state(loaded.graph, row["thread_id"])
+        values: JsonValue = to_jsonable(state.values)
+        return values
 
     async def patch(self, owner: str, thread_id: str, body: ThreadPatch) -> Thread:
         """Merge metadata into a thread."""
@@ -118,41 +211,43 @@ class ThreadService:
             )
         if updated is None:
             raise NotFound(f"thread {thread_id[:80]!r} not found")
-        return updated
+        return await self._public(updated)
 
     async def delete(self, owner: str, thread_id: str) -> None:
-        """Delete a thread, its runs and its checkpoints; active runs are cancelled first."""
-        thread = await self.get(owner, thread_id)
+        """Delete a thread and everything of it: its runs, checkpoints and approvals in one
+        transaction, then its runs' events. Active runs are cancelled first."""
+        thread = await self._row(owner, thread_id)
+        tid = uuid.UUID(thread["thread_id"])
         async with self.engine.connect() as conn:
-            active = await run_rows.active_for_thread(conn, uuid.UUID(thread["thread_id"]))
+            active = await run_rows.active_for_thread(conn, tid)
         for run in active:
             await self.runs.cancel(owner, thread_id, run["run_id"], action="interrupt", wait=True)
         async with self.engine.begin() as conn:
-            await thread_rows.delete_thread(
-                conn, owner=owner, thread_id=uuid.UUID(thread["thread_id"])
-            )
-        await self.checkpointer.adelete_thread(thread["thread_id"])
+            run_ids = await run_rows.ids_for_thread(conn, tid)
+            if not await thread_rows.delete_thread(conn, owner=owner, thread_id=tid):
+                return
+        await self.runs.events.forget(run_ids)
 
     async def copy(self, owner: str, thread_id: str) -> Thread | None:
         """A new thread with a copy of this thread's metadata and checkpoints (None if the
         thread went away meanwhile)."""
-        source = await self.get(owner, thread_id)
+        source = await self._row(owner, thread_id)
         target = uuid7()
         async with self.engine.begin() as conn:
             created = await thread_rows.copy(
                 conn, owner=owner, source=uuid.UUID(source["thread_id"]), target=target
             )
             await copy_thread(conn, source["thread_id"], str(target))
-        return created
+        return await self._public(created) if created is not None else None
 
-    def _graph_of(self, thread: Thread) -> LoadedGraph | None:
+    def _graph_of(self, thread: Thread | StoredThread) -> LoadedGraph | None:
         """The graph that last ran on the thread (None before its first run)."""
         graph_id = (thread.get("metadata") or {}).get("graph_id")
         return self.registry.get(graph_id) if isinstance(graph_id, str) else None
 
     async def state(self, owner: str, thread_id: str, *, subgraphs: bool) -> ThreadState:
         """The thread's latest state."""
-        thread = await self.get(owner, thread_id)
+        thread = await self._row(owner, thread_id)
         loaded = self._graph_of(thread)
         if loaded is None:
             return empty_state()
@@ -163,7 +258,7 @@ class ThreadService:
         self, owner: str, thread_id: str, ref: CheckpointRef, *, subgraphs: bool
     ) -> ThreadState:
         """The thread's state at a checkpoint, else `NotFound`."""
-        thread = await self.get(owner, thread_id)
+        thread = await self._row(owner, thread_id)
         loaded = self._graph_of(thread)
         if loaded is None:
             raise NotFound(f"checkpoint {ref.checkpoint_id!r} not found")
@@ -177,7 +272,7 @@ class ThreadService:
     ) -> ThreadUpdateStateResponse:
         """Write values as if `as_node` produced them (`__copy__`: fork a checkpoint), then
         record the thread's new status and tell the approvals whose interrupt went away."""
-        thread = await self.get(owner, thread_id)
+        thread = await self._row(owner, thread_id)
         if thread["status"] == "busy":
             raise Conflict(f"thread {thread_id} is busy; wait for its run to finish")
         loaded = self._graph_of(thread)
@@ -192,18 +287,20 @@ class ThreadService:
             new_config = await loaded.graph.aupdate_state(config, body.values, as_node=body.as_node)
         except (InvalidUpdateError, ValueError, KeyError, TypeError) as exc:
             raise InvalidRequest(f"cannot update state: {exc}") from exc
-        values, interrupts, has_next = await thread_snapshot(loaded.graph, thread["thread_id"])
+        state = await latest_state(loaded.graph, thread["thread_id"])
+        values, omitted = bounded_values(state.values, self.thread_values_max_bytes)
         async with self.engine.begin() as conn:
             await thread_rows.set_state(
                 conn,
                 uuid.UUID(thread["thread_id"]),
-                status="interrupted" if interrupts or has_next else "idle",
+                status="interrupted" if state.interrupts or state.has_next else "idle",
                 values=values,
-                interrupts=interrupts,
+                values_omitted=omitted,
+                interrupts=state.interrupts,
             )
             if self.approvals is not None:  # a fork can leave pending approvals behind
                 await self.approvals.on_state_updated(
-                    conn, uuid.UUID(thread["thread_id"]), interrupts
+                    conn, uuid.UUID(thread["thread_id"]), state.interrupts
                 )
         configurable = new_config["configurable"]
         return {
@@ -218,7 +315,7 @@ class ThreadService:
 
     async def history(self, owner: str, thread_id: str, query: HistoryQuery) -> list[ThreadState]:
         """Past states, newest first (none before the thread's first run)."""
-        thread = await self.get(owner, thread_id)
+        thread = await self._row(owner, thread_id)
         loaded = self._graph_of(thread)
         if loaded is None:
             return []
@@ -237,3 +334,33 @@ class ThreadService:
                 limit=query.limit,
             )
         ]
+
+
+def json_contains(document: object, pattern: object) -> bool:
+    """Postgres' `jsonb @>` on decoded JSON: objects contain a pattern's keys (recursively),
+    arrays contain each of a pattern's elements somewhere, scalars are equal (and a
+    top-level array contains a scalar it holds)."""
+    if isinstance(document, list) and not isinstance(pattern, dict | list):
+        return any(_scalar_equal(item, pattern) for item in document)
+    return _contains(document, pattern)
+
+
+def _contains(document: object, pattern: object) -> bool:
+    if isinstance(pattern, dict):
+        return isinstance(document, dict) and all(
+            key in document and _contains(document[key], value) for key, value in pattern.items()
+        )
+    if isinstance(pattern, list):
+        return isinstance(document, list) and all(
+            any(_contains(item, wanted) for item in document) for wanted in pattern
+        )
+    return _scalar_equal(document, pattern)
+
+
+def _scalar_equal(a: object, b: object) -> bool:
+    """JSON equality of scalars: 1 equals 1.0, `true` does not equal 1."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a == b
+    return type(a) is type(b) and a == b

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
@@ -50,7 +50,13 @@ class EventBus(Protocol):
 
     async def publish(self, run_id: str, event: str, data: bytes) -> None: ...
 
-    async def end(self, run_id: str, status: str) -> None: ...
+    async def end(self, run_id: str, status: str, *, resumable: bool = False) -> None:
+        """Close the run's stream with its end event. Its events then stay replayable for the
+        retention period when the run was created `resumable` (`stream_resumable`), and
+        otherwise only for a short grace, for readers still catching up."""
+
+    async def forget(self, run_ids: Collection[str]) -> None:
+        """Drop everything kept of these runs (their thread is deleted)."""
 
     async def has_events(self, run_id: str) -> bool: ...
 
@@ -93,17 +99,30 @@ def resync_event(run_id: str, after: str) -> RunEvent:
 class _Channel:
     events: list[RunEvent] = field(default_factory=list)
     ended_at: float | None = None
+    expires_at: float | None = None
     trimmed: int = 0
+    size: int = 0
+    """Bytes of event data held."""
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class MemoryEventBus:
-    """Events kept in this process, for `retention_seconds` after a run ends."""
+    """Events kept in this process: at most `max_events` and `max_bytes` per run, for
+    `retention_seconds` after a resumable run ends (`grace_seconds` after any other)."""
 
-    def __init__(self, retention_seconds: float = 3600.0, max_events: int = 100_000) -> None:
+    def __init__(
+        self,
+        retention_seconds: float = 3600.0,
+        max_events: int = 100_000,
+        *,
+        max_bytes: int = 16 * 1024 * 1024,
+        grace_seconds: float = 10.0,
+    ) -> None:
         self._channels: dict[str, _Channel] = {}
         self._retention = retention_seconds
+        self._grace = grace_seconds
         self._max_events = max_events
+        self._max_bytes = max_bytes
 
     def _channel(self, run_id: str) -> _Channel:
         channel = self._channels.get(run_id)
@@ -112,29 +131,45 @@ class MemoryEventBus:
         return channel
 
     def _collect(self) -> None:
-        cutoff = time.monotonic() - self._retention
+        now = time.monotonic()
         for run_id in [
-            rid for rid, ch in self._channels.items() if ch.ended_at and ch.ended_at < cutoff
+            rid for rid, ch in self._channels.items() if ch.expires_at and ch.expires_at < now
         ]:
             del self._channels[run_id]
 
     async def publish(self, run_id: str, event: str, data: bytes) -> None:
-        """Append an event and wake the readers."""
+        """Append an event and wake the readers; the oldest go past the bounds."""
         channel = self._channel(run_id)
         seq = channel.trimmed + len(channel.events) + 1
         channel.events.append(RunEvent(f"{seq}-0", event, data))
-        if len(channel.events) > self._max_events:
-            drop = len(channel.events) - self._max_events
+        channel.size += len(data)
+        drop = 0
+        while len(channel.events) - drop > 1 and (
+            len(channel.events) - drop > self._max_events or channel.size > self._max_bytes
+        ):
+            channel.size -= len(channel.events[drop].data)
+            drop += 1
+        if drop:
             del channel.events[:drop]
             channel.trimmed += drop
         channel.changed.set()
 
-    async def end(self, run_id: str, status: str) -> None:
+    async def end(self, run_id: str, status: str, *, resumable: bool = False) -> None:
         """Close the run's stream with its end event; readers drain and stop."""
         await self.publish(run_id, END, end_data(run_id, status))
         channel = self._channel(run_id)
         channel.ended_at = time.monotonic()
+        channel.expires_at = channel.ended_at + (self._retention if resumable else self._grace)
         channel.changed.set()
+        self._collect()
+
+    async def forget(self, run_ids: Collection[str]) -> None:
+        """Drop the runs' events."""
+        for run_id in run_ids:
+            channel = self._channels.pop(run_id, None)
+            if channel is not None:
+                channel.ended_at = channel.ended_at or time.monotonic()
+                channel.changed.set()  # its readers stop
         self._collect()
 
     def attach(self, run_id: str) -> None:
@@ -145,6 +180,7 @@ class MemoryEventBus:
 
     async def has_events(self, run_id: str) -> bool:
         """Whether anything of the run is retained."""
+        self._collect()
         channel = self._channels.get(run_id)
         return channel is not None and (bool(channel.events) or channel.ended_at is not None)
 

@@ -17,6 +17,7 @@ import functools
 import logging
 import time
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Literal, cast
 
@@ -26,10 +27,9 @@ from langgraph.runtime import RunControl
 from langgraph.types import Durability
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.core.encoding import dumps
+from server.core.encoding import dumps, to_jsonable
 from server.core.types import (
     CancelAction,
-    Interrupts,
     JsonObject,
     JsonValue,
     RunAssistant,
@@ -41,13 +41,13 @@ from server.db.checkpoint_deltas import remember_lists
 from server.db.checkpoints import CURRENT_FENCE, Fence, LeaseLost
 from server.db.pool import Pool
 from server.graph_host.registry import GraphRegistry, LoadedGraph
-from server.graph_host.snapshot import thread_snapshot
+from server.graph_host.snapshot import LatestState, bounded_values, latest_state
 from server.runs.events import EventBus
 from server.runs.hooks import Notice, RunHooks
 from server.runs.lease import Heartbeat, sweep_expired
 from server.runs.run_config import build_config, graph_input
 from server.runs.signals import DONE_CHANNEL, RUNS_CHANNEL, Completions
-from server.runs.stream import stream_run
+from server.runs.stream import FinalCheckpoint, stream_run
 from server.runs.webhooks import WebhookSender, run_payload
 
 log = logging.getLogger("trellis.runs")
@@ -78,8 +78,11 @@ class Executor:
         sweep_seconds: float = 1.0,
         hooks: RunHooks | None = None,
         webhooks: WebhookSender | None = None,
+        thread_values_max_bytes: int = 16_384,
     ) -> None:
         self.engine = engine
+        self.thread_values_max_bytes = thread_values_max_bytes
+        """The bound of a thread row's copy of its values (larger keys are left out)."""
         self.pool = pool
         self.hooks = hooks
         self.webhooks = webhooks
@@ -261,6 +264,7 @@ class Executor:
         await self.events.publish(run_id, "metadata", dumps({"run_id": run_id, "attempt": attempt}))
         status: Ending = "success"
         error: JsonObject | None = None
+        final = FinalCheckpoint()
         loaded = self.registry.get(kwargs["graph_id"])
         try:
             if assistant is None:
@@ -284,6 +288,7 @@ class Executor:
                 interrupt_before=kwargs.get("interrupt_before"),
                 interrupt_after=kwargs.get("interrupt_after"),
                 control=self._controls[run_id],
+                final=final,
             ):
                 await self.events.publish(run_id, name, dumps(data))
         except GraphDrained:
@@ -310,7 +315,7 @@ class Executor:
                 extra={"run_id": run_id, "thread_id": str(thread_id), "error": error},
             )
             await self.events.publish(run_id, "error", dumps(error))
-        await self._finish(run, loaded, status, error, started)
+        await self._finish(run, loaded, status, error, started, final)
 
     async def _made_progress(self, thread_id: uuid.UUID, run_id: str) -> bool:
         latest = await self.checkpointer.aget_tuple(
@@ -332,41 +337,47 @@ class Executor:
         status: Ending,
         error: JsonObject | None,
         started: float,
+        final: FinalCheckpoint | None = None,
     ) -> None:
         run_id = str(run["run_id"])
         thread_id = run["thread_id"]
         epoch = self._epochs.get(run_id, -1)
-        values: JsonValue = None
-        interrupts: Interrupts = {}
-        has_next = False
+        state: LatestState | None = None
         notices: list[Notice] = []
         if loaded is not None:
             try:
-                if status != "rollback":
-                    values, interrupts, has_next = await thread_snapshot(
-                        loaded.graph, str(thread_id)
-                    )
+                if status == "success" and final and final.next == [] and final.values is not None:
+                    # It ran to the end: the graph's last checkpoint is the state, in memory
+                    # (nothing left to run, so no interrupt either). No need to read it back.
+                    state = LatestState(final.values, final.checkpoint_id, {}, False)
+                elif status != "rollback":
+                    state = await latest_state(loaded.graph, str(thread_id))
                 elif (before := await self._checkpoint_before(thread_id, run_id)) is not None:
                     # The state the thread goes back to, read before anything is deleted, so
                     # that the deletions and the thread's new state commit together.
-                    values, interrupts, has_next = await thread_snapshot(
-                        loaded.graph, str(thread_id), checkpoint_id=before
-                    )
+                    state = await latest_state(loaded.graph, str(thread_id), checkpoint_id=before)
                 else:
-                    values = {}  # the run wrote the thread's first checkpoints
+                    state = LatestState({}, None, {}, False)  # it wrote the first checkpoints
             except Exception:
                 log.exception("could not read the final state", extra={"run_id": run_id})
-        output: dict[str, object]
+        interrupts = state.interrupts if state is not None else {}
+        values: JsonValue = None
+        omitted: list[str] = []
+        if state is not None:
+            values, omitted = bounded_values(state.values, self.thread_values_max_bytes)
+        checkpoint_id = state.checkpoint_id if state is not None else None
+        if status == "error" or run.get("temporary"):
+            checkpoint_id = None  # nothing to read: the output is stored whole
+        output: JsonObject | None
         thread_status: ThreadStatus
         if status == "error":
             output = {"__error__": error}
             thread_status = "error"
         else:
-            output = dict(cast(JsonObject, values or {}))
-            pending = [i for items in interrupts.values() for i in items]
-            if pending:
-                output["__interrupt__"] = pending
+            # The values are the final checkpoint's: the run keeps only what is its own.
+            output = self._own_output(run, state, checkpoint_id)
             stopped_early = status in ("interrupted", "rollback")
+            has_next = state is not None and state.has_next
             thread_status = (
                 "interrupted" if interrupts or (has_next and not stopped_early) else "idle"
             )
@@ -385,6 +396,7 @@ class Executor:
                         thread_id,
                         status=thread_status,
                         values=values,
+                        values_omitted=omitted,
                         interrupts=interrupts,
                         error=error,
                         busy_if_queued=True,
@@ -398,7 +410,17 @@ class Executor:
                         await run_rows.notify(conn, RUNS_CHANNEL)
         else:
             fenced, notices = await self._record_outcome(
-                run, run_rows.Outcome(status, error, output, thread_status, values, interrupts)
+                run,
+                run_rows.Outcome(
+                    status,
+                    error,
+                    output,
+                    checkpoint_id,
+                    thread_status,
+                    values,
+                    omitted,
+                    interrupts,
+                ),
             )
         if not fenced:
             log.error("run ended without its lease; outcome discarded", extra={"run_id": run_id})
@@ -407,10 +429,15 @@ class Executor:
             self.hooks.notify(notices)
         webhook = run["kwargs"].get("webhook")
         if webhook and self.webhooks is not None:
-            self.webhooks.send(webhook, run_payload(run, status, values), event="run.completed")
+            final = to_jsonable(state.values) if state is not None else None
+            self.webhooks.send(webhook, run_payload(run, status, final), event="run.completed")
         if run.get("temporary"):
             await self._delete_temporary_thread(thread_id)
-        await self.events.end(run_id, "interrupted" if status == "rollback" else status)
+        await self.events.end(
+            run_id,
+            "interrupted" if status == "rollback" else status,
+            resumable=bool(run["kwargs"].get("stream_resumable")),
+        )
         self.completions.done(run_id)
         log.info(
             "run finished",
@@ -422,6 +449,26 @@ class Executor:
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2),
             },
         )
+
+    def _own_output(
+        self, run: RunRow, state: LatestState | None, checkpoint_id: str | None
+    ) -> JsonObject | None:
+        """What a run that did not fail stores of its output: its pending interrupts (None
+        when too large to keep: they are read back with the values). A run without a
+        checkpoint to read from (none was written, or its stateless thread goes away now:
+        `checkpoint_id` None) stores the whole output, as before migration 0006."""
+        pending = [i for items in (state.interrupts if state else {}).values() for i in items]
+        if checkpoint_id is None:
+            values = state.values if state is not None else {}
+            whole: JsonObject = to_jsonable(values) if isinstance(values, Mapping) else {}
+            if pending:
+                whole["__interrupt__"] = cast(JsonValue, pending)
+            return whole
+        if not pending:
+            return None
+        if len(dumps(pending)) > self.thread_values_max_bytes:
+            return {"__interrupt__": None}
+        return {"__interrupt__": cast(JsonValue, pending)}
 
     async def _record_outcome(
         self, run: RunRow, outcome: run_rows.Outcome

@@ -121,7 +121,7 @@ async def sweep_expired(
         for run in cancelled:
             await end_abandoned(conn, run)
     for run in cancelled:
-        await events.end(str(run["run_id"]), "interrupted")
+        await events.end(str(run["run_id"]), "interrupted", resumable=run["resumable"])
         completions.done(str(run["run_id"]))
     return requeued
 

@@ -20,6 +20,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.auth.identity import auth_user_for_run
+from server.core.encoding import to_jsonable
 from server.core.errors import InvalidRequest, NotFound, NothingToResume, ThreadBusy
 from server.core.ids import parse_uuid, require_uuid, uuid7
 from server.core.schemas import RunCreate
@@ -37,6 +38,7 @@ from server.db import assistant_rows, run_rows, thread_rows
 from server.db.engine import Conn
 from server.db.pool import Pool
 from server.graph_host.registry import GraphRegistry, system_assistant_id
+from server.graph_host.snapshot import latest_state
 from server.runs.events import EventBus, RunEvent
 from server.runs.executor import Executor
 from server.runs.hooks import Notice, RunHooks
@@ -336,11 +338,11 @@ class RunManager:
         try:
             while True:
                 async with self.pool.connection() as conn:
-                    found = await run_rows.output(conn, uuid.UUID(run_id))
+                    found = await run_rows.result(conn, uuid.UUID(run_id))
                 if found is None:
                     return "deleted", None
-                if found[0] in TERMINAL:
-                    return found
+                if found.status in TERMINAL:
+                    return found.status, await self.output(found)
                 with contextlib.suppress(TimeoutError):
                     # The NOTIFY or local signal wakes us; the timeout only guards
                     # against a signal lost with a dead process.
@@ -348,6 +350,29 @@ class RunManager:
                 event = self.completions.event(run_id)
         finally:
             self.completions.forget(run_id)
+
+    async def output(self, result: run_rows.Result) -> JsonValue:
+        """A finished run's output: the values of its final checkpoint, with its pending
+        interrupts (`__interrupt__`) or its error (`__error__`, alone). A run recorded
+        without a checkpoint reference stored its whole output (before migration 0006)."""
+        own = result.output
+        if result.checkpoint_id is None or (isinstance(own, dict) and "__error__" in own):
+            return own
+        loaded = self.registry.get(result.graph_id) if result.graph_id else None
+        if loaded is None:
+            return own if own is not None else {}
+        state = await latest_state(
+            loaded.graph, str(result.thread_id), checkpoint_id=result.checkpoint_id
+        )
+        values: JsonValue = to_jsonable(state.values)
+        if not isinstance(values, dict):
+            return values
+        if isinstance(own, dict) and "__interrupt__" in own:
+            pending = own["__interrupt__"]
+            if pending is None:  # too large to keep with the run: read with the values
+                pending = to_jsonable([i for items in state.interrupts.values() for i in items])
+            values["__interrupt__"] = pending
+        return values
 
     async def stream(
         self, run_id: str, after: str | None = None, *, just_created: bool = False
@@ -362,8 +387,8 @@ class RunManager:
 
         async def finished() -> bool:
             async with self.pool.connection() as conn:
-                found = await run_rows.output(conn, uuid.UUID(run_id))
-            return found is None or found[0] in TERMINAL
+                found = await run_rows.status(conn, uuid.UUID(run_id))
+            return found is None or found in TERMINAL
 
         async for event in self.events.subscribe(run_id, after, finished):
             yield event
@@ -373,8 +398,8 @@ class RunManager:
         if await self.events.has_events(run_id):
             return False
         async with self.pool.connection() as conn:
-            found = await run_rows.output(conn, uuid.UUID(run_id))
-        return found is None or found[0] in TERMINAL
+            found = await run_rows.status(conn, uuid.UUID(run_id))
+        return found is None or found in TERMINAL
 
     async def cancel(
         self, owner: str, thread_id: str, run_id: str, *, action: CancelAction, wait: bool
@@ -397,7 +422,8 @@ class RunManager:
                 await run_rows.request_cancel(conn, rid, action)
         if stopped:
             self.completions.done(run["run_id"])
-            await self.events.end(run["run_id"], "interrupted")
+            resumable = bool((run.get("kwargs") or {}).get("stream_resumable"))
+            await self.events.end(run["run_id"], "interrupted", resumable=resumable)
         else:
             await self._signal_cancel(run["run_id"], action)
             if wait:
@@ -413,8 +439,8 @@ class RunManager:
         while True:
             event = self.completions.event(key)
             async with self.pool.connection() as conn:
-                found = await run_rows.output(conn, run_id)
-            if found is None or found[0] in TERMINAL:
+                found = await run_rows.status(conn, run_id)
+            if found is None or found in TERMINAL:
                 self.completions.forget(key)
                 return
             with contextlib.suppress(TimeoutError):

@@ -14,7 +14,7 @@ import itertools
 import logging
 import math
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from typing import cast
 
 from redis.asyncio import Redis
@@ -27,13 +27,26 @@ from server.runs.events import END, RunEvent, end_data, parse_event_id, resync_e
 log = logging.getLogger("trellis.events")
 
 _APPEND = """
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[2], 'd', ARGV[3])
-if ARGV[4] ~= '0' then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
+local id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[2], 'd', ARGV[3])
+local size = redis.call('INCRBY', KEYS[2], #ARGV[3])
+local limit = tonumber(ARGV[5])
+while size > limit or redis.call('XLEN', KEYS[1]) > tonumber(ARGV[1]) do
+    local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
+    if first == nil or first[1] == id then break end
+    redis.call('XDEL', KEYS[1], first[1])
+    size = redis.call('DECRBY', KEYS[2], #first[2][4])
+end
+if ARGV[4] ~= '0' then
+    redis.call('EXPIRE', KEYS[1], ARGV[4])
+    redis.call('EXPIRE', KEYS[2], ARGV[4])
+end
 redis.call('PUBLISH', KEYS[1], id .. '\\n' .. ARGV[2] .. '\\n' .. ARGV[3])
 return id
 """
 """Append an event to a run's stream and publish it (with its id) on the channel of the
-same name, atomically: readers following the channel miss nothing the stream holds."""
+same name, atomically: readers following the channel miss nothing the stream holds. The
+oldest events go while the stream holds more than ARGV[1] events or ARGV[5] bytes of data
+(counted in KEYS[2]); the end event (ARGV[4] > 0) starts both keys' expiry."""
 
 
 _Entry = tuple[bytes | str, dict[bytes, bytes]]
@@ -67,15 +80,22 @@ class RedisEventBus:
         *,
         retention_seconds: int = 3600,
         max_events: int = 100_000,
+        max_bytes: int = 16 * 1024 * 1024,
+        grace_seconds: int = 10,
         block_ms: int = 5_000,
         prefix: str = "trellis",
     ) -> None:
         self.redis = redis
         self.retention = retention_seconds
+        """How long a resumable run's events stay after its end."""
+        self.grace = grace_seconds
+        """How long any other run's events stay after its end (for readers catching up)."""
         self.max_events = max_events
+        self.max_bytes = max_bytes
         self.block_ms = block_ms
         self.prefix = prefix
-        self._backlog: deque[tuple[str, str, bytes]] = deque(maxlen=1_000_000)
+        self._backlog: deque[tuple[str, str, bytes, int]] = deque(maxlen=1_000_000)
+        """Events to append: run, event, data, and the stream's expiry (0: none yet)."""
         self._overflowed = False
         self._flusher: asyncio.Task[None] | None = None
         self._executing: set[str] = set()
@@ -91,13 +111,20 @@ class RedisEventBus:
         """The stream key of a run."""
         return f"{self.prefix}:run:{run_id}:events"
 
+    def size_key(self, run_id: str) -> str:
+        """The key counting the bytes of event data the run's stream holds."""
+        return f"{self.prefix}:run:{run_id}:bytes"
+
     async def publish(self, run_id: str, event: str, data: bytes) -> None:
         """Queue an event for the run's stream; one writer task appends queued events in order,
         a batch per round trip. While Redis is unreachable they wait here and go out later."""
+        self._queue(run_id, event, data, 0)
+
+    def _queue(self, run_id: str, event: str, data: bytes, expire: int) -> None:
         if len(self._backlog) == self._backlog.maxlen and not self._overflowed:
             self._overflowed = True
             log.error("run event backlog full; the oldest buffered events are dropped")
-        self._backlog.append((run_id, event, data))
+        self._backlog.append((run_id, event, data, expire))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="trellis-event-writer")
 
@@ -118,13 +145,13 @@ class RedisEventBus:
             sent = {id(item) for item in batch}
             while self._backlog and id(self._backlog[0]) in sent:
                 self._backlog.popleft()
-            for (run_id, event, data), entry_id in zip(batch, replies, strict=True):
+            for (run_id, event, data, _), entry_id in zip(batch, replies, strict=True):
                 self._hand_over(run_id, RunEvent(_text(entry_id), event, data))
             delay = 0.1
         if warned:
             log.info("redis back; buffered run events flushed")
 
-    async def _append(self, batch: list[tuple[str, str, bytes]]) -> list[bytes]:
+    async def _append(self, batch: list[tuple[str, str, bytes, int]]) -> list[bytes]:
         """Append and publish a batch in one round trip on the writer's own connection: a
         plain pipeline of `_APPEND` calls, without the client's per-command machinery.
         Returns the entry ids. On an error the connection is dropped (a batch retried
@@ -140,14 +167,16 @@ class RedisEventBus:
                     (
                         "EVAL",
                         _APPEND,
-                        1,
+                        2,
                         self.key(run_id),
+                        self.size_key(run_id),
                         self.max_events,
                         event,
                         data,
-                        self.retention if event == END else 0,
+                        expire,
+                        self.max_bytes,
                     )
-                    for run_id, event, data in batch
+                    for run_id, event, data, expire in batch
                 )
             )
             return [cast(bytes, await conn.read_response()) for _ in batch]
@@ -164,9 +193,33 @@ class RedisEventBus:
         if event.event == END:
             self._executing.discard(run_id)
 
-    async def end(self, run_id: str, status: str) -> None:
-        """Append the end event and start the retention clock."""
-        await self.publish(run_id, END, end_data(run_id, status))
+    async def end(self, run_id: str, status: str, *, resumable: bool = False) -> None:
+        """Append the end event and start the expiry clock: the retention period for a
+        resumable run, a short grace for any other (readers still catching up)."""
+        self._queue(
+            run_id, END, end_data(run_id, status), self.retention if resumable else self.grace
+        )
+
+    async def forget(self, run_ids: Collection[str]) -> None:
+        """Delete the runs' streams, once what is queued for them is written (briefly: past
+        that, it is dropped here instead)."""
+        runs = set(run_ids)
+        if not runs:
+            return
+        deadline = asyncio.get_running_loop().time() + 2.0
+        while any(queued[0] in runs for queued in self._backlog):
+            if asyncio.get_running_loop().time() > deadline:
+                kept = [queued for queued in self._backlog if queued[0] not in runs]
+                self._backlog.clear()
+                self._backlog.extend(kept)
+                break
+            await asyncio.sleep(0.01)
+        keys = [key for run_id in runs for key in (self.key(run_id), self.size_key(run_id))]
+        try:
+            for start in range(0, len(keys), 500):
+                await self.redis.delete(*keys[start : start + 500])
+        except (RedisError, OSError):
+            log.warning("could not delete run events; they expire", extra={"runs": len(runs)})
 
     def attach(self, run_id: str) -> None:
         """This process executes the run: local readers can follow it from memory."""

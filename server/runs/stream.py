@@ -109,6 +109,30 @@ class PartTranslator:
         return [(_event_name(mode, namespace), data)]
 
 
+class FinalCheckpoint:
+    """The last checkpoint a run's graph wrote at the root, as the graph held it: what a run
+    that finished is recorded with, without reading the state back from the saver."""
+
+    def __init__(self) -> None:
+        self.checkpoint_id: str | None = None
+        self.values: object = None
+        self.next: list[str] | None = None
+        """The tasks left to run from it (None: no checkpoint was seen)."""
+
+    def see(self, payload: object) -> None:
+        """A root `checkpoints` stream part."""
+        if not isinstance(payload, Mapping):
+            return
+        config = payload.get("config")
+        conf = config.get("configurable", {}) if isinstance(config, Mapping) else {}
+        checkpoint_id = conf.get("checkpoint_id") if isinstance(conf, Mapping) else None
+        if not isinstance(checkpoint_id, str):
+            return
+        self.checkpoint_id = checkpoint_id
+        self.values = payload.get("values")
+        self.next = list(payload.get("next") or [])
+
+
 async def stream_run(
     graph: AnyGraph,
     graph_input: object,
@@ -121,11 +145,18 @@ async def stream_run(
     interrupt_before: All | Sequence[str] | None = None,
     interrupt_after: All | Sequence[str] | None = None,
     control: RunControl | None = None,
+    final: FinalCheckpoint | None = None,
 ) -> AsyncIterator[Part]:
-    """Run `graph` and yield wire events in order; exceptions from the graph propagate."""
+    """Run `graph` and yield wire events in order; exceptions from the graph propagate.
+
+    `final` (not with the `events` mode) is told of each root checkpoint the graph writes,
+    from a `checkpoints` stream the client sees only if it asked for it."""
     translator = PartTranslator(modes)
     lg_modes = _lg_modes(modes)
     if "events" not in modes:
+        hidden = final is not None and "checkpoints" not in lg_modes
+        if hidden:
+            lg_modes.append("checkpoints")
         async for namespace, mode, data in graph.astream(
             graph_input,
             config,
@@ -137,7 +168,9 @@ async def stream_run(
             interrupt_after=interrupt_after,
             control=control,
         ):
-            if namespace and not subgraphs:
+            if mode == "checkpoints" and final is not None and not namespace:
+                final.see(data)
+            if (namespace and not subgraphs) or (hidden and mode == "checkpoints"):
                 continue
             for part in translator.translate(namespace, mode, data):
                 yield part

@@ -1,7 +1,8 @@
 """Resumable streams over raw HTTP: reconnect with `Last-Event-ID` at random points, rejoin a
 finished run, stale and malformed cursors; and how fast `join` answers after a run ends.
 
-The cluster keeps at most ~100 events per run (`RUN_EVENT_MAX_LENGTH=100`).
+The runs ask for `stream_resumable` (as with the official server, only those stay replayable
+after they end). The cluster keeps at most ~100 events per run (`RUN_EVENT_MAX_LENGTH=100`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ CHATTY = {"events": 15, "pause": 0.03}  # 3 steps x 15 custom events: ~55 events
 
 async def _create(client: LangGraphClient, payload: dict[str, Any]) -> tuple[str, str]:
     thread_id = str((await client.threads.create())["thread_id"])
-    run = await client.runs.create(thread_id, "chatty", input=payload, stream_mode=MODES)
+    run = await client.runs.create(
+        thread_id, "chatty", input=payload, stream_mode=MODES, stream_resumable=True
+    )
     return thread_id, str(run["run_id"])
 
 

@@ -10,7 +10,9 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Interrupt, PregelTask, StateSnapshot, interrupt
 
+from server.core.encoding import dumps, to_jsonable
 from server.graph_host.snapshot import (
+    bounded_values,
     checkpoint_ref,
     empty_state,
     interrupts_by_task,
@@ -155,3 +157,36 @@ async def test_thread_snapshot_reads_values_interrupts_and_what_remains() -> Non
     assert values == {}
     assert interrupts == {}
     assert has_next is True
+
+
+def test_a_thread_row_keeps_the_keys_that_fit_its_bound() -> None:
+    messages = [HumanMessage(content="x" * 100, id=str(n)) for n in range(50)]
+    kept, omitted = bounded_values({"topic": "owls", "messages": messages, "n": 3}, 200)
+    assert kept == {"topic": "owls", "n": 3}
+    assert omitted == ["messages"]
+    assert len(dumps(kept)) <= 200
+
+
+def test_a_small_state_is_kept_whole() -> None:
+    values = {"messages": [HumanMessage(content="hi", id="1")], "done": True}
+    kept, omitted = bounded_values(values, 16_384)
+    assert omitted == []
+    assert kept == to_jsonable(values)
+
+
+def test_a_state_that_is_not_an_object_is_kept_or_left_out_whole() -> None:
+    assert bounded_values(["a", "b"], 100) == (["a", "b"], [])
+    assert bounded_values(["a" * 200], 100) == (None, [""])
+
+
+def test_measuring_a_long_list_stops_at_the_bound() -> None:
+    class Counted:
+        reads = 0
+
+        def to_json(self) -> str:
+            Counted.reads += 1
+            return "item"
+
+    kept, omitted = bounded_values({"items": [Counted() for _ in range(10_000)]}, 100)
+    assert (kept, omitted) == ({}, ["items"])
+    assert Counted.reads < 20

@@ -113,12 +113,43 @@ async def collect_until_idle(bus: MemoryEventBus, run_id: str, after: str | None
 async def test_ended_runs_are_forgotten_after_their_retention() -> None:
     bus = MemoryEventBus(retention_seconds=0.05)
     await bus.publish("old", "values", b"1")
-    await bus.end("old", "success")
+    await bus.end("old", "success", resumable=True)
     assert await bus.has_events("old")
     await asyncio.sleep(0.1)
-    await bus.end("new", "success")  # collecting happens when a run ends
+    await bus.end("new", "success", resumable=True)
     assert not await bus.has_events("old")
     assert await bus.has_events("new")
+
+
+async def test_runs_not_resumable_keep_their_events_only_for_the_grace() -> None:
+    bus = MemoryEventBus(retention_seconds=60, grace_seconds=0.05)
+    await bus.publish("plain", "values", b"1")
+    await bus.end("plain", "success")
+    await bus.publish("resumable", "values", b"1")
+    await bus.end("resumable", "success", resumable=True)
+    assert [e.event for e in await collect(bus, "plain")] == ["values", END]
+    await asyncio.sleep(0.1)
+    assert not await bus.has_events("plain")
+    assert await bus.has_events("resumable")
+
+
+async def test_a_run_keeps_at_most_max_bytes_of_events() -> None:
+    bus = MemoryEventBus(max_bytes=1000)
+    for n in range(10):
+        await bus.publish("r", "values", bytes([65 + n]) * 300)
+    await bus.end("r", "success")
+    kept = await collect(bus, "r")
+    assert sum(len(e.data) for e in kept) <= 1000
+    assert [e.data[:1] for e in kept[:-1]] == [b"H", b"I", b"J"]  # the newest
+    assert kept[-1].event == END
+
+
+async def test_forgotten_runs_keep_nothing() -> None:
+    bus = MemoryEventBus()
+    await bus.publish("r", "values", b"1")
+    await bus.end("r", "success", resumable=True)
+    await bus.forget(["r"])
+    assert not await bus.has_events("r")
 
 
 async def test_a_reader_from_the_start_of_a_trimmed_stream_gets_the_retained_events() -> None:

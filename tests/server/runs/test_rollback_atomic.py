@@ -25,7 +25,7 @@ async def test_the_run_is_never_gone_while_its_thread_is_busy(
 ) -> None:
     app = create_app(settings)
     seen: list[tuple[set[str], str]] = []
-    read_state = executor_module.thread_snapshot
+    read_state = executor_module.latest_state
 
     async def observe_then_read(graph: Any, thread_id: str, **kwargs: Any) -> Any:
         # What another client sees while the executor reads the state to finish with.
@@ -39,7 +39,7 @@ async def test_the_run_is_never_gone_while_its_thread_is_busy(
         seen.append(({str(run) for run in runs}, str(status)))
         return await read_state(graph, thread_id, **kwargs)
 
-    monkeypatch.setattr(executor_module, "thread_snapshot", observe_then_read)
+    monkeypatch.setattr(executor_module, "latest_state", observe_then_read)
     async with serve_in_loop(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
         client = get_client(url=url, api_key=None)
         thread_id = (await client.threads.create())["thread_id"]
