@@ -87,6 +87,8 @@ class RunKwargs(TypedDict, total=False):
     stream_mode: Required[list[StreamMode]]
     stream_subgraphs: Required[bool]
     stream_resumable: Required[bool]
+    streamed: bool
+    """Created by a request that streams its events (`/runs/stream`)."""
     multitask_strategy: Required[MultitaskStrategy]
     if_not_exists: Required[Literal["create", "reject"]]
     on_disconnect: Required[Literal["cancel", "continue"]]

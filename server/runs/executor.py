@@ -437,6 +437,7 @@ class Executor:
             run_id,
             "interrupted" if status == "rollback" else status,
             resumable=bool(run["kwargs"].get("stream_resumable")),
+            streamed=run["kwargs"].get("streamed", True),
         )
         self.completions.done(run_id)
         log.info(

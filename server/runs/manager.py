@@ -116,13 +116,15 @@ class RunManager:
         body: RunCreate,
         *,
         approval_id: uuid.UUID | None = None,
+        streamed: bool = False,
     ) -> Run:
         """Validate and enqueue a run; returns the run object.
 
         A run on an existing thread is created in one server-side call; one that must stop
         earlier runs, create its thread, start from a checkpoint or close approvals takes
         the full path below. `approval_id`: the run carries that approval's decision (see
-        `server.approvals.service`).
+        `server.approvals.service`). `streamed`: the request streams the run's events, and may
+        start reading them after the run ended (they stay a short grace then).
         """
         to_cancel: list[str] = []
         notices: list[Notice] = []
@@ -134,7 +136,9 @@ class RunManager:
             body.checkpoint.checkpoint_id if body.checkpoint else None
         )
         if thread_id is not None and not closes_approvals and checkpoint_id is None:
-            created = await self._create_in_one_call(owner, thread_id, body, resume=resume)
+            created = await self._create_in_one_call(
+                owner, thread_id, body, resume=resume, streamed=streamed
+            )
             if created is not None:
                 return created
         async with self._transaction(orm=closes_approvals) as conn:
@@ -192,7 +196,10 @@ class RunManager:
             elif resume and not active and thread_status != "interrupted":
                 raise NothingToResume(f"thread {tid} has no pending interrupt to resume")
             run_id = uuid7()
-            kwargs: RunKwargs = {**self._run_kwargs(owner, body), "graph_id": assistant["graph_id"]}
+            kwargs: RunKwargs = {
+                **self._run_kwargs(owner, body, streamed),
+                "graph_id": assistant["graph_id"],
+            }
             # Fast path: nothing ahead of it on the thread and a free slot here, so this
             # process claims the run in the same transaction instead of a queue round trip.
             local = (
@@ -234,7 +241,7 @@ class RunManager:
         return self._created(row, assistant)
 
     async def _create_in_one_call(
-        self, owner: str, thread_id: str, body: RunCreate, *, resume: bool
+        self, owner: str, thread_id: str, body: RunCreate, *, resume: bool, streamed: bool
     ) -> Run | None:
         """The common creation, a run on an existing thread, as one server-side call.
         None when the run needs the full path (earlier runs to stop, a thread to create)."""
@@ -253,7 +260,7 @@ class RunManager:
                     thread_id=tid,
                     run_id=uuid7(),
                     metadata=body.metadata or {},
-                    kwargs=self._run_kwargs(owner, body),
+                    kwargs=self._run_kwargs(owner, body, streamed),
                     multitask_strategy=body.multitask_strategy,
                     after_seconds=body.after_seconds,
                     resume=resume,
@@ -278,9 +285,10 @@ class RunManager:
         return self._created(row, row.pop("assistant"))
 
     @staticmethod
-    def _run_kwargs(owner: str, body: RunCreate) -> RunKwargs:
+    def _run_kwargs(owner: str, body: RunCreate, streamed: bool) -> RunKwargs:
         """What a run keeps of its request, for whichever worker executes it."""
         kwargs = body.model_dump(mode="json", exclude_none=True)
+        kwargs["streamed"] = streamed
         kwargs["stream_mode"] = body.stream_modes
         kwargs["auth_user"] = auth_user_for_run(owner)  # lets any worker rebuild the identity
         return cast(RunKwargs, kwargs)
