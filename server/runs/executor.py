@@ -439,7 +439,12 @@ class Executor:
             resumable=bool(run["kwargs"].get("stream_resumable")),
             streamed=run["kwargs"].get("streamed", True),
         )
-        self.completions.done(run_id)
+        handed = (
+            (state.checkpoint_id, state.values)
+            if state is not None and state.checkpoint_id is not None and status != "rollback"
+            else None
+        )
+        self.completions.done(run_id, handed)
         log.info(
             "run finished",
             extra={

@@ -350,7 +350,7 @@ class RunManager:
                 if found is None:
                     return "deleted", None
                 if found.status in TERMINAL:
-                    return found.status, await self.output(found)
+                    return found.status, await self.output(found, run_id)
                 with contextlib.suppress(TimeoutError):
                     # The NOTIFY or local signal wakes us; the timeout only guards
                     # against a signal lost with a dead process.
@@ -359,13 +359,20 @@ class RunManager:
         finally:
             self.completions.forget(run_id)
 
-    async def output(self, result: run_rows.Result) -> JsonValue:
+    async def output(self, result: run_rows.Result, run_id: str | None = None) -> JsonValue:
         """A finished run's output: the values of its final checkpoint, with its pending
         interrupts (`__interrupt__`) or its error (`__error__`, alone). A run recorded
         without a checkpoint reference stored its whole output (before migration 0006)."""
         own = result.output
         if result.checkpoint_id is None or (isinstance(own, dict) and "__error__" in own):
             return own
+        if (
+            not (isinstance(own, dict) and "__interrupt__" in own)
+            and run_id is not None
+            and (held := self.completions.final_state(run_id, result.checkpoint_id)) is not None
+        ):
+            handed: JsonValue = to_jsonable(held)  # executed here: no need to read it back
+            return handed
         loaded = self.registry.get(result.graph_id) if result.graph_id else None
         if loaded is None:
             return own if own is not None else {}

@@ -21,19 +21,30 @@ class Completions:
 
     def __init__(self) -> None:
         self._events: dict[str, asyncio.Event] = {}
+        self._states: dict[str, tuple[str, object]] = {}
+        """Final states handed over to this process's waiters: checkpoint id, values."""
 
     def event(self, run_id: str) -> asyncio.Event:
         """The event set when `run_id` ends (create before checking the database)."""
         return self._events.setdefault(run_id, asyncio.Event())
 
-    def done(self, run_id: str) -> None:
-        """Signal every waiter of `run_id`."""
+    def done(self, run_id: str, state: tuple[str, object] | None = None) -> None:
+        """Signal every waiter of `run_id`; `state` (its final checkpoint's id and values, as
+        the executor holds them) spares a waiter here reading that checkpoint back."""
         event = self._events.pop(run_id, None)
         if event is not None:
+            if state is not None:
+                self._states[run_id] = state
             event.set()
+
+    def final_state(self, run_id: str, checkpoint_id: str) -> object | None:
+        """The values handed over with the run's end, if they are those of `checkpoint_id`."""
+        state = self._states.get(run_id)
+        return state[1] if state is not None and state[0] == checkpoint_id else None
 
     def forget(self, run_id: str) -> None:
         """Drop a waiter's event once nobody waits."""
+        self._states.pop(run_id, None)
         event = self._events.get(run_id)
         if event is not None and not event.is_set():
             self._events.pop(run_id, None)
