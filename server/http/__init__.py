@@ -5,6 +5,7 @@ deps.py            FastAPI dependencies as `Annotated` aliases
 error_handlers.py  the one mapping of errors to JSON responses
 responses.py       JSONResponse encoded with Trellis' serializer
 sse.py             SSE responses of run streams
+docs.py            /docs and /redoc on Swagger UI and ReDoc assets served locally
 security.py        wires authentication, authorization and limits into the app
 route_table.py     (method, path) → resource, action, rate class, streaming
 asgi.py            what the middlewares share: JSON refusals, client address, body replay

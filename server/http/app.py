@@ -10,7 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from server.core.logging import report_fatal
 from server.core.settings import Settings
-from server.http import error_handlers, security
+from server.http import docs, error_handlers, security
 from server.http.middleware.headers import SecurityHeaders
 from server.http.middleware.limits import RateLimits
 from server.http.middleware.request_context import RequestContext
@@ -29,6 +29,8 @@ def create_app(settings: Settings, *, worker: bool = True) -> FastAPI:
         description="Self-hosted LangGraph orchestration, speaking the LangGraph Server API.",
         lifespan=lifespan(settings, limits, worker=worker),
         default_response_class=JSONResponse,
+        docs_url=None,  # FastAPI's pages load their scripts from a CDN: `docs` serves local ones
+        redoc_url=None,
     )
     error_handlers.install(app)
     # Routes are matched in order, one pattern at a time: the ones every run uses go first.
@@ -40,6 +42,7 @@ def create_app(settings: Settings, *, worker: bool = True) -> FastAPI:
     app.include_router(documents.router)
     app.include_router(approvals.router)
     app.include_router(store.router)
+    docs.install(app)
     security.install(app, settings, limits)
     app.add_middleware(
         CORSMiddleware,

@@ -16,8 +16,17 @@ from typing import Literal
 RateClass = Literal["read", "write", "runs"]
 """Rate-limit bucket: reads, other writes, or run creation (the strictest)."""
 
+DOCS_ASSETS_URL = "/docs/assets"
+"""Where the app serves the scripts and styles of the docs pages (`server.http.docs`)."""
+DOCS_ASSETS = frozenset(
+    f"{DOCS_ASSETS_URL}/{name}"
+    for name in ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js", "favicon.png")
+)
+"""The docs pages' assets: public like the pages, and named one by one like every public path."""
+
 PUBLIC_PATHS = frozenset(
     {"/ok", "/info", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/favicon.ico"}
+    | DOCS_ASSETS
 )
 """Paths served without authentication."""
 

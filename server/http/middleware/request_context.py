@@ -1,4 +1,4 @@
-"""ASGI middleware: request ids, access logs, and JSON bodies sent as text/plain."""
+"""ASGI middleware: request ids, access logs, and every body read as JSON (any Content-Type)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("trellis.http")
 
-_PLAIN = b"text/plain"
+_JSON = b"application/json"
 
 
 class RequestContext:
-    """Gives each request an id, logs one line per request, and treats text/plain bodies as JSON.
+    """Gives each request an id, logs one line per request, and reads every body as JSON.
 
-    LangGraph Studio posts JSON with `Content-Type: text/plain` to avoid CORS
-    preflights; the official server parses it as JSON, so Trellis does too.
+    The API takes JSON bodies only, and the official server parses a body as JSON
+    whatever its `Content-Type` says: LangGraph Studio posts JSON as `text/plain`
+    to avoid CORS preflights, `curl -d` labels it a form, and some clients send no
+    label. So every request is labelled `application/json` here, and FastAPI's one
+    JSON parser reads the body (a body that is not JSON still gets its 422).
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -27,12 +30,13 @@ class RequestContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = list(scope["headers"])
+        headers = [(b"content-type", _JSON)]
         request_id = None
-        for index, (name, value) in enumerate(headers):
-            if name == b"content-type" and value.startswith(_PLAIN):
-                headers[index] = (name, b"application/json")
-            elif name == b"x-request-id" and 0 < len(value) <= 128 and value.isascii():
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                continue
+            headers.append((name, value))
+            if name == b"x-request-id" and 0 < len(value) <= 128 and value.isascii():
                 request_id = value.decode()
         request_id = request_id or uuid.uuid4().hex
         scope = {**scope, "headers": headers}

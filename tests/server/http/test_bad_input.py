@@ -215,6 +215,27 @@ async def test_json_sent_as_text_plain_is_accepted(
     assert response.json()["text"] == "again!"
 
 
+async def test_json_body_is_read_whatever_its_content_type(http: httpx.AsyncClient) -> None:
+    """Like the official server: `curl -d '{}'` (a form label) and no label at all both work."""
+    for headers in (
+        {"content-type": "application/x-www-form-urlencoded"},
+        {"content-type": "multipart/form-data; boundary=x"},
+        {"content-type": "application/octet-stream"},
+        {},
+    ):
+        response = await http.post(
+            "/threads", content=b'{"metadata": {"via": "any"}}', headers=headers
+        )
+        assert response.status_code == 200, (headers, response.text)
+        assert response.json()["metadata"] == {"via": "any"}
+        response = await http.post("/threads/search", content=b"{}", headers=headers)
+        assert response.status_code == 200, (headers, response.text)
+        # A body that is not JSON is still refused clearly, whatever it was labelled.
+        response = await http.post("/threads", content=b"metadata=x", headers=headers)
+        body = assert_error(response, 422, "validation_error")
+        assert body["detail"][0]["type"] == "json_invalid", body
+
+
 async def test_as_node_naming_a_missing_node_is_4xx(http: httpx.AsyncClient, thread: str) -> None:
     for as_node in ("no_such_node", ""):
         response = await http.post(
