@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -187,14 +186,12 @@ class ReadmeServer:
             self.proc.wait()
 
 
-def uv_directory() -> str:
-    """Where the `uv` running this suite lives (`uv run` names itself in `UV`)."""
-    uv = os.environ.get("UV") or shutil.which("uv")
-    if uv is None:
-        private = ROOT / ".trellis" / "uv" / "venv" / "bin" / "uv"
-        uv = str(private) if private.exists() else None
-    assert uv is not None, "no uv found: the README's commands need it (make serve installs it)"
-    return str(Path(uv).parent)
+def path_without_uv(path: str) -> str:
+    """`path` less every directory holding a `uv`: the README's commands must find it
+    themselves (through `scripts/uv`), as on a machine that never installed it."""
+    return os.pathsep.join(
+        entry for entry in path.split(os.pathsep) if entry and not (Path(entry) / "uv").exists()
+    )
 
 
 @pytest.fixture(scope="module")
@@ -209,7 +206,7 @@ def readme_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReadmeSe
         "EMBEDDED_DATA_DIR": str(tmp_path_factory.mktemp("readme-data")),
         "PORT": str(port),
         "LOG_LEVEL": "WARNING",
-        "PATH": f"{uv_directory()}{os.pathsep}{base.get('PATH', '')}",
+        "PATH": path_without_uv(base.get("PATH", "")),
     }
     server = ReadmeServer(env, f"http://127.0.0.1:{port}", tmp_path_factory.mktemp("logs") / "s")
     try:
