@@ -41,8 +41,12 @@ def _serve(args: argparse.Namespace) -> int:
 
     from server.core.logging import configure
     from server.http.app import create_app
+    from server.ops.embedded import refuse_shared_qdrant
 
     settings = _settings(args)
+    if refusal := refuse_shared_qdrant(settings, command="serve"):
+        print(refusal, file=sys.stderr)
+        return 1
     configure(settings.log_level, settings.log_format)
     app = create_app(settings, worker=not args.no_worker)
     uvicorn.run(
@@ -63,6 +67,11 @@ def _worker(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.concurrency:
         settings = settings.model_copy(update={"run_concurrency": args.concurrency})
+    from server.ops.embedded import refuse_shared_qdrant
+
+    if refusal := refuse_shared_qdrant(settings, command="worker"):
+        print(refusal, file=sys.stderr)
+        return 1
     configure(settings.log_level, settings.log_format)
     # The same event loop as `serve` (uvicorn picks uvloop when it is installed): a
     # worker's time goes to many small database and Redis round trips.

@@ -10,7 +10,9 @@ Trellis that ships with the package.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
+import os
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -25,12 +27,14 @@ from tools.embeddings import Embedder
 
 __all__ = [
     "INGESTIBLE_SUFFIXES",
+    "IndexLocked",
     "IngestReport",
     "Passage",
     "QdrantIndex",
     "VectorIndex",
     "chunk_text",
     "document_id_for",
+    "embedded_index_holder",
     "ingest_paths",
     "sample_corpus_dir",
 ]
@@ -99,6 +103,75 @@ class VectorIndex(Protocol):
         ...
 
 
+class IndexLocked(RuntimeError):
+    """An embedded Qdrant directory is open in another process: local mode allows one.
+
+    Raised by `QdrantIndex(path=...)`; the message names the process holding it."""
+
+    def __init__(self, path: Path, holder: int | None) -> None:
+        self.path = path
+        self.holder = holder
+        """The pid holding the directory's lock, when the system says (Linux)."""
+        super().__init__(
+            f"the embedded Qdrant in {path} is open in {_describe_process(holder)}, and only "
+            "one process at a time can open it: stop that process, or use a Qdrant server "
+            "(QDRANT_URL)"
+        )
+
+
+def embedded_index_holder(path: str | Path) -> tuple[bool, int | None]:
+    """Whether another process holds the embedded Qdrant in `path`, and its pid if known.
+
+    Qdrant's local mode takes an exclusive `flock` on `<path>/.lock` for as long as its
+    client is open; this tries (and at once releases) the same lock."""
+    lock = Path(path) / ".lock"
+    try:
+        with open(lock, "rb") as file:
+            try:
+                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True, _flock_owner(lock)
+            fcntl.flock(file, fcntl.LOCK_UN)
+    except FileNotFoundError:
+        pass
+    return False, None
+
+
+def _flock_owner(lock: Path) -> int | None:
+    """The pid `/proc/locks` names for the flock on `lock` (None off Linux or when gone)."""
+    try:
+        stat = lock.stat()
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 4242 fe:00:2288070 0 EOF" (device in hex, inode decimal)
+        if len(fields) < 6 or fields[1] != "FLOCK" or fields[4] == "-1":
+            continue
+        major, minor, inode = fields[5].split(":")
+        if (int(inode), int(major, 16), int(minor, 16)) == (
+            stat.st_ino,
+            os.major(stat.st_dev),
+            os.minor(stat.st_dev),
+        ):
+            return int(fields[4])
+    return None
+
+
+def _describe_process(pid: int | None) -> str:
+    """`pid 4242 (python -m server.cli serve)`, or `another process` when unknown."""
+    if pid is None:
+        return "another process"
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+    except OSError:
+        return f"pid {pid}"
+    command = " ".join(a.decode(errors="replace") for a in argv)
+    command = command if len(command) <= 80 else command[:77] + "..."
+    return f"pid {pid} ({command})" if command else f"pid {pid}"
+
+
 class QdrantIndex:
     """`VectorIndex` on Qdrant: `path=` (embedded, on disk), `url=` (server) or `location=`."""
 
@@ -120,7 +193,13 @@ class QdrantIndex:
         self._embedded = url is None and not str(location or "").startswith(("http:", "https:"))
         if path is not None:
             Path(path).mkdir(parents=True, exist_ok=True)
-            self._client = AsyncQdrantClient(path=str(path))
+            try:
+                self._client = AsyncQdrantClient(path=str(path))
+            except RuntimeError:
+                held, holder = embedded_index_holder(path)
+                if not held:
+                    raise
+                raise IndexLocked(Path(path), holder) from None
         elif url is not None:
             self._client = AsyncQdrantClient(url=url, api_key=api_key, timeout=timeout)
         else:

@@ -22,9 +22,13 @@ import sys
 import warnings
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
-from server.core.settings import Settings
+from server.core.settings import ROOT, Settings
 from server.db.engine import check_connection
+
+if TYPE_CHECKING:
+    from tools.retrieval import IndexLocked
 
 log = logging.getLogger("trellis")
 
@@ -196,3 +200,56 @@ def _exit_on_signals() -> None:
 
 def _raise_exit(signum: int, _: FrameType | None) -> None:
     sys.exit(128 + signum)
+
+
+# --- the embedded Qdrant -----------------------------------------------------------------
+
+QDRANT_SERVER_HINT = (
+    "`docker run -p 6333:6333 qdrant/qdrant` (compose.yaml's qdrant service) and "
+    "QDRANT_URL=http://127.0.0.1:6333 for every process"
+)
+"""What to run instead of the embedded Qdrant when several processes need vectors."""
+
+_INSTEAD = {
+    "serve": f"Two servers need a Qdrant server: {QDRANT_SERVER_HINT}.",
+    "worker": (
+        "`trellis serve` executes queued runs itself (its embedded worker); separate workers "
+        f"need a Qdrant server: {QDRANT_SERVER_HINT}."
+    ),
+    "ingest": (
+        "While `trellis serve` runs, send the files through it: `trellis ingest --server "
+        f"http://127.0.0.1:8123 PATH...`; or use a Qdrant server: {QDRANT_SERVER_HINT}."
+    ),
+}
+
+
+def qdrant_in_use(error: IndexLocked, command: str) -> str:
+    """The one line `trellis <command>` ends with when the embedded Qdrant is taken."""
+    return f"trellis: {error}. {_INSTEAD.get(command, '')}".rstrip()
+
+
+def refuse_shared_qdrant(settings: Settings, *, command: str) -> str | None:
+    """Why `trellis <command>` must not start, or None: the graphs it serves need the
+    embedded Qdrant and another process has it open (Qdrant's local mode allows one).
+
+    Checked before starting, so the refusal is one line, not a failed startup's traceback."""
+    if settings.qdrant_url or not serves_builtin_graphs(settings.graphs_config):
+        return None
+    from server.builtin_toolbox import qdrant_path
+    from tools.retrieval import IndexLocked, embedded_index_holder
+
+    path = qdrant_path(settings)
+    held, holder = embedded_index_holder(path)
+    return qdrant_in_use(IndexLocked(path, holder), command) if held else None
+
+
+def serves_builtin_graphs(config: Path) -> bool:
+    """Whether the `langgraph.json` at `config` names one of Trellis' own graphs (they need
+    the toolbox, and so Qdrant). False for a config that cannot be read: startup says why."""
+    from server.graph_host.registry import read_config
+
+    try:
+        entries = read_config(config).graphs
+    except Exception:  # whatever is wrong with it is reported when the server loads it
+        return False
+    return any(entry.file.is_relative_to(ROOT / "graphs") for entry in entries)

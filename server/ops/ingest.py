@@ -11,7 +11,8 @@ import httpx
 
 from server.builtin_toolbox import open_embedder, open_index
 from server.core.settings import Settings
-from tools.retrieval import collect_files, ingest_paths
+from server.ops.embedded import qdrant_in_use
+from tools.retrieval import IndexLocked, collect_files, ingest_paths
 
 Progress = Callable[[int, int], None]
 """Called with (files done, files in all)."""
@@ -39,7 +40,10 @@ async def ingest_local(
 ) -> IngestReport:
     """Open the index directly (no server may hold an embedded Qdrant directory meanwhile)."""
     name = collection or settings.collection
-    index = open_index(settings)
+    try:
+        index = open_index(settings)
+    except IndexLocked as error:
+        raise SystemExit(qdrant_in_use(error, "ingest")) from None
     try:
         report = await ingest_paths(
             paths, index=index, embedder=open_embedder(settings), collection=name, progress=progress
