@@ -97,18 +97,10 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress(done: int, total: int) -> None:
-    width = 30
-    filled = width * done // max(total, 1)
-    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} files")
-    if done == total:
-        sys.stderr.write("\n")
-    sys.stderr.flush()
-
-
 def _ingest(args: argparse.Namespace) -> int:
-    from server.ops.ingest import ingest_local, ingest_remote
+    from server.ops.ingest import ProgressBar, ingest_local, ingest_remote
 
+    _progress = ProgressBar()
     if args.server:
         report = asyncio.run(
             ingest_remote(
@@ -120,7 +112,7 @@ def _ingest(args: argparse.Namespace) -> int:
             )
         )
     else:
-        settings = _settings(args)
+        settings = Settings()  # no database: ingesting needs only the index and the embedder
         report = asyncio.run(
             ingest_local(
                 args.paths, settings=settings, collection=args.collection, progress=_progress
@@ -130,8 +122,11 @@ def _ingest(args: argparse.Namespace) -> int:
         f"trellis: ingested {report['documents']} documents, {report['chunks']} chunks "
         f"into {report['collection']!r} ({report['total_chunks']} chunks in all)"
     )
+    print(f"trellis: sources are paths relative to {report['root']}")
     for source in report.get("skipped", []):
         print(f"trellis: skipped {source} (empty or not UTF-8 text)", file=sys.stderr)
+    for source, same_as in report["duplicates"]:
+        print(f"trellis: duplicate: {source} has the same text as {same_as}", file=sys.stderr)
     return 0
 
 

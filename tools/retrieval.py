@@ -33,9 +33,12 @@ __all__ = [
     "QdrantIndex",
     "VectorIndex",
     "chunk_text",
+    "collect_files",
     "document_id_for",
+    "duplicate_sources",
     "embedded_index_holder",
     "ingest_paths",
+    "ingest_root",
     "sample_corpus_dir",
 ]
 
@@ -490,6 +493,9 @@ class IngestReport:
     """Chunks written across those files."""
     skipped: tuple[str, ...] = ()
     """Files not indexed (empty, or not UTF-8 text), as their source names."""
+    duplicates: tuple[tuple[str, str], ...] = ()
+    """`(source, same_as)`: a document whose text is exactly that of an earlier one (both
+    are indexed; each path stays its own document)."""
 
 
 def owner_collection(collection: str, owner: str) -> str:
@@ -503,20 +509,53 @@ def document_id_for(source: str) -> str:
     return hashlib.sha256(source.encode("utf-8")).hexdigest()[:32]
 
 
-def collect_files(paths: Iterable[str | Path]) -> list[tuple[Path, str]]:
-    """The .md/.txt files under `paths`, each with its source name (path relative to its root)."""
+def collect_files(
+    paths: Iterable[str | Path], *, root: str | Path | None = None
+) -> list[tuple[Path, str]]:
+    """The .md/.txt files under `paths`, each with its source name: its path relative to
+    `root`, so two files never share one (`a/README.md`, `b/README.md`).
+
+    `root` defaults to the deepest directory holding every given path (a directory given
+    alone is its own root); a file outside `root` is named by its absolute path."""
+    given: list[Path] = []
+    for path in paths:
+        resolved = Path(path).resolve()
+        if not resolved.exists():
+            raise FileNotFoundError(f"no such file or directory: {path}")
+        given.append(resolved)
+    base = Path(root).resolve() if root is not None else ingest_root(given)
     found: dict[Path, str] = {}
-    for given in paths:
-        root = Path(given).resolve()
-        if root.is_dir():
-            for file in sorted(root.rglob("*")):
-                if file.is_file() and file.suffix.lower() in INGESTIBLE_SUFFIXES:
-                    found.setdefault(file, file.relative_to(root).as_posix())
-        elif root.is_file():
-            found.setdefault(root, root.name)
-        else:
-            raise FileNotFoundError(f"no such file or directory: {given}")
+    for path in given:
+        files = sorted(path.rglob("*")) if path.is_dir() else [path]
+        for file in files:
+            if file.is_file() and (file == path or file.suffix.lower() in INGESTIBLE_SUFFIXES):
+                name = file.relative_to(base) if file.is_relative_to(base) else file
+                found.setdefault(file, name.as_posix())
     return list(found.items())
+
+
+def ingest_root(paths: Sequence[Path]) -> Path:
+    """The deepest directory holding every path (a directory counts as itself, a file as
+    the directory it is in)."""
+    dirs = [path if path.is_dir() else path.parent for path in paths]
+    if not dirs:
+        return Path.cwd()
+    return Path(os.path.commonpath(dirs))
+
+
+def duplicate_sources(documents: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """`(source, same_as)` for each non-empty document whose text an earlier one has."""
+    first: dict[str, str] = {}
+    duplicates = []
+    for source, text in documents:
+        if not text.strip():
+            continue
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        if digest in first:
+            duplicates.append((source, first[digest]))
+        else:
+            first[digest] = source
+    return duplicates
 
 
 async def ingest_documents(
@@ -554,7 +593,12 @@ async def ingest_documents(
             skipped.append(source)
         if progress is not None:
             progress(done, len(items))
-    return IngestReport(files=indexed, chunks=chunk_total, skipped=tuple(skipped))
+    return IngestReport(
+        files=indexed,
+        chunks=chunk_total,
+        skipped=tuple(skipped),
+        duplicates=tuple(duplicate_sources(items)),
+    )
 
 
 def _read_text(file: Path) -> str:
@@ -574,9 +618,12 @@ async def ingest_paths(
     owner: str | None = None,
     max_chars: int = 800,
     overlap: int = 120,
+    root: str | Path | None = None,
 ) -> IngestReport:
-    """Chunk, embed and index .md/.txt files (directories recursively); re-runs replace."""
-    files = await asyncio.to_thread(collect_files, paths)
+    """Chunk, embed and index .md/.txt files (directories recursively); re-runs replace.
+
+    Each file is a document named by its path relative to `root` (see `collect_files`)."""
+    files = await asyncio.to_thread(collect_files, paths, root=root)
     texts = [(source, await asyncio.to_thread(_read_text, file)) for file, source in files]
     return await ingest_documents(
         texts,
