@@ -8,9 +8,11 @@ password.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +22,7 @@ import pytest
 
 from server.db.engine import check_connection, connect_problem, redact_url
 from tests.support.pg_cluster import PASSWORD, cluster_user, initdb_command, pg_ctl_command
-from tests.support.servers import ADMIN_URL, free_port
+from tests.support.servers import ADMIN_URL, ROOT, free_port
 
 BASE = ADMIN_URL.rsplit("/", 1)[0]  # postgresql://postgres@127.0.0.1:5432
 
@@ -114,3 +116,23 @@ def test_no_password_for_a_server_that_wants_one(password_cluster: int) -> None:
     problem = check_connection(f"postgresql://postgres@127.0.0.1:{password_cluster}/postgres")
     assert problem is not None
     assert "asks for a password and the URL gives none" in problem
+
+
+def test_trellis_says_what_is_wrong_with_database_url_in_one_line() -> None:
+    url = f"{BASE.replace('postgres@', 'postgres:hunter2@', 1)}/trellis_no_such_database"
+    done = subprocess.run(
+        [sys.executable, "-m", "server.cli", "migrate"],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "trellis: Postgres at postgresql://postgres:***@127.0.0.1:5432/trellis_no_such_database "
+        "has no database 'trellis_no_such_database' (3D000): create it (createdb "
+        "trellis_no_such_database) or name another in the URL (DATABASE_URL; unset it to use "
+        "an embedded one)"
+    ]
