@@ -39,11 +39,6 @@ SYSTEM_USER = "pgserver"
 """The unprivileged user pgserver runs Postgres as when started by root."""
 
 
-def reachable(url: str, timeout: float = 2.0) -> bool:
-    """Whether a Postgres answers at `url`."""
-    return check_connection(url, timeout) is None
-
-
 def ensure_postgres(settings: Settings) -> Settings:
     """The settings to use: unchanged if Postgres answers, else pointing at an embedded one."""
     problem = check_connection(settings.psycopg_url)
