@@ -41,8 +41,12 @@ def _serve(args: argparse.Namespace) -> int:
 
     from server.core.logging import configure
     from server.http.app import create_app
+    from server.ops.embedded import refuse_shared_qdrant
 
     settings = _settings(args)
+    if refusal := refuse_shared_qdrant(settings, command="serve"):
+        print(refusal, file=sys.stderr)
+        return 1
     configure(settings.log_level, settings.log_format)
     app = create_app(settings, worker=not args.no_worker)
     uvicorn.run(
@@ -63,6 +67,11 @@ def _worker(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.concurrency:
         settings = settings.model_copy(update={"run_concurrency": args.concurrency})
+    from server.ops.embedded import refuse_shared_qdrant
+
+    if refusal := refuse_shared_qdrant(settings, command="worker"):
+        print(refusal, file=sys.stderr)
+        return 1
     configure(settings.log_level, settings.log_format)
     # The same event loop as `serve` (uvicorn picks uvloop when it is installed): a
     # worker's time goes to many small database and Redis round trips.
@@ -93,18 +102,10 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress(done: int, total: int) -> None:
-    width = 30
-    filled = width * done // max(total, 1)
-    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} files")
-    if done == total:
-        sys.stderr.write("\n")
-    sys.stderr.flush()
-
-
 def _ingest(args: argparse.Namespace) -> int:
-    from server.ops.ingest import ingest_local, ingest_remote
+    from server.ops.ingest import ProgressBar, ingest_local, ingest_remote
 
+    _progress = ProgressBar()
     if args.server:
         report = asyncio.run(
             ingest_remote(
@@ -116,7 +117,7 @@ def _ingest(args: argparse.Namespace) -> int:
             )
         )
     else:
-        settings = _settings(args)
+        settings = Settings()  # no database: ingesting needs only the index and the embedder
         report = asyncio.run(
             ingest_local(
                 args.paths, settings=settings, collection=args.collection, progress=_progress
@@ -126,8 +127,11 @@ def _ingest(args: argparse.Namespace) -> int:
         f"trellis: ingested {report['documents']} documents, {report['chunks']} chunks "
         f"into {report['collection']!r} ({report['total_chunks']} chunks in all)"
     )
+    print(f"trellis: sources are paths relative to {report['root']}")
     for source in report.get("skipped", []):
         print(f"trellis: skipped {source} (empty or not UTF-8 text)", file=sys.stderr)
+    for source, same_as in report["duplicates"]:
+        print(f"trellis: duplicate: {source} has the same text as {same_as}", file=sys.stderr)
     return 0
 
 

@@ -10,7 +10,9 @@ Trellis that ships with the package.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
+import os
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -25,13 +27,18 @@ from tools.embeddings import Embedder
 
 __all__ = [
     "INGESTIBLE_SUFFIXES",
+    "IndexLocked",
     "IngestReport",
     "Passage",
     "QdrantIndex",
     "VectorIndex",
     "chunk_text",
+    "collect_files",
     "document_id_for",
+    "duplicate_sources",
+    "embedded_index_holder",
     "ingest_paths",
+    "ingest_root",
     "sample_corpus_dir",
 ]
 
@@ -99,6 +106,75 @@ class VectorIndex(Protocol):
         ...
 
 
+class IndexLocked(RuntimeError):
+    """An embedded Qdrant directory is open in another process: local mode allows one.
+
+    Raised by `QdrantIndex(path=...)`; the message names the process holding it."""
+
+    def __init__(self, path: Path, holder: int | None) -> None:
+        self.path = path
+        self.holder = holder
+        """The pid holding the directory's lock, when the system says (Linux)."""
+        super().__init__(
+            f"the embedded Qdrant in {path} is open in {_describe_process(holder)}, and only "
+            "one process at a time can open it: stop that process, or use a Qdrant server "
+            "(QDRANT_URL)"
+        )
+
+
+def embedded_index_holder(path: str | Path) -> tuple[bool, int | None]:
+    """Whether another process holds the embedded Qdrant in `path`, and its pid if known.
+
+    Qdrant's local mode takes an exclusive `flock` on `<path>/.lock` for as long as its
+    client is open; this tries (and at once releases) the same lock."""
+    lock = Path(path) / ".lock"
+    try:
+        with open(lock, "rb") as file:
+            try:
+                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True, _flock_owner(lock)
+            fcntl.flock(file, fcntl.LOCK_UN)
+    except FileNotFoundError:
+        pass
+    return False, None
+
+
+def _flock_owner(lock: Path) -> int | None:
+    """The pid `/proc/locks` names for the flock on `lock` (None off Linux or when gone)."""
+    try:
+        stat = lock.stat()
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 4242 fe:00:2288070 0 EOF" (device in hex, inode decimal)
+        if len(fields) < 6 or fields[1] != "FLOCK" or fields[4] == "-1":
+            continue
+        major, minor, inode = fields[5].split(":")
+        if (int(inode), int(major, 16), int(minor, 16)) == (
+            stat.st_ino,
+            os.major(stat.st_dev),
+            os.minor(stat.st_dev),
+        ):
+            return int(fields[4])
+    return None
+
+
+def _describe_process(pid: int | None) -> str:
+    """`pid 4242 (python -m server.cli serve)`, or `another process` when unknown."""
+    if pid is None:
+        return "another process"
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+    except OSError:
+        return f"pid {pid}"
+    command = " ".join(a.decode(errors="replace") for a in argv)
+    command = command if len(command) <= 80 else command[:77] + "..."
+    return f"pid {pid} ({command})" if command else f"pid {pid}"
+
+
 class QdrantIndex:
     """`VectorIndex` on Qdrant: `path=` (embedded, on disk), `url=` (server) or `location=`."""
 
@@ -120,7 +196,13 @@ class QdrantIndex:
         self._embedded = url is None and not str(location or "").startswith(("http:", "https:"))
         if path is not None:
             Path(path).mkdir(parents=True, exist_ok=True)
-            self._client = AsyncQdrantClient(path=str(path))
+            try:
+                self._client = AsyncQdrantClient(path=str(path))
+            except RuntimeError:
+                held, holder = embedded_index_holder(path)
+                if not held:
+                    raise
+                raise IndexLocked(Path(path), holder) from None
         elif url is not None:
             self._client = AsyncQdrantClient(url=url, api_key=api_key, timeout=timeout)
         else:
@@ -411,6 +493,9 @@ class IngestReport:
     """Chunks written across those files."""
     skipped: tuple[str, ...] = ()
     """Files not indexed (empty, or not UTF-8 text), as their source names."""
+    duplicates: tuple[tuple[str, str], ...] = ()
+    """`(source, same_as)`: a document whose text is exactly that of an earlier one (both
+    are indexed; each path stays its own document)."""
 
 
 def owner_collection(collection: str, owner: str) -> str:
@@ -424,20 +509,53 @@ def document_id_for(source: str) -> str:
     return hashlib.sha256(source.encode("utf-8")).hexdigest()[:32]
 
 
-def collect_files(paths: Iterable[str | Path]) -> list[tuple[Path, str]]:
-    """The .md/.txt files under `paths`, each with its source name (path relative to its root)."""
+def collect_files(
+    paths: Iterable[str | Path], *, root: str | Path | None = None
+) -> list[tuple[Path, str]]:
+    """The .md/.txt files under `paths`, each with its source name: its path relative to
+    `root`, so two files never share one (`a/README.md`, `b/README.md`).
+
+    `root` defaults to the deepest directory holding every given path (a directory given
+    alone is its own root); a file outside `root` is named by its absolute path."""
+    given: list[Path] = []
+    for path in paths:
+        resolved = Path(path).resolve()
+        if not resolved.exists():
+            raise FileNotFoundError(f"no such file or directory: {path}")
+        given.append(resolved)
+    base = Path(root).resolve() if root is not None else ingest_root(given)
     found: dict[Path, str] = {}
-    for given in paths:
-        root = Path(given).resolve()
-        if root.is_dir():
-            for file in sorted(root.rglob("*")):
-                if file.is_file() and file.suffix.lower() in INGESTIBLE_SUFFIXES:
-                    found.setdefault(file, file.relative_to(root).as_posix())
-        elif root.is_file():
-            found.setdefault(root, root.name)
-        else:
-            raise FileNotFoundError(f"no such file or directory: {given}")
+    for path in given:
+        files = sorted(path.rglob("*")) if path.is_dir() else [path]
+        for file in files:
+            if file.is_file() and (file == path or file.suffix.lower() in INGESTIBLE_SUFFIXES):
+                name = file.relative_to(base) if file.is_relative_to(base) else file
+                found.setdefault(file, name.as_posix())
     return list(found.items())
+
+
+def ingest_root(paths: Sequence[Path]) -> Path:
+    """The deepest directory holding every path (a directory counts as itself, a file as
+    the directory it is in)."""
+    dirs = [path if path.is_dir() else path.parent for path in paths]
+    if not dirs:
+        return Path.cwd()
+    return Path(os.path.commonpath(dirs))
+
+
+def duplicate_sources(documents: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """`(source, same_as)` for each non-empty document whose text an earlier one has."""
+    first: dict[str, str] = {}
+    duplicates = []
+    for source, text in documents:
+        if not text.strip():
+            continue
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        if digest in first:
+            duplicates.append((source, first[digest]))
+        else:
+            first[digest] = source
+    return duplicates
 
 
 async def ingest_documents(
@@ -475,7 +593,12 @@ async def ingest_documents(
             skipped.append(source)
         if progress is not None:
             progress(done, len(items))
-    return IngestReport(files=indexed, chunks=chunk_total, skipped=tuple(skipped))
+    return IngestReport(
+        files=indexed,
+        chunks=chunk_total,
+        skipped=tuple(skipped),
+        duplicates=tuple(duplicate_sources(items)),
+    )
 
 
 def _read_text(file: Path) -> str:
@@ -495,9 +618,12 @@ async def ingest_paths(
     owner: str | None = None,
     max_chars: int = 800,
     overlap: int = 120,
+    root: str | Path | None = None,
 ) -> IngestReport:
-    """Chunk, embed and index .md/.txt files (directories recursively); re-runs replace."""
-    files = await asyncio.to_thread(collect_files, paths)
+    """Chunk, embed and index .md/.txt files (directories recursively); re-runs replace.
+
+    Each file is a document named by its path relative to `root` (see `collect_files`)."""
+    files = await asyncio.to_thread(collect_files, paths, root=root)
     texts = [(source, await asyncio.to_thread(_read_text, file)) for file, source in files]
     return await ingest_documents(
         texts,

@@ -1,7 +1,8 @@
-"""The SQLAlchemy async engine for Trellis' own tables."""
+"""The SQLAlchemy async engine for Trellis' own tables, and why a database cannot be reached."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -16,6 +17,70 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from server.core.settings import Settings
+
+_PASSWORD_IN_URL = re.compile(r"^(?P<head>[^:/]+://[^:@/]*):[^@/]*@")
+
+
+def redact_url(url: str) -> str:
+    """`url` with its password, if any, shown as `***` (for logs and error messages)."""
+    return _PASSWORD_IN_URL.sub(lambda m: f"{m['head']}:***@", url, count=1)
+
+
+# SQLSTATEs of the errors a server answers a connection attempt with. libpq does not hand
+# them to psycopg for a failed connection (its message carries the server's text only), so
+# `connect_problem` also reads the error's message; with a result, the code decides.
+_SQLSTATE_PROBLEMS = {
+    "28P01": "refused the password",
+    "28000": "refused the role or its authentication",
+    "3D000": "has no such database",
+}
+
+
+def connect_problem(error: psycopg.Error, url: str) -> str:
+    """Why connecting to `url` failed, in one line that names the address (password masked)."""
+    where = f"Postgres at {redact_url(url)}"
+    message = str(error).strip()
+    detail = message.splitlines()[0] if message else type(error).__name__
+    pgconn = getattr(error, "pgconn", None)
+    sqlstate = error.sqlstate or ""
+    if isinstance(error, psycopg.errors.ConnectionTimeout) or "timeout expired" in message:
+        return f"{where} did not answer in time (connection timeout): is the host reachable?"
+    if sqlstate in _SQLSTATE_PROBLEMS:
+        return f"{where} {_SQLSTATE_PROBLEMS[sqlstate]} ({sqlstate}): {detail}"
+    found = re.search(r'database "([^"]+)" does not exist', message)
+    if found:
+        return (
+            f"{where} has no database {found[1]!r} (3D000): create it "
+            f"(createdb {found[1]}) or name another in the URL"
+        )
+    found = re.search(r'role "([^"]+)" does not exist', message)
+    if found:
+        return f"{where} has no role {found[1]!r} (28000): create it or use another user"
+    if "no password supplied" in message or (
+        pgconn is not None and pgconn.needs_password and not pgconn.used_password
+    ):
+        return f"{where} asks for a password and the URL gives none (28P01): add it to the URL"
+    if "password authentication failed" in message or (
+        pgconn is not None and pgconn.used_password and "FATAL" in message
+    ):
+        return f"{where} refused the password (28P01): check the user and password in the URL"
+    if "Connection refused" in message:
+        return f"{where} refused the connection: nothing listens there (is Postgres running?)"
+    if "No such file or directory" in message and "socket" in message:
+        return f"{where}: no Postgres socket there (is Postgres running?)"
+    if "resolve host" in message or "could not translate host name" in message:
+        return f"{where}: the host name does not resolve"
+    return f"{where} could not be used: {detail}"
+
+
+def check_connection(url: str, timeout: float = 2.0) -> str | None:
+    """Why Postgres at `url` cannot be used (see `connect_problem`), or None when it answers."""
+    try:
+        with psycopg.connect(url, connect_timeout=max(1, round(timeout))) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as error:
+        return connect_problem(error, url)
+    return None
 
 
 def create_engine(settings: Settings) -> AsyncEngine:

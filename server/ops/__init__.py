@@ -1,6 +1,6 @@
 """Operator commands beside serve and worker.
 
 ingest.py    `trellis ingest`: index documents for the built-in assistant
-embedded.py  an embedded Postgres when none answers (development)
+embedded.py  an embedded Postgres when none answers (development), stopped with the last process
 keys.py      `trellis keys`, and the loopback-only rule for AUTH_MODE=none
 """

@@ -12,7 +12,9 @@ from tools.embeddings import MiniLMEmbedder
 from tools.retrieval import (
     QdrantIndex,
     chunk_text,
+    collect_files,
     document_id_for,
+    duplicate_sources,
     ingest_paths,
     sample_corpus_dir,
 )
@@ -246,8 +248,28 @@ async def test_ingest_the_sample_corpus_and_find_answers(
     report = await ingest_paths(
         [tmp_path / "notes", single], index=index, embedder=minilm, collection="notes"
     )
-    assert (report.files, report.chunks, report.skipped) == (2, 2, ("empty.md",))
+    assert (report.files, report.chunks, report.skipped) == (2, 2, ("notes/empty.md",))
     sources = {p.source for p in await index.search("notes", unit(0, 384), top_k=10)}
-    assert sources == {"deep/a.txt", "single.md"}
+    assert sources == {"notes/deep/a.txt", "single.md"}  # relative to what holds them all
     with pytest.raises(FileNotFoundError):
         await ingest_paths([tmp_path / "missing"], index=index, embedder=minilm, collection="x")
+
+
+def test_files_of_the_same_name_in_two_folders_are_two_documents(tmp_path: Path) -> None:
+    for project in ("projA", "projB"):
+        (tmp_path / project).mkdir()
+        (tmp_path / project / "README.md").write_text(f"# {project}", encoding="utf-8")
+    a, b = tmp_path / "projA", tmp_path / "projB"
+    expected = ["projA/README.md", "projB/README.md"]
+    assert [source for _, source in collect_files([a, b])] == expected
+    assert [source for _, source in collect_files([a / "README.md", b / "README.md"])] == expected
+    # One folder alone is its own root (the sample corpus keeps its plain names)...
+    assert [source for _, source in collect_files([a])] == ["README.md"]
+    # ...unless the caller names the root, as `trellis ingest` does with its working directory.
+    assert [source for _, source in collect_files([a], root=tmp_path)] == ["projA/README.md"]
+    assert document_id_for("projA/README.md") != document_id_for("projB/README.md")
+
+
+def test_duplicates_are_reported_by_content() -> None:
+    documents = [("a.md", "same"), ("b.md", "other"), ("c/a.md", "same"), ("e.md", ""), ("f", "")]
+    assert duplicate_sources(documents) == [("c/a.md", "a.md")]
