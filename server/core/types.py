@@ -89,6 +89,8 @@ class RunKwargs(TypedDict, total=False):
     stream_resumable: Required[bool]
     streamed: bool
     """Created by a request that streams its events (`/runs/stream`)."""
+    waited: bool
+    """Created by a request that waits for its output (`/runs/wait`)."""
     multitask_strategy: Required[MultitaskStrategy]
     if_not_exists: Required[Literal["create", "reject"]]
     on_disconnect: Required[Literal["cancel", "continue"]]

@@ -62,6 +62,10 @@ class EventBus(Protocol):
     async def forget(self, run_ids: Collection[str]) -> None:
         """Drop everything kept of these runs (their thread is deleted)."""
 
+    async def listened(self, run_id: str) -> bool:
+        """Whether anyone follows the run's events now (a run whose request only waits for
+        its output publishes them only then: they are not kept for later readers)."""
+
     async def has_events(self, run_id: str) -> bool: ...
 
     def attach(self, run_id: str) -> None:
@@ -127,6 +131,7 @@ class MemoryEventBus:
         self._grace = grace_seconds
         self._max_events = max_events
         self._max_bytes = max_bytes
+        self._readers: dict[str, int] = {}
 
     def _channel(self, run_id: str) -> _Channel:
         channel = self._channels.get(run_id)
@@ -182,6 +187,9 @@ class MemoryEventBus:
                 channel.changed.set()  # its readers stop
         self._collect()
 
+    async def listened(self, run_id: str) -> bool:
+        return self._readers.get(run_id, 0) > 0
+
     def attach(self, run_id: str) -> None:
         """Nothing to do: every reader of this bus is in this process."""
 
@@ -210,17 +218,22 @@ class MemoryEventBus:
         if after is not None and seq < channel.trimmed:
             yield resync_event(run_id, after)
             return
-        while True:
-            channel.changed.clear()
-            while seq - channel.trimmed < len(channel.events):
-                if seq < channel.trimmed:  # this reader fell behind the retained window
-                    yield resync_event(run_id, f"{seq}-0")
+        self._readers[run_id] = self._readers.get(run_id, 0) + 1
+        try:
+            while True:
+                channel.changed.clear()
+                while seq - channel.trimmed < len(channel.events):
+                    if seq < channel.trimmed:  # this reader fell behind the retained window
+                        yield resync_event(run_id, f"{seq}-0")
+                        return
+                    yield channel.events[seq - channel.trimmed]
+                    seq += 1
+                if channel.ended_at is not None:
                     return
-                yield channel.events[seq - channel.trimmed]
-                seq += 1
-            if channel.ended_at is not None:
-                return
-            await channel.changed.wait()
+                await channel.changed.wait()
+        finally:
+            if (left := self._readers.pop(run_id, 1) - 1) > 0:
+                self._readers[run_id] = left
 
     async def close(self) -> None:
         """Nothing to release."""

@@ -266,6 +266,7 @@ class Executor:
         error: JsonObject | None = None
         final = FinalCheckpoint()
         loaded = self.registry.get(kwargs["graph_id"])
+        quiet = kwargs.get("waited", False) and not kwargs.get("stream_resumable")
         try:
             if assistant is None:
                 raise LookupError(f"assistant {run['assistant_id']} no longer exists")
@@ -290,6 +291,8 @@ class Executor:
                 control=self._controls[run_id],
                 final=final,
             ):
+                if quiet and not await self.events.listened(run_id):
+                    continue  # its request waits for the output; nobody follows its events
                 await self.events.publish(run_id, name, dumps(data))
         except GraphDrained:
             if self._stopping:

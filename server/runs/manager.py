@@ -117,6 +117,7 @@ class RunManager:
         *,
         approval_id: uuid.UUID | None = None,
         streamed: bool = False,
+        waited: bool = False,
     ) -> Run:
         """Validate and enqueue a run; returns the run object.
 
@@ -124,7 +125,8 @@ class RunManager:
         earlier runs, create its thread, start from a checkpoint or close approvals takes
         the full path below. `approval_id`: the run carries that approval's decision (see
         `server.approvals.service`). `streamed`: the request streams the run's events, and may
-        start reading them after the run ended (they stay a short grace then).
+        start reading them after the run ended (they stay a short grace then). `waited`: the
+        request waits for the output, so the events matter only to whoever joins meanwhile.
         """
         to_cancel: list[str] = []
         notices: list[Notice] = []
@@ -137,7 +139,7 @@ class RunManager:
         )
         if thread_id is not None and not closes_approvals and checkpoint_id is None:
             created = await self._create_in_one_call(
-                owner, thread_id, body, resume=resume, streamed=streamed
+                owner, thread_id, body, resume=resume, delivery=(streamed, waited)
             )
             if created is not None:
                 return created
@@ -197,7 +199,7 @@ class RunManager:
                 raise NothingToResume(f"thread {tid} has no pending interrupt to resume")
             run_id = uuid7()
             kwargs: RunKwargs = {
-                **self._run_kwargs(owner, body, streamed),
+                **self._run_kwargs(owner, body, (streamed, waited)),
                 "graph_id": assistant["graph_id"],
             }
             # Fast path: nothing ahead of it on the thread and a free slot here, so this
@@ -241,7 +243,13 @@ class RunManager:
         return self._created(row, assistant)
 
     async def _create_in_one_call(
-        self, owner: str, thread_id: str, body: RunCreate, *, resume: bool, streamed: bool
+        self,
+        owner: str,
+        thread_id: str,
+        body: RunCreate,
+        *,
+        resume: bool,
+        delivery: tuple[bool, bool],
     ) -> Run | None:
         """The common creation, a run on an existing thread, as one server-side call.
         None when the run needs the full path (earlier runs to stop, a thread to create)."""
@@ -260,7 +268,7 @@ class RunManager:
                     thread_id=tid,
                     run_id=uuid7(),
                     metadata=body.metadata or {},
-                    kwargs=self._run_kwargs(owner, body, streamed),
+                    kwargs=self._run_kwargs(owner, body, delivery),
                     multitask_strategy=body.multitask_strategy,
                     after_seconds=body.after_seconds,
                     resume=resume,
@@ -285,10 +293,11 @@ class RunManager:
         return self._created(row, row.pop("assistant"))
 
     @staticmethod
-    def _run_kwargs(owner: str, body: RunCreate, streamed: bool) -> RunKwargs:
-        """What a run keeps of its request, for whichever worker executes it."""
+    def _run_kwargs(owner: str, body: RunCreate, delivery: tuple[bool, bool]) -> RunKwargs:
+        """What a run keeps of its request, for whichever worker executes it; `delivery`:
+        whether the request streams it, and whether it waits for its output."""
         kwargs = body.model_dump(mode="json", exclude_none=True)
-        kwargs["streamed"] = streamed
+        kwargs["streamed"], kwargs["waited"] = delivery
         kwargs["stream_mode"] = body.stream_modes
         kwargs["auth_user"] = auth_user_for_run(owner)  # lets any worker rebuild the identity
         return cast(RunKwargs, kwargs)

@@ -57,6 +57,9 @@ oldest events go while the stream holds more than ARGV[1] events or ARGV[5] byte
 ARGV[6] = 1 leaves it the only event kept."""
 
 
+LISTENERS_TTL = 0.25
+"""Seconds a run's subscriber count (`PUBSUB NUMSUB`) is trusted."""
+
 _Entry = tuple[bytes | str, dict[bytes, bytes]]
 """A stream entry: its id and its fields (`e`: the event name, `d`: its data)."""
 
@@ -115,6 +118,8 @@ class RedisEventBus:
         """Readers of runs executing elsewhere, by stream key, fed by the pub/sub feed."""
         self._feed = _LiveFeed(redis, self._published, self._feed_lost)
         self._writer: Connection | None = None
+        self._listeners: dict[str, tuple[float, bool]] = {}
+        """Whether a run's channel had subscribers anywhere, and when Redis said so."""
 
     def key(self, run_id: str) -> str:
         """The stream key of a run."""
@@ -211,6 +216,7 @@ class RedisEventBus:
         """Append the end event and start the expiry clock: the retention period for a
         resumable run, a short grace for any other (readers still catching up); a run no
         request streams from its start keeps only the end event."""
+        self._listeners.pop(run_id, None)
         self._queue(
             run_id,
             END,
@@ -239,6 +245,25 @@ class RedisEventBus:
                 await self.redis.delete(*keys[start : start + 500])
         except (RedisError, OSError):
             log.warning("could not delete run events; they expire", extra={"runs": len(runs)})
+
+    async def listened(self, run_id: str) -> bool:
+        """Readers here, or subscribers of the run's channel anywhere (asked of Redis at most
+        every `LISTENERS_TTL` seconds per run)."""
+        if self._followers.get(run_id) or self._watchers.get(self.key(run_id)):
+            return True
+        now = asyncio.get_running_loop().time()
+        known = self._listeners.get(run_id)
+        if known is not None and now - known[0] < LISTENERS_TTL:
+            return known[1]
+        try:
+            counts = cast(list[tuple[bytes, int]], await self.redis.pubsub_numsub(self.key(run_id)))
+            heard = any(count > 0 for _, count in counts)
+        except (RedisError, OSError):
+            heard = True  # publish: the writer buffers while Redis is away
+        if len(self._listeners) > 10_000:
+            self._listeners.clear()
+        self._listeners[run_id] = (now, heard)
+        return heard
 
     def attach(self, run_id: str) -> None:
         """This process executes the run: local readers can follow it from memory."""

@@ -97,7 +97,7 @@ async def wait_run(
     thread_id: str, body: RunCreate, runs: RunsDep, services: ServicesDep, owner: OwnerDep
 ) -> StreamingResponse:
     """Create a run and answer with its final values."""
-    run = await runs.create(owner, thread_id, body)
+    run = await runs.create(owner, thread_id, body, waited=True)
     keepalive = services.settings.wait_keepalive_seconds
     return _wait_response(runs, run["thread_id"], run["run_id"], keepalive)
 
@@ -107,7 +107,7 @@ async def wait_stateless(
     body: RunCreate, runs: RunsDep, services: ServicesDep, owner: OwnerDep
 ) -> StreamingResponse:
     """Create a run on a temporary thread and answer with its final values."""
-    run = await runs.create(owner, None, body)
+    run = await runs.create(owner, None, body, waited=True)
     keepalive = services.settings.wait_keepalive_seconds
     return _wait_response(runs, run["thread_id"], run["run_id"], keepalive)
 

@@ -133,3 +133,31 @@ async def test_a_run_keeps_at_most_max_bytes_of_events_in_redis(
         await bus.forget([run_id])
         await bus.close()
     assert await client_redis.exists(bus.key(run_id), bus.size_key(run_id)) == 0
+
+
+async def test_a_waited_run_publishes_only_while_someone_follows_it(
+    served: tuple[LangGraphClient, httpx.AsyncClient], client_redis: redis.Redis
+) -> None:
+    client, http = served
+    thread_id = str((await client.threads.create())["thread_id"])
+    waiting = asyncio.create_task(
+        http.post(
+            f"/threads/{thread_id}/runs/wait",
+            json={"assistant_id": "slow", "input": {"delay": 0.4}},
+        )
+    )
+    run_id = ""
+    for _ in range(100):
+        runs = await client.runs.list(thread_id)
+        if runs and runs[0]["status"] == "running":
+            run_id = runs[0]["run_id"]
+            break
+        await asyncio.sleep(0.05)
+    assert run_id
+    await asyncio.sleep(0.6)  # s1 is done: its values event had nobody to go to
+    held = await client_redis.xrange(_keys(run_id)[0])
+    assert [fields[b"e"] for _, fields in held] == [b"metadata"]
+    # Someone joins: from then on it is published, and they follow it to the end.
+    joined = [part.event async for part in client.runs.join_stream(thread_id, run_id)]
+    assert joined.count("values") >= 2
+    assert (await waiting).json()["log"] == ["s1", "s2", "s3", "s4"]
