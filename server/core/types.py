@@ -87,8 +87,6 @@ class RunKwargs(TypedDict, total=False):
     stream_mode: Required[list[StreamMode]]
     stream_subgraphs: Required[bool]
     stream_resumable: Required[bool]
-    streamed: bool
-    """Created by a request that streams its events (`/runs/stream`)."""
     waited: bool
     """Created by a request that waits for its output (`/runs/wait`)."""
     multitask_strategy: Required[MultitaskStrategy]

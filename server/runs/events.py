@@ -50,14 +50,10 @@ class EventBus(Protocol):
 
     async def publish(self, run_id: str, event: str, data: bytes) -> None: ...
 
-    async def end(
-        self, run_id: str, status: str, *, resumable: bool = False, streamed: bool = True
-    ) -> None:
+    async def end(self, run_id: str, status: str, *, resumable: bool = False) -> None:
         """Close the run's stream with its end event. Its events then stay replayable for the
-        retention period when the run was created `resumable` (`stream_resumable`); else,
-        when it was created by a request that streams it (`streamed`), for a short grace,
-        for that request still catching up; else only the end event stays, for the grace
-        (readers following it live have had every event)."""
+        retention period when the run was created `resumable` (`stream_resumable`), and
+        otherwise only for a short grace, for readers still catching up."""
 
     async def forget(self, run_ids: Collection[str]) -> None:
         """Drop everything kept of these runs (their thread is deleted)."""
@@ -163,16 +159,10 @@ class MemoryEventBus:
             channel.trimmed += drop
         channel.changed.set()
 
-    async def end(
-        self, run_id: str, status: str, *, resumable: bool = False, streamed: bool = True
-    ) -> None:
+    async def end(self, run_id: str, status: str, *, resumable: bool = False) -> None:
         """Close the run's stream with its end event; readers drain and stop."""
         await self.publish(run_id, END, end_data(run_id, status))
         channel = self._channel(run_id)
-        if not resumable and not streamed and len(channel.events) > 1:
-            channel.trimmed += len(channel.events) - 1
-            del channel.events[:-1]
-            channel.size = len(channel.events[0].data)
         channel.ended_at = time.monotonic()
         channel.expires_at = channel.ended_at + (self._retention if resumable else self._grace)
         channel.changed.set()

@@ -440,7 +440,6 @@ class Executor:
             run_id,
             "interrupted" if status == "rollback" else status,
             resumable=bool(run["kwargs"].get("stream_resumable")),
-            streamed=run["kwargs"].get("streamed", True),
         )
         handed = (
             (state.checkpoint_id, state.values)

@@ -116,7 +116,6 @@ class RunManager:
         body: RunCreate,
         *,
         approval_id: uuid.UUID | None = None,
-        streamed: bool = False,
         waited: bool = False,
     ) -> Run:
         """Validate and enqueue a run; returns the run object.
@@ -124,9 +123,8 @@ class RunManager:
         A run on an existing thread is created in one server-side call; one that must stop
         earlier runs, create its thread, start from a checkpoint or close approvals takes
         the full path below. `approval_id`: the run carries that approval's decision (see
-        `server.approvals.service`). `streamed`: the request streams the run's events, and may
-        start reading them after the run ended (they stay a short grace then). `waited`: the
-        request waits for the output, so the events matter only to whoever joins meanwhile.
+        `server.approvals.service`). `waited`: the request waits for the output, so the run's
+        events matter only to whoever joins meanwhile.
         """
         to_cancel: list[str] = []
         notices: list[Notice] = []
@@ -139,7 +137,7 @@ class RunManager:
         )
         if thread_id is not None and not closes_approvals and checkpoint_id is None:
             created = await self._create_in_one_call(
-                owner, thread_id, body, resume=resume, delivery=(streamed, waited)
+                owner, thread_id, body, resume=resume, waited=waited
             )
             if created is not None:
                 return created
@@ -199,7 +197,7 @@ class RunManager:
                 raise NothingToResume(f"thread {tid} has no pending interrupt to resume")
             run_id = uuid7()
             kwargs: RunKwargs = {
-                **self._run_kwargs(owner, body, (streamed, waited)),
+                **self._run_kwargs(owner, body, waited),
                 "graph_id": assistant["graph_id"],
             }
             # Fast path: nothing ahead of it on the thread and a free slot here, so this
@@ -249,7 +247,7 @@ class RunManager:
         body: RunCreate,
         *,
         resume: bool,
-        delivery: tuple[bool, bool],
+        waited: bool,
     ) -> Run | None:
         """The common creation, a run on an existing thread, as one server-side call.
         None when the run needs the full path (earlier runs to stop, a thread to create)."""
@@ -268,7 +266,7 @@ class RunManager:
                     thread_id=tid,
                     run_id=uuid7(),
                     metadata=body.metadata or {},
-                    kwargs=self._run_kwargs(owner, body, delivery),
+                    kwargs=self._run_kwargs(owner, body, waited),
                     multitask_strategy=body.multitask_strategy,
                     after_seconds=body.after_seconds,
                     resume=resume,
@@ -293,11 +291,11 @@ class RunManager:
         return self._created(row, row.pop("assistant"))
 
     @staticmethod
-    def _run_kwargs(owner: str, body: RunCreate, delivery: tuple[bool, bool]) -> RunKwargs:
-        """What a run keeps of its request, for whichever worker executes it; `delivery`:
-        whether the request streams it, and whether it waits for its output."""
+    def _run_kwargs(owner: str, body: RunCreate, waited: bool) -> RunKwargs:
+        """What a run keeps of its request, for whichever worker executes it (`waited`: the
+        request waits for its output)."""
         kwargs = body.model_dump(mode="json", exclude_none=True)
-        kwargs["streamed"], kwargs["waited"] = delivery
+        kwargs["waited"] = waited
         kwargs["stream_mode"] = body.stream_modes
         kwargs["auth_user"] = auth_user_for_run(owner)  # lets any worker rebuild the identity
         return cast(RunKwargs, kwargs)

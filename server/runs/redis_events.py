@@ -28,14 +28,7 @@ log = logging.getLogger("trellis.events")
 
 _APPEND = """
 local id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[2], 'd', ARGV[3])
-local size
-if ARGV[6] == '1' then
-    redis.call('XTRIM', KEYS[1], 'MAXLEN', 1)
-    size = #ARGV[3]
-    redis.call('SET', KEYS[2], size)
-else
-    size = redis.call('INCRBY', KEYS[2], #ARGV[3])
-end
+local size = redis.call('INCRBY', KEYS[2], #ARGV[3])
 local limit = tonumber(ARGV[5])
 while size > limit or redis.call('XLEN', KEYS[1]) > tonumber(ARGV[1]) do
     local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
@@ -53,8 +46,7 @@ return id
 """Append an event to a run's stream and publish it (with its id) on the channel of the
 same name, atomically: readers following the channel miss nothing the stream holds. The
 oldest events go while the stream holds more than ARGV[1] events or ARGV[5] bytes of data
-(counted in KEYS[2]); the end event (ARGV[4] > 0) starts both keys' expiry, and with
-ARGV[6] = 1 leaves it the only event kept."""
+(counted in KEYS[2]); the end event (ARGV[4] > 0) starts both keys' expiry."""
 
 
 LISTENERS_TTL = 0.25
@@ -105,9 +97,8 @@ class RedisEventBus:
         self.max_bytes = max_bytes
         self.block_ms = block_ms
         self.prefix = prefix
-        self._backlog: deque[tuple[str, str, bytes, int, bool]] = deque(maxlen=1_000_000)
-        """Events to append: run, event, data, the stream's expiry (0: none yet), and
-        whether it is then the only event kept."""
+        self._backlog: deque[tuple[str, str, bytes, int]] = deque(maxlen=1_000_000)
+        """Events to append: run, event, data, and the stream's expiry (0: none yet)."""
         self._overflowed = False
         self._flusher: asyncio.Task[None] | None = None
         self._executing: set[str] = set()
@@ -134,13 +125,11 @@ class RedisEventBus:
         a batch per round trip. While Redis is unreachable they wait here and go out later."""
         self._queue(run_id, event, data, 0)
 
-    def _queue(
-        self, run_id: str, event: str, data: bytes, expire: int, alone: bool = False
-    ) -> None:
+    def _queue(self, run_id: str, event: str, data: bytes, expire: int) -> None:
         if len(self._backlog) == self._backlog.maxlen and not self._overflowed:
             self._overflowed = True
             log.error("run event backlog full; the oldest buffered events are dropped")
-        self._backlog.append((run_id, event, data, expire, alone))
+        self._backlog.append((run_id, event, data, expire))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="trellis-event-writer")
 
@@ -161,13 +150,13 @@ class RedisEventBus:
             sent = {id(item) for item in batch}
             while self._backlog and id(self._backlog[0]) in sent:
                 self._backlog.popleft()
-            for (run_id, event, data, _, _), entry_id in zip(batch, replies, strict=True):
+            for (run_id, event, data, _), entry_id in zip(batch, replies, strict=True):
                 self._hand_over(run_id, RunEvent(_text(entry_id), event, data))
             delay = 0.1
         if warned:
             log.info("redis back; buffered run events flushed")
 
-    async def _append(self, batch: list[tuple[str, str, bytes, int, bool]]) -> list[bytes]:
+    async def _append(self, batch: list[tuple[str, str, bytes, int]]) -> list[bytes]:
         """Append and publish a batch in one round trip on the writer's own connection: a
         plain pipeline of `_APPEND` calls, without the client's per-command machinery.
         Returns the entry ids. On an error the connection is dropped (a batch retried
@@ -191,9 +180,8 @@ class RedisEventBus:
                         data,
                         expire,
                         self.max_bytes,
-                        int(alone),
                     )
-                    for run_id, event, data, expire, alone in batch
+                    for run_id, event, data, expire in batch
                 )
             )
             return [cast(bytes, await conn.read_response()) for _ in batch]
@@ -210,19 +198,12 @@ class RedisEventBus:
         if event.event == END:
             self._executing.discard(run_id)
 
-    async def end(
-        self, run_id: str, status: str, *, resumable: bool = False, streamed: bool = True
-    ) -> None:
+    async def end(self, run_id: str, status: str, *, resumable: bool = False) -> None:
         """Append the end event and start the expiry clock: the retention period for a
-        resumable run, a short grace for any other (readers still catching up); a run no
-        request streams from its start keeps only the end event."""
+        resumable run, a short grace for any other (readers still catching up)."""
         self._listeners.pop(run_id, None)
         self._queue(
-            run_id,
-            END,
-            end_data(run_id, status),
-            self.retention if resumable else self.grace,
-            not resumable and not streamed,
+            run_id, END, end_data(run_id, status), self.retention if resumable else self.grace
         )
 
     async def forget(self, run_ids: Collection[str]) -> None:

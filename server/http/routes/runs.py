@@ -36,7 +36,7 @@ async def _stream(
     thread_id: str | None,
     body: RunCreate,
 ) -> EventSourceResponse:
-    run = await runs.create(owner, thread_id, body, streamed=True)
+    run = await runs.create(owner, thread_id, body)
 
     async def cancel_on_disconnect() -> None:
         await runs.cancel(owner, run["thread_id"], run["run_id"], action="interrupt", wait=False)

@@ -171,9 +171,9 @@ async def test_a_full_backlog_drops_its_oldest_events_and_keeps_the_rest_in_orde
     gate = asyncio.Event()
     appended: list[bytes] = []
 
-    async def slow_append(batch: list[tuple[str, str, bytes, int, bool]]) -> list[bytes]:
+    async def slow_append(batch: list[tuple[str, str, bytes, int]]) -> list[bytes]:
         await gate.wait()  # Redis is slow: the backlog fills while this batch is in flight
-        appended.extend(data for _, _, data, _, _ in batch)
+        appended.extend(data for _, _, data, _ in batch)
         return [b"%d-0" % (len(appended) - len(batch) + i + 1) for i in range(len(batch))]
 
     events._append = slow_append  # type: ignore[method-assign]

@@ -56,14 +56,6 @@ async def test_a_reader_replays_everything_then_stops_at_the_end_event() -> None
     assert events[-1].data == end_data("r", "success")
 
 
-async def test_a_run_no_request_streams_keeps_only_its_end_event() -> None:
-    bus = MemoryEventBus()
-    await bus.publish("r", "values", b"1" * 1000)
-    await bus.publish("r", "values", b"2" * 1000)
-    await bus.end("r", "success", streamed=False)
-    assert [(e.id, e.event) for e in await collect(bus, "r")] == [("3-0", END)]
-
-
 async def test_a_reader_with_a_cursor_gets_only_what_follows_it() -> None:
     bus = MemoryEventBus()
     for n in range(3):
