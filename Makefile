@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV := $(CURDIR)/scripts/uv
 PACKAGES := server graphs agents tools prompts
 
-.PHONY: setup serve worker migrate test lint typecheck pytest pytest-quick bench format
+.PHONY: setup serve worker migrate test lint typecheck pytest pytest-quick bench bench-long-thread format
 
 setup:
 	@bash scripts/setup.sh
@@ -42,3 +42,8 @@ bench: setup
 	$(UV) run python -m benchmarks.server
 	$(UV) run python -m benchmarks.workers
 	$(UV) run python -m benchmarks.assistant
+	$(UV) run python -m benchmarks.long_thread
+
+# Issue 15: one thread to 1,000 turns; storage, turn cost, history and delete against the goals.
+bench-long-thread: setup
+	$(UV) run python -m benchmarks.long_thread

@@ -228,6 +228,7 @@ async def open_services(
                 runs=runs,
                 approvals=approvals,
                 thread_values_max_bytes=settings.thread_values_max_bytes,
+                history_budget=settings.history_max_bytes,
             ),
             assistants=AssistantService(engine=engine, registry=registry),
         )

@@ -152,6 +152,9 @@ class Settings(BaseSettings):
     max_metadata_bytes: int = Field(default=64 * 1024, ge=256)
     max_run_input_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     max_stream_modes: int = Field(default=16, ge=1)
+    history_max_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    """A `/history` page stops once its JSON would pass this (one state is always sent); the
+    `X-Next-Before` header says where the next page starts."""
     hsts_seconds: int = Field(default=0, ge=0)
     """`Strict-Transport-Security` max-age; set it when Trellis is served over HTTPS only."""
 

@@ -39,17 +39,17 @@ def interrupts_by_task(snapshot: StateSnapshot) -> Interrupts:
     return out
 
 
-def snapshot_json(snapshot: StateSnapshot) -> ThreadState:
-    """A `ThreadState` object."""
+def _snapshot_fields(snapshot: StateSnapshot) -> dict[str, object]:
+    """A `ThreadState`'s fields, values still LangGraph objects (encoded by the caller)."""
     checkpoint = checkpoint_ref(snapshot.config)
     parent = checkpoint_ref(snapshot.parent_config)
     tasks: list[dict[str, object]] = []  # a `ThreadTask` once encoded
     for task in snapshot.tasks:
         sub = task.state
-        state: ThreadState | None = None
+        state: dict[str, object] | None = None
         task_checkpoint: dict[str, object] | None = None
         if isinstance(sub, StateSnapshot):
-            state = snapshot_json(sub)
+            state = _snapshot_fields(sub)
         elif sub is not None:
             # A subgraph's checkpoint config: Studio asks `/state/checkpoint` for it.
             task_checkpoint = dict(sub.get("configurable", {}))
@@ -65,22 +65,31 @@ def snapshot_json(snapshot: StateSnapshot) -> ThreadState:
                 "result": task.result,
             }
         )
+    return {
+        "values": snapshot.values if snapshot.values is not None else {},
+        "next": list(snapshot.next),
+        "tasks": tasks,
+        "metadata": snapshot.metadata or {},
+        "created_at": snapshot.created_at,
+        "checkpoint": checkpoint,
+        "parent_checkpoint": parent,
+        "interrupts": [{"value": i.value, "id": i.id} for i in snapshot.interrupts],
+        "checkpoint_id": checkpoint["checkpoint_id"] if checkpoint else None,
+        "parent_checkpoint_id": parent["checkpoint_id"] if parent else None,
+    }
+
+
+def snapshot_json(snapshot: StateSnapshot) -> ThreadState:
+    """A `ThreadState` object."""
     # Encoded as a whole: values, paths, metadata and results hold LangGraph objects.
-    out: ThreadState = to_jsonable(
-        {
-            "values": snapshot.values if snapshot.values is not None else {},
-            "next": list(snapshot.next),
-            "tasks": tasks,
-            "metadata": snapshot.metadata or {},
-            "created_at": snapshot.created_at,
-            "checkpoint": checkpoint,
-            "parent_checkpoint": parent,
-            "interrupts": [{"value": i.value, "id": i.id} for i in snapshot.interrupts],
-            "checkpoint_id": checkpoint["checkpoint_id"] if checkpoint else None,
-            "parent_checkpoint_id": parent["checkpoint_id"] if parent else None,
-        }
-    )
+    out: ThreadState = to_jsonable(_snapshot_fields(snapshot))
     return out
+
+
+def snapshot_bytes(snapshot: StateSnapshot) -> bytes:
+    """A `ThreadState` encoded as JSON, without building the plain-JSON object first: for
+    answers whose size matters (a long thread's state is megabytes)."""
+    return dumps(_snapshot_fields(snapshot))
 
 
 def empty_state() -> ThreadState:

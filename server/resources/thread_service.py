@@ -8,14 +8,18 @@ the checkpoints through the graph that last ran on the thread.
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from dataclasses import dataclass
 from typing import cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.errors import InvalidUpdateError
+from langgraph.types import StateSnapshot
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.approvals.service import ApprovalService
-from server.core.encoding import to_jsonable
+from server.core.encoding import dumps, to_jsonable
 from server.core.errors import AlreadyExists, Conflict, InvalidRequest, NotFound
 from server.core.ids import parse_uuid, require_uuid, uuid7
 from server.core.schemas import (
@@ -32,7 +36,6 @@ from server.core.types import (
     JsonValue,
     StoredThread,
     Thread,
-    ThreadState,
     ThreadUpdateStateResponse,
 )
 from server.db import run_rows, thread_rows
@@ -43,9 +46,26 @@ from server.graph_host.snapshot import (
     bounded_values,
     empty_state,
     latest_state,
-    snapshot_json,
+    snapshot_bytes,
 )
 from server.runs.manager import RunManager
+
+HISTORY_BATCH = 50
+"""At most this many checkpoints are read (and held decoded) at once by `/history`."""
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    """A page of `/history`: the states, newest first, each already encoded as JSON."""
+
+    states: list[bytes]
+    next_before: str | None
+    """The `before` (a checkpoint id) that continues after this page; None when the
+    history ended within the page."""
+
+    def body(self) -> bytes:
+        """The page as a JSON array."""
+        return b"[" + b",".join(self.states) + b"]"
 
 
 def state_config(
@@ -77,6 +97,7 @@ class ThreadService:
         runs: RunManager,
         approvals: ApprovalService | None,
         thread_values_max_bytes: int = 16_384,
+        history_budget: int = 8 * 1024 * 1024,
     ) -> None:
         self.thread_values_max_bytes = thread_values_max_bytes
         """The bound of a thread row's copy of its values (larger keys are left out)."""
@@ -86,6 +107,8 @@ class ThreadService:
         self.registry = registry
         self.runs = runs
         self.approvals = approvals
+        self.history_budget = history_budget
+        """Bytes of JSON a `/history` page stops at."""
 
     async def create(self, owner: str, body: ThreadCreate) -> Thread:
         """A new thread (with the given id, if any); `if_exists: do_nothing` returns the
@@ -245,19 +268,20 @@ class ThreadService:
         graph_id = (thread.get("metadata") or {}).get("graph_id")
         return self.registry.get(graph_id) if isinstance(graph_id, str) else None
 
-    async def state(self, owner: str, thread_id: str, *, subgraphs: bool) -> ThreadState:
-        """The thread's latest state."""
+    async def state(self, owner: str, thread_id: str, *, subgraphs: bool) -> bytes:
+        """The thread's latest state, a `ThreadState` encoded as JSON (encoded once: a long
+        thread's state is megabytes)."""
         thread = await self._row(owner, thread_id)
         loaded = self._graph_of(thread)
         if loaded is None:
-            return empty_state()
+            return dumps(empty_state())
         config = state_config(thread["thread_id"])
-        return snapshot_json(await loaded.graph.aget_state(config, subgraphs=subgraphs))
+        return snapshot_bytes(await loaded.graph.aget_state(config, subgraphs=subgraphs))
 
     async def state_at(
         self, owner: str, thread_id: str, ref: CheckpointRef, *, subgraphs: bool
-    ) -> ThreadState:
-        """The thread's state at a checkpoint, else `NotFound`."""
+    ) -> bytes:
+        """The thread's state at a checkpoint, encoded as JSON, else `NotFound`."""
         thread = await self._row(owner, thread_id)
         loaded = self._graph_of(thread)
         if loaded is None:
@@ -265,7 +289,7 @@ class ThreadService:
         config = state_config(thread["thread_id"], ref)
         if await self.checkpointer.aget_tuple(config) is None:
             raise NotFound(f"checkpoint {ref.checkpoint_id!r} not found")
-        return snapshot_json(await loaded.graph.aget_state(config, subgraphs=subgraphs))
+        return snapshot_bytes(await loaded.graph.aget_state(config, subgraphs=subgraphs))
 
     async def update_state(
         self, owner: str, thread_id: str, body: StateUpdate
@@ -313,27 +337,54 @@ class ThreadService:
             "checkpoint_id": configurable["checkpoint_id"],
         }
 
-    async def history(self, owner: str, thread_id: str, query: HistoryQuery) -> list[ThreadState]:
-        """Past states, newest first (none before the thread's first run)."""
+    async def history(self, owner: str, thread_id: str, query: HistoryQuery) -> HistoryPage:
+        """Past states, newest first (none before the thread's first run), at most `limit`
+        and at most `history_budget` bytes of JSON (but always one state, if any is left).
+
+        Checkpoints are read in small batches, each continuing `before` the last, and each
+        state is encoded as soon as it is read: a request holds one batch of decoded states
+        and the page's bytes, however long the thread (LangGraph's `aget_state_history`
+        decodes all `limit` checkpoints before yielding the first)."""
         thread = await self._row(owner, thread_id)
         loaded = self._graph_of(thread)
         if loaded is None:
-            return []
+            return HistoryPage([], None)
         before = query.before
         before_config = None
         if isinstance(before, str):
             before_config = state_config(thread["thread_id"], checkpoint_id=before)
         elif before is not None:
             before_config = state_config(thread["thread_id"], before)
-        return [
-            snapshot_json(snapshot)
-            async for snapshot in loaded.graph.aget_state_history(
-                state_config(thread["thread_id"], query.checkpoint),
-                filter=query.metadata,
-                before=before_config,
-                limit=query.limit,
+        config = state_config(thread["thread_id"], query.checkpoint)
+        states: list[bytes] = []
+        size = 2  # the brackets
+        last_id = ""
+        batch = 1
+        while len(states) < query.limit:
+            want = min(batch, query.limit - len(states))
+            fetched = 0
+            history = cast(  # an async generator: closed when the page stops early
+                AsyncGenerator[StateSnapshot, None],
+                loaded.graph.aget_state_history(
+                    config, filter=query.metadata, before=before_config, limit=want
+                ),
             )
-        ]
+            async with aclosing(history):
+                async for snapshot in history:
+                    fetched += 1
+                    encoded = snapshot_bytes(snapshot)
+                    if states and size + 1 + len(encoded) > self.history_budget:
+                        return HistoryPage(states, last_id)
+                    states.append(encoded)
+                    size += 1 + len(encoded)
+                    last_id = str(snapshot.config["configurable"]["checkpoint_id"])
+            if fetched < want:
+                return HistoryPage(states, None)
+            before_config = state_config(thread["thread_id"], checkpoint_id=last_id)
+            # As many states as the rest of the budget holds at the mean size so far.
+            room = (self.history_budget - size) * len(states) // (size - 2)
+            batch = max(1, min(HISTORY_BATCH, room + 1))
+        return HistoryPage(states, last_id)
 
 
 def json_contains(document: object, pattern: object) -> bool:

@@ -14,9 +14,10 @@ from server.core.schemas import (
     ThreadPatch,
     ThreadSearch,
 )
-from server.core.types import Thread, ThreadState, ThreadUpdateStateResponse
+from server.core.types import Thread, ThreadUpdateStateResponse
 from server.http.deps import OwnerDep, ThreadsDep
 from server.http.routes import AS_RETURNED
+from server.resources.thread_service import HistoryPage
 
 router = APIRouter(prefix="/threads", tags=["threads"])
 
@@ -71,33 +72,38 @@ async def copy(thread_id: str, threads: ThreadsDep, owner: OwnerDep) -> Thread |
     return await threads.copy(owner, thread_id)
 
 
-@router.get("/{thread_id}/state", response_model=AS_RETURNED)
+def _json(body: bytes, headers: dict[str, str] | None = None) -> Response:
+    return Response(body, media_type="application/json", headers=headers)
+
+
+@router.get("/{thread_id}/state")
 async def get_state(
     thread_id: str, threads: ThreadsDep, owner: OwnerDep, subgraphs: bool = False
-) -> ThreadState:
+) -> Response:
     """The thread's latest state."""
-    return await threads.state(owner, thread_id, subgraphs=subgraphs)
+    return _json(await threads.state(owner, thread_id, subgraphs=subgraphs))
 
 
-@router.get("/{thread_id}/state/{checkpoint_id}", response_model=AS_RETURNED)
+@router.get("/{thread_id}/state/{checkpoint_id}")
 async def get_state_at(
     thread_id: str,
     checkpoint_id: str,
     threads: ThreadsDep,
     owner: OwnerDep,
     subgraphs: bool = False,
-) -> ThreadState:
+) -> Response:
     """The thread's state at a checkpoint."""
     ref = CheckpointRef(checkpoint_id=checkpoint_id)
-    return await threads.state_at(owner, thread_id, ref, subgraphs=subgraphs)
+    return _json(await threads.state_at(owner, thread_id, ref, subgraphs=subgraphs))
 
 
-@router.post("/{thread_id}/state/checkpoint", response_model=AS_RETURNED)
+@router.post("/{thread_id}/state/checkpoint")
 async def post_state_at(
     thread_id: str, body: StateAtCheckpoint, threads: ThreadsDep, owner: OwnerDep
-) -> ThreadState:
+) -> Response:
     """The thread's state at a checkpoint given as an object (namespaces included)."""
-    return await threads.state_at(owner, thread_id, body.checkpoint, subgraphs=body.subgraphs)
+    state = await threads.state_at(owner, thread_id, body.checkpoint, subgraphs=body.subgraphs)
+    return _json(state)
 
 
 @router.post("/{thread_id}/state", response_model=AS_RETURNED)
@@ -108,21 +114,47 @@ async def update_state(
     return await threads.update_state(owner, thread_id, body)
 
 
-@router.post("/{thread_id}/history", response_model=AS_RETURNED)
+_HISTORY = """Past states, newest first: at most `limit` states, and a page stops once its
+JSON would pass the server's byte budget (`HISTORY_MAX_BYTES`, 8 MB by default; a page always
+holds at least one state). When a page stops before the history ends, at the budget or at
+`limit`, the `X-Next-Before` header holds the id of its last checkpoint: ask again with
+`before` set to it (as a string, or as `{"checkpoint_id": ...}` like the SDK and Studio send
+it) for the states after it, each exactly once. Without the header the history ended."""
+
+_PAGE: dict[int | str, dict[str, object]] = {
+    200: {
+        "description": "A JSON array of `ThreadState`s, newest first.",
+        "headers": {
+            "X-Next-Before": {
+                "description": "`before` for the next page; absent on the last page.",
+                "schema": {"type": "string"},
+            }
+        },
+    }
+}
+
+
+def _history(page: HistoryPage) -> Response:
+    headers = {"X-Next-Before": page.next_before} if page.next_before else None
+    return _json(page.body(), headers)
+
+
+@router.post("/{thread_id}/history", description=_HISTORY, responses=_PAGE)
 async def post_history(
     thread_id: str, body: HistoryQuery, threads: ThreadsDep, owner: OwnerDep
-) -> list[ThreadState]:
-    """Past states, newest first."""
-    return await threads.history(owner, thread_id, body)
+) -> Response:
+    """Past states, newest first, a page within a byte budget."""
+    return _history(await threads.history(owner, thread_id, body))
 
 
-@router.get("/{thread_id}/history", response_model=AS_RETURNED)
+@router.get("/{thread_id}/history", description=_HISTORY, responses=_PAGE)
 async def get_history(
     thread_id: str,
     threads: ThreadsDep,
     owner: OwnerDep,
     limit: int = Query(default=10, ge=1, le=1000),
     before: str | None = None,
-) -> list[ThreadState]:
-    """Past states, newest first."""
-    return await threads.history(owner, thread_id, HistoryQuery(limit=limit, before=before))
+) -> Response:
+    """Past states, newest first, a page within a byte budget."""
+    query = HistoryQuery(limit=limit, before=before)
+    return _history(await threads.history(owner, thread_id, query))
