@@ -371,6 +371,8 @@ class Executor:
         checkpoint_id = state.checkpoint_id if state is not None else None
         if status == "error" or run.get("temporary"):
             checkpoint_id = None  # nothing to read: the output is stored whole
+        elif state is not None and checkpoint_id is not None and status != "rollback":
+            self.completions.offer(run_id, checkpoint_id, state.values)
         output: JsonObject | None
         thread_status: ThreadStatus
         if status == "error":
@@ -441,12 +443,7 @@ class Executor:
             "interrupted" if status == "rollback" else status,
             resumable=bool(run["kwargs"].get("stream_resumable")),
         )
-        handed = (
-            (state.checkpoint_id, state.values)
-            if state is not None and state.checkpoint_id is not None and status != "rollback"
-            else None
-        )
-        self.completions.done(run_id, handed)
+        self.completions.done(run_id)
         log.info(
             "run finished",
             extra={

@@ -21,20 +21,26 @@ class Completions:
 
     def __init__(self) -> None:
         self._events: dict[str, asyncio.Event] = {}
+        self._waited: set[str] = set()
+        """Runs someone here waits for (until they `forget` them)."""
         self._states: dict[str, tuple[str, object]] = {}
         """Final states handed over to this process's waiters: checkpoint id, values."""
 
     def event(self, run_id: str) -> asyncio.Event:
         """The event set when `run_id` ends (create before checking the database)."""
+        self._waited.add(run_id)
         return self._events.setdefault(run_id, asyncio.Event())
 
-    def done(self, run_id: str, state: tuple[str, object] | None = None) -> None:
-        """Signal every waiter of `run_id`; `state` (its final checkpoint's id and values, as
-        the executor holds them) spares a waiter here reading that checkpoint back."""
+    def offer(self, run_id: str, checkpoint_id: str, values: object) -> None:
+        """The run's final state, as the executor holds it, for waiters here (before its end
+        is recorded: the NOTIFY of it may wake them first); spares them reading it back."""
+        if run_id in self._waited:
+            self._states[run_id] = (checkpoint_id, values)
+
+    def done(self, run_id: str) -> None:
+        """Signal every waiter of `run_id`."""
         event = self._events.pop(run_id, None)
         if event is not None:
-            if state is not None:
-                self._states[run_id] = state
             event.set()
 
     def final_state(self, run_id: str, checkpoint_id: str) -> object | None:
@@ -43,7 +49,8 @@ class Completions:
         return state[1] if state is not None and state[0] == checkpoint_id else None
 
     def forget(self, run_id: str) -> None:
-        """Drop a waiter's event once nobody waits."""
+        """Drop a waiter's event and what was handed over for it, once nobody waits."""
+        self._waited.discard(run_id)
         self._states.pop(run_id, None)
         event = self._events.get(run_id)
         if event is not None and not event.is_set():
