@@ -28,6 +28,7 @@ read as they always did.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -129,6 +130,37 @@ def encode(
             return delta_type(prior.version, prior.base, inner), blob, stored
     inner, blob = serde.dumps_typed(value)
     return inner, blob, Stored(version, items, version, len(blob), 0, 0)
+
+
+class Warm:
+    """The list values this process's runs last wrote, per channel, kept for the thread's
+    next run here: it reads them from memory instead of decoding them again, as long as
+    the checkpoint it reads still names their version (versions are unique, so a value
+    written since by anyone else never matches). Bounded by the items held."""
+
+    def __init__(self, max_items: int = 100_000, max_entries: int = 256) -> None:
+        self.max_items = max_items
+        self.max_entries = max_entries
+        self._held: OrderedDict[ChannelKey, Stored] = OrderedDict()
+        self._items = 0
+
+    def get(self, key: BlobKey) -> Stored | None:
+        stored = self._held.get(key[:3])
+        if stored is None or stored.version != key[3]:
+            return None
+        self._held.move_to_end(key[:3])
+        return stored
+
+    def put(self, key: ChannelKey, stored: Stored | None) -> None:
+        if (old := self._held.pop(key, None)) is not None:
+            self._items -= len(old.items)
+        if stored is None or len(stored.items) > self.max_items:
+            return
+        self._held[key] = stored
+        self._items += len(stored.items)
+        while self._items > self.max_items or len(self._held) > self.max_entries:
+            _, dropped = self._held.popitem(last=False)
+            self._items -= len(dropped.items)
 
 
 # Reading chains back --------------------------------------------------------

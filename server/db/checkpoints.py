@@ -22,6 +22,7 @@ from langgraph.checkpoint.base import (
     get_serializable_checkpoint_metadata,
 )
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.types import _DeltaSnapshot
 from psycopg import AsyncClientCursor, AsyncCursor, sql
 from psycopg.abc import Params, Query
@@ -35,6 +36,7 @@ from server.db.checkpoint_deltas import (
     Chains,
     ChannelKey,
     Stored,
+    Warm,
     encode,
     known_lists,
     parse,
@@ -173,6 +175,13 @@ class FencedPostgresSaver(AsyncPostgresSaver):
 
     conn: Pool
 
+    def __init__(
+        self, conn: Pool, pipe: None = None, serde: SerializerProtocol | None = None
+    ) -> None:
+        super().__init__(conn, pipe, serde)
+        self.warm = Warm()
+        """The list values of the threads this process's runs wrote last (`Warm`)."""
+
     @asynccontextmanager
     async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[AsyncCursor[DictRow]]:
         fence = CURRENT_FENCE.get() if _WRITING.get() else None
@@ -268,6 +277,7 @@ class FencedPostgresSaver(AsyncPostgresSaver):
         await self._migrate_sends(cur, rows)
         chains = Chains(self.serde)
         keys: list[list[BlobKey]] = []
+        warm: dict[BlobKey, Stored] = {}
         for row in rows:
             versions = row["checkpoint"].get("channel_versions", {})
             keys.append([])
@@ -275,16 +285,26 @@ class FencedPostgresSaver(AsyncPostgresSaver):
                 if type_ != b"empty":
                     channel = channel_b.decode()
                     key = (row["thread_id"], row["checkpoint_ns"], channel, str(versions[channel]))
-                    chains.add(key, type_.decode(), blob)
+                    if (held := self.warm.get(key)) is not None:
+                        warm[key] = held
+                    else:
+                        chains.add(key, type_.decode(), blob)
                     keys[-1].append(key)
-        await chains.fetch(cur, [k for ks in keys for k in ks if parse(chains.rows[k][0])])
+        await chains.fetch(cur, [k for k in chains.rows if parse(chains.rows[k][0])])
         loaded = []
         for row, row_keys in zip(rows, keys, strict=True):
             blobs: dict[str, object] = {}
             for key in row_keys:
-                value = blobs[key[2]] = chains.load(key)
-                if remember is not None and type(value) is list:
-                    remember[key[:3]] = chains.stored(key, value)
+                if (stored := warm.get(key)) is not None:
+                    blobs[key[2]] = list(stored.items)
+                else:
+                    value = blobs[key[2]] = chains.load(key)
+                    if remember is None or type(value) is not list:
+                        continue
+                    stored = chains.stored(key, value)
+                    self.warm.put(key[:3], stored)
+                if remember is not None:
+                    remember[key[:3]] = stored
             loaded.append(self._tuple(row, blobs))
         return loaded
 
@@ -378,6 +398,7 @@ class FencedPostgresSaver(AsyncPostgresSaver):
             _WRITING.reset(token)
         if remembered is not None:
             for key, stored in learned.items():
+                self.warm.put(key, stored)
                 if stored is None:
                     remembered.pop(key, None)
                 else:

@@ -143,7 +143,8 @@ async def test_deltas_read_back_as_the_stock_saver_stores_them(
     assert await delta_rows(pool, trellis) > 20  # the appends were stored as deltas
     expected = await readings(AsyncPostgresSaver(pool), stock)  # type: ignore[arg-type]
     assert len(expected) > 30
-    assert await readings(saver, trellis) == expected
+    assert await readings(FencedPostgresSaver(pool), trellis) == expected  # from the database
+    assert await readings(saver, trellis) == expected  # the writer, from memory where it can
 
     graph = build(saver)
     latest = await graph.aget_state(config(trellis))
@@ -208,7 +209,8 @@ async def test_a_thread_written_whole_goes_on_in_deltas(
             {"messages": [HumanMessage(f"q{turn}", id=f"h{turn}")]}, config(twin)
         )
     assert await delta_rows(pool, old) > 0
-    assert await readings(saver, old) == await readings(AsyncPostgresSaver(pool), twin)  # type: ignore[arg-type]
+    stock = await readings(AsyncPostgresSaver(pool), twin)  # type: ignore[arg-type]
+    assert await readings(FencedPostgresSaver(pool), old) == stock
 
 
 async def test_chains_end_in_a_whole_value(
@@ -256,4 +258,33 @@ async def test_a_missing_parent_is_a_clear_error(
             (thread_id,),
         )
     with pytest.raises(BrokenChain, match="'messages'"):
-        await saver.aget_tuple(config(thread_id))
+        await FencedPostgresSaver(pool).aget_tuple(config(thread_id))
+
+
+async def test_the_next_run_reads_what_the_last_one_wrote_from_memory(
+    pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]],
+) -> None:
+    thread_id = str(uuid.uuid4())
+    saver = FencedPostgresSaver(pool)
+    remember_lists()
+    graph = build(saver)
+    for turn in range(3):
+        await graph.ainvoke(
+            {"messages": [HumanMessage(f"q{turn}", id=f"h{turn}")]}, config(thread_id)
+        )
+    latest = await saver.aget_tuple(config(thread_id))
+    assert latest is not None
+    version = str(latest.checkpoint["channel_versions"]["messages"])
+    held = saver.warm.get((thread_id, "", "messages", version))
+    assert held is not None
+    assert list(held.items) == latest.checkpoint["channel_values"]["messages"]
+    cold = await FencedPostgresSaver(pool).aget_tuple(config(thread_id))
+    assert cold is not None
+    assert cold.checkpoint["channel_values"] == latest.checkpoint["channel_values"]
+    # Another writer moves the thread on: the version no longer matches, the database answers.
+    await build(FencedPostgresSaver(pool)).ainvoke(
+        {"messages": [HumanMessage("elsewhere", id="x")]}, config(thread_id)
+    )
+    moved = await saver.aget_tuple(config(thread_id))
+    assert moved is not None
+    assert [m.id for m in moved.checkpoint["channel_values"]["messages"]][-2:] == ["x", "ai-7"]
