@@ -28,6 +28,7 @@ read as they always did.
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from contextvars import ContextVar
@@ -132,34 +133,40 @@ def encode(
     return inner, blob, Stored(version, items, version, len(blob), 0, 0)
 
 
+def _digest(type_: str, blob: bytes | None) -> bytes:
+    return hashlib.blake2b(blob or b"", digest_size=16, person=type_.encode()[:16]).digest()
+
+
 class Warm:
     """The list values this process's runs last wrote, per channel, kept for the thread's
     next run here: it reads them from memory instead of decoding them again, as long as
-    the checkpoint it reads still names their version (versions are unique, so a value
-    written since by anyone else never matches). Bounded by the items held."""
+    the checkpoint it reads still names their version and holds the very row written
+    (versions are unique, so a value written since by anyone else never matches; a row
+    changed behind the saver's back is decoded, and refused if it must be). Bounded by
+    the items held."""
 
     def __init__(self, max_items: int = 100_000, max_entries: int = 256) -> None:
         self.max_items = max_items
         self.max_entries = max_entries
-        self._held: OrderedDict[ChannelKey, Stored] = OrderedDict()
+        self._held: OrderedDict[ChannelKey, tuple[Stored, bytes]] = OrderedDict()
         self._items = 0
 
-    def get(self, key: BlobKey) -> Stored | None:
-        stored = self._held.get(key[:3])
-        if stored is None or stored.version != key[3]:
+    def get(self, key: BlobKey, type_: str, blob: bytes | None) -> Stored | None:
+        held = self._held.get(key[:3])
+        if held is None or held[0].version != key[3] or held[1] != _digest(type_, blob):
             return None
         self._held.move_to_end(key[:3])
-        return stored
+        return held[0]
 
-    def put(self, key: ChannelKey, stored: Stored | None) -> None:
+    def put(self, key: ChannelKey, stored: Stored | None, type_: str, blob: bytes | None) -> None:
         if (old := self._held.pop(key, None)) is not None:
-            self._items -= len(old.items)
+            self._items -= len(old[0].items)
         if stored is None or len(stored.items) > self.max_items:
             return
-        self._held[key] = stored
+        self._held[key] = (stored, _digest(type_, blob))
         self._items += len(stored.items)
         while self._items > self.max_items or len(self._held) > self.max_entries:
-            _, dropped = self._held.popitem(last=False)
+            _, (dropped, _) = self._held.popitem(last=False)
             self._items -= len(dropped.items)
 
 

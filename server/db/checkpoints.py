@@ -285,7 +285,7 @@ class FencedPostgresSaver(AsyncPostgresSaver):
                 if type_ != b"empty":
                     channel = channel_b.decode()
                     key = (row["thread_id"], row["checkpoint_ns"], channel, str(versions[channel]))
-                    if (held := self.warm.get(key)) is not None:
+                    if (held := self.warm.get(key, type_.decode(), blob)) is not None:
                         warm[key] = held
                     else:
                         chains.add(key, type_.decode(), blob)
@@ -302,7 +302,7 @@ class FencedPostgresSaver(AsyncPostgresSaver):
                     if remember is None or type(value) is not list:
                         continue
                     stored = chains.stored(key, value)
-                    self.warm.put(key[:3], stored)
+                    self.warm.put(key[:3], stored, *chains.rows[key])
                 if remember is not None:
                     remember[key[:3]] = stored
             loaded.append(self._tuple(row, blobs))
@@ -361,7 +361,7 @@ class FencedPostgresSaver(AsyncPostgresSaver):
         thread_id, ns = conf["thread_id"], conf["checkpoint_ns"]
         inline = dict(checkpoint["channel_values"])
         remembered = known_lists()
-        learned: dict[ChannelKey, Stored | None] = {}
+        learned: dict[ChannelKey, tuple[Stored | None, str, bytes]] = {}
         blobs: list[tuple[str, str, str, str, str, bytes | None]] = []
         for channel, value in checkpoint["channel_values"].items():
             if isinstance(value, _DeltaSnapshot):
@@ -374,9 +374,10 @@ class FencedPostgresSaver(AsyncPostgresSaver):
                 continue
             version, key = str(new_versions[channel]), (thread_id, ns, channel)
             if remembered is not None and type(value) is list:
-                type_, blob, learned[key] = encode(self.serde, remembered.get(key), version, value)
+                type_, blob, stored = encode(self.serde, remembered.get(key), version, value)
             else:
-                (type_, blob), learned[key] = self.serde.dumps_typed(value), None
+                (type_, blob), stored = self.serde.dumps_typed(value), None
+            learned[key] = (stored, type_, blob)
             blobs.append((thread_id, ns, channel, version, type_, blob))
         token = _WRITING.set(True)
         try:
@@ -397,8 +398,8 @@ class FencedPostgresSaver(AsyncPostgresSaver):
         finally:
             _WRITING.reset(token)
         if remembered is not None:
-            for key, stored in learned.items():
-                self.warm.put(key, stored)
+            for key, (stored, type_, blob) in learned.items():
+                self.warm.put(key, stored, type_, blob)
                 if stored is None:
                     remembered.pop(key, None)
                 else:

@@ -275,16 +275,37 @@ async def test_the_next_run_reads_what_the_last_one_wrote_from_memory(
     latest = await saver.aget_tuple(config(thread_id))
     assert latest is not None
     version = str(latest.checkpoint["channel_versions"]["messages"])
-    held = saver.warm.get((thread_id, "", "messages", version))
+    async with pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT type, blob FROM checkpoint_blobs WHERE thread_id = %s"
+                " AND channel = 'messages' AND version = %s",
+                (thread_id, version),
+            )
+        ).fetchone()
+    assert row is not None
+    held = saver.warm.get((thread_id, "", "messages", version), row["type"], row["blob"])
     assert held is not None
     assert list(held.items) == latest.checkpoint["channel_values"]["messages"]
+    assert saver.warm.get((thread_id, "", "messages", version), row["type"], b"other") is None
     cold = await FencedPostgresSaver(pool).aget_tuple(config(thread_id))
     assert cold is not None
     assert cold.checkpoint["channel_values"] == latest.checkpoint["channel_values"]
+    # The row changed behind the saver's back, version and all: memory no longer answers.
+    type_, blob = saver.serde.dumps_typed([HumanMessage("restored", id="r")])
+    async with pool.connection() as conn:
+        await conn.execute(
+            "UPDATE checkpoint_blobs SET type = %s, blob = %s WHERE thread_id = %s"
+            " AND channel = 'messages' AND version = %s",
+            (type_, blob, thread_id, version),
+        )
+    changed = await saver.aget_tuple(config(thread_id))
+    assert changed is not None
+    assert [m.id for m in changed.checkpoint["channel_values"]["messages"]] == ["r"]
     # Another writer moves the thread on: the version no longer matches, the database answers.
     await build(FencedPostgresSaver(pool)).ainvoke(
         {"messages": [HumanMessage("elsewhere", id="x")]}, config(thread_id)
     )
     moved = await saver.aget_tuple(config(thread_id))
     assert moved is not None
-    assert [m.id for m in moved.checkpoint["channel_values"]["messages"]][-2:] == ["x", "ai-7"]
+    assert [m.id for m in moved.checkpoint["channel_values"]["messages"]] == ["r", "x", "ai-2"]
