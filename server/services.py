@@ -56,12 +56,22 @@ class Services:
     assistants: AssistantService = field(kw_only=True)
 
 
-async def open_redis(settings: Settings) -> Redis | None:
-    """A Redis client when Redis answers at `REDIS_URL`, else None (said in the log)."""
+async def open_redis(settings: Settings, *, required: bool = False) -> Redis | None:
+    """A Redis client when Redis answers at `REDIS_URL`, else None (said in the log).
+
+    `required` (a process that only executes runs): events kept in its own memory would
+    reach no one, so the client is returned even while Redis does not answer yet; the event
+    bus buffers until it does."""
     redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=None)
     try:
         await redis.ping()
-    except (RedisError, OSError):
+    except (RedisError, OSError) as error:
+        if required:
+            log.warning(
+                "Redis does not answer at REDIS_URL yet; run events are buffered until it does",
+                extra={"redis_url": settings.redis_url.split("@")[-1], "error": str(error)},
+            )
+            return redis
         await redis.aclose()
         log.warning(
             "no Redis at REDIS_URL; events and caches stay in this process (no separate workers)",
@@ -128,7 +138,7 @@ async def open_services(
                     description=loaded.description,
                 )
         await warn_unserved(engine, registry)
-        redis = await open_redis(settings)
+        redis = await open_redis(settings, required=not api)
         if redis is not None:
             stack.push_async_callback(redis.aclose)
         events = open_event_bus(settings, redis)
