@@ -215,6 +215,10 @@ async def test_deep_values_are_refused(conn: httpx.AsyncClient, thread: str) -> 
     assert (await probe.send("PUT", "/store/items", orjson.dumps(ok))).status_code == 204
     got = await probe.send("GET", "/store/items?namespace=policy&key=deep")
     assert got.json()["value"] == nested(95)
+    state = raw('{"values": {"text": %(v)s}}', v=nested_text(97))
+    assert (await probe.send("POST", f"/threads/{thread}/state", state)).status_code == 200
+    got = await probe.send("GET", f"/threads/{thread}/state")
+    assert got.json()["values"]["text"] == nested(97)
     await listings_answer(probe, thread)
 
 
