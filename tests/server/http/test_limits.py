@@ -95,6 +95,21 @@ async def test_a_body_that_is_not_json_is_refused_before_the_app() -> None:
     assert app.state == {}
 
 
+async def test_a_field_the_parser_refuses_does_not_skip_the_size_checks() -> None:
+    """Once, a body orjson could not parse skipped every check, and the route's lenient
+    parser dropped the bad field and took the rest."""
+    app = Recorder()
+    big = '"' + "x" * 2000 + '"'
+    for path, body in [
+        ("/runs", '{"junk": "\\ud800", "input": {"text": ' + big + "}}"),
+        ("/threads", '{"metadata": {"k": ' + big + '}, "junk": "\\udfff"}'),
+    ]:
+        response = await request(guard(app), "POST", path, content=body.encode())
+        assert response.status_code == 422
+        assert response.json()["detail"][0]["loc"] == ["body", "junk"]
+    assert app.state == {}
+
+
 async def test_a_nul_in_the_url_is_refused_before_the_app() -> None:
     app = Recorder()
     for path, loc in [("/threads/a%00b", ["path"]), ("/store/items?key=a%00b", ["query", "key"])]:
