@@ -6,11 +6,11 @@ every optional field has a default here.
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from server.core.encoding import check_json
 from server.core.types import Json, MultitaskStrategy, ThreadStatus
 
 IfExists = Literal["raise", "do_nothing"]
@@ -33,34 +33,8 @@ SortOrder = Literal["asc", "desc"]
 
 MAX_PAGE = 1000
 Limit = Annotated[int, Field(ge=1, le=MAX_PAGE)]
-Offset = Annotated[int, Field(ge=0, le=10_000_000)]
-
-
-INT64 = 2**63 - 1
-
-
-def _storable(value: object) -> object:
-    """Refuse at the edge what Postgres JSONB cannot hold: NUL characters, integers beyond
-    64 bits, and non-finite numbers."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError("NUL characters are not allowed")
-    elif isinstance(value, bool):
-        pass
-    elif isinstance(value, int):
-        if not -INT64 <= value <= INT64:
-            raise ValueError("integers must fit in 64 bits")
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError("numbers must be finite")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _storable(key)
-            _storable(item)
-    elif isinstance(value, list):
-        for item in value:
-            _storable(item)
-    return value
+MAX_OFFSET = 10_000_000
+Offset = Annotated[int, Field(ge=0, le=MAX_OFFSET)]
 
 
 class Body(BaseModel):
@@ -71,7 +45,8 @@ class Body(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _refuse_unstorable(cls, data: object) -> object:
-        return _storable(data)
+        check_json(data)  # the edge's policy (`BodyGuard`), for bodies built elsewhere too
+        return data
 
 
 class AssistantCreate(Body):

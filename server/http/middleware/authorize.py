@@ -190,6 +190,8 @@ class CustomAuthorize:
         if changed:
             if body is None and scope["method"] in ("POST", "PUT", "PATCH"):
                 body = items[0]
+            if body is not None:  # what the route reads (`CheckedRoute`), handlers' changes in
+                scope.setdefault("state", {})[JSON_STATE] = body
             scope, receive = self._rewrite(scope, receive, body, query, route)
         await self.app(scope, receive, send)
 

@@ -2,8 +2,9 @@
 
     RateLimits       `limits` (moving window by default) on Redis; fails open when Redis is down
     RateLimit        ASGI: 429 + Retry-After per identity and route class (runs < writes < reads)
-    BodyGuard        ASGI: 413 from Content-Length up front or while a chunked body streams in,
-                     then 422 for what PayloadLimits refuses
+    BodyGuard        ASGI: 422 for a path or query the JSON policy refuses; 413 from
+                     Content-Length up front or while a chunked body streams in; then the one
+                     parse of the body, 422 for what the JSON policy or PayloadLimits refuses
     PayloadLimits    oversized metadata / run input or too many stream modes in a parsed body
     RequestTimeout   ASGI: 504 when a non-streaming request has not started answering in time
 
@@ -18,6 +19,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from urllib.parse import parse_qsl
 
 import orjson
 from limits import RateLimitItem, parse
@@ -32,6 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.auth.identity import Identity
 from server.core.audit import security_event
+from server.core.encoding import UnsafeJson, check_text, parse_json
 from server.core.settings import Settings
 from server.http.asgi import BODY_STATE, JSON_STATE, client_address, replay, send_json, too_many
 from server.http.route_table import PUBLIC_PATHS, Route, classify
@@ -192,12 +195,16 @@ class PayloadLimits:
 
 
 class BodyGuard:
-    """Bounds request bodies before they are fully read, then checks field sizes.
+    """Checks the URL, bounds the request body before it is fully read, then parses it once.
 
-    A declared `Content-Length` over the limit is refused without reading a
-    byte; a chunked body is counted as it arrives and refused at the first chunk
-    that crosses the limit. Bodies that fit are buffered once, parsed, checked
-    (metadata size, run input size, stream-mode count) and replayed to the app.
+    A path or query parameter the JSON policy refuses (`server.core.encoding`: NUL) is a
+    422 shaped like FastAPI's validation errors (`loc` names the field), as are the body's.
+    A declared `Content-Length` over the limit is refused without reading a byte; a chunked
+    body is counted as it arrives and refused at the first chunk that crosses the limit. A
+    body that fits is buffered, parsed as JSON whatever its content type, checked against
+    the JSON policy and the field sizes, and replayed to the app with the parsed value
+    under `JSON_STATE`: routes (`CheckedRoute`) and auth handlers read that value, so they
+    see exactly what was checked. A body that does not parse is a 422.
     """
 
     def __init__(self, app: ASGIApp, *, settings: Settings) -> None:
@@ -210,7 +217,15 @@ class BodyGuard:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        try:
+            _check_url(scope)
+        except UnsafeJson as exc:
+            await send_json(send, 422, [exc.error()], "validation_error")
+            return
+        if scope["method"] not in _BODY_METHODS:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
@@ -233,15 +248,15 @@ class BodyGuard:
         state[BODY_STATE] = body
         if body:
             try:
-                data = orjson.loads(body)
-            except orjson.JSONDecodeError:
-                pass  # not JSON: the route answers 422 itself
-            else:
-                state[JSON_STATE] = data
-                problem = self.payload.problem(data, classify(scope["method"], scope["path"]))
-                if problem is not None:
-                    await send_json(send, 422, problem, "payload_limit")
-                    return
+                data = parse_json(body)
+            except UnsafeJson as exc:
+                await send_json(send, 422, [exc.error()], "validation_error")
+                return
+            state[JSON_STATE] = data
+            problem = self.payload.problem(data, classify(scope["method"], scope["path"]))
+            if problem is not None:
+                await send_json(send, 422, problem, "payload_limit")
+                return
         await self.app(scope, replay(body, receive), send)
 
     async def _read(self, receive: Receive) -> bytes:
@@ -278,6 +293,16 @@ class BodyGuard:
 
 class _Disconnected(Exception):
     """The client disconnected mid-body; nothing to answer."""
+
+
+def _check_url(scope: Scope) -> None:
+    """Raise `UnsafeJson` for a path or query parameter the JSON policy refuses (the server
+    decodes percent-escapes leniently, so NUL is what can get through)."""
+    check_text(scope["path"], ("path",))
+    query = scope.get("query_string", b"").decode("latin-1")
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        check_text(key, ("query",))
+        check_text(value, ("query", key))
 
 
 class RequestTimeout:

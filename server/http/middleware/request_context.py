@@ -19,8 +19,8 @@ class RequestContext:
     The API takes JSON bodies only, and the official server parses a body as JSON
     whatever its `Content-Type` says: LangGraph Studio posts JSON as `text/plain`
     to avoid CORS preflights, `curl -d` labels it a form, and some clients send no
-    label. So every request is labelled `application/json` here, and FastAPI's one
-    JSON parser reads the body (a body that is not JSON still gets its 422).
+    label. So every request is labelled `application/json` here, and routes read the
+    body `BodyGuard` parsed and checked (a body that is not JSON gets its 422 there).
     """
 
     def __init__(self, app: ASGIApp) -> None:

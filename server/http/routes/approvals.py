@@ -13,9 +13,9 @@ from server.core.errors import Unavailable
 from server.core.schemas import MAX_PAGE, Body
 from server.core.types import Approval, ApprovalStatus, JsonValue
 from server.http.deps import OwnerDep, RunsDep, ServicesDep
-from server.http.routes import AS_RETURNED
+from server.http.routes import AS_RETURNED, CheckedRoute
 
-router = APIRouter(prefix="/approvals", tags=["approvals"])
+router = APIRouter(prefix="/approvals", tags=["approvals"], route_class=CheckedRoute)
 
 
 async def get_approvals(services: ServicesDep) -> ApprovalService:

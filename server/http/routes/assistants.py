@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Query, Response
+from pydantic import Field
 
 from server.core.schemas import (
     AssistantCount,
@@ -14,9 +17,12 @@ from server.core.schemas import (
 )
 from server.core.types import Assistant, AssistantVersion, GraphSchema, JsonObject, Subgraphs
 from server.http.deps import AssistantsDep, OwnerDep
-from server.http.routes import AS_RETURNED
+from server.http.routes import AS_RETURNED, CheckedRoute
 
-router = APIRouter(prefix="/assistants", tags=["assistants"])
+MAX_XRAY = 32
+"""Subgraph levels a drawing expands (`xray`); deeper asks are refused, not attempted."""
+
+router = APIRouter(prefix="/assistants", tags=["assistants"], route_class=CheckedRoute)
 
 
 @router.post("", response_model=AS_RETURNED)
@@ -88,7 +94,7 @@ async def get_graph(
     assistant_id: str,
     assistants: AssistantsDep,
     owner: OwnerDep,
-    xray: int | bool = Query(default=False),
+    xray: Annotated[int, Field(ge=0, le=MAX_XRAY)] | bool = Query(default=False),
 ) -> JsonObject:
     """The graph's nodes and edges, as LangGraph draws it."""
     return await assistants.drawing(owner, assistant_id, xray=xray)

@@ -12,8 +12,9 @@ from pydantic import Field
 from server.core.errors import InvalidRequest
 from server.core.schemas import Body
 from server.http.deps import OwnerDep
+from server.http.routes import CheckedRoute
 
-router = APIRouter(prefix="/documents", tags=["documents"])
+router = APIRouter(prefix="/documents", tags=["documents"], route_class=CheckedRoute)
 
 MAX_DOCUMENT_CHARS = 2_000_000
 

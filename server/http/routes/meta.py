@@ -9,8 +9,9 @@ from fastapi import APIRouter
 
 from server.db.engine import ping
 from server.http.deps import ServicesDep
+from server.http.routes import CheckedRoute
 
-router = APIRouter(tags=["meta"])
+router = APIRouter(tags=["meta"], route_class=CheckedRoute)
 
 VERSION = version("trellis")
 

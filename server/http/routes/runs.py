@@ -12,17 +12,17 @@ from sse_starlette import EventSourceResponse
 
 from server.core.encoding import dumps
 from server.core.errors import InvalidRequest, NotFound
-from server.core.schemas import MAX_PAGE, RunCancel, RunCreate
+from server.core.schemas import MAX_OFFSET, MAX_PAGE, RunCancel, RunCreate
 from server.core.types import JsonValue, Run, RunStatus
 from server.http.deps import OwnerDep, RunsDep, ServicesDep
-from server.http.routes import AS_RETURNED
+from server.http.routes import AS_RETURNED, CheckedRoute
 from server.http.sse import run_stream_response
 from server.runs.events import parse_event_id
 from server.runs.manager import RunManager
 from server.services import Services
 
-thread_runs = APIRouter(prefix="/threads/{thread_id}/runs", tags=["runs"])
-stateless_runs = APIRouter(prefix="/runs", tags=["runs"])
+thread_runs = APIRouter(prefix="/threads/{thread_id}/runs", tags=["runs"], route_class=CheckedRoute)
+stateless_runs = APIRouter(prefix="/runs", tags=["runs"], route_class=CheckedRoute)
 
 
 def _location(response: Response, run: Run) -> None:
@@ -142,7 +142,7 @@ async def list_runs(
     runs: RunsDep,
     owner: OwnerDep,
     limit: int = Query(default=10, ge=1, le=MAX_PAGE),
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(default=0, ge=0, le=MAX_OFFSET),
     status: RunStatus | None = None,
 ) -> Sequence[Run]:
     """The thread's runs, newest first."""

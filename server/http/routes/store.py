@@ -13,13 +13,17 @@ from server.core.schemas import Body
 from server.core.types import Json, JsonObject
 from server.db.owner_store import OwnerScopedStore
 from server.http.deps import OwnerDep, ServicesDep
-from server.http.routes import AS_RETURNED
+from server.http.routes import AS_RETURNED, CheckedRoute
 
-router = APIRouter(prefix="/store", tags=["store"])
+router = APIRouter(prefix="/store", tags=["store"], route_class=CheckedRoute)
 
 MAX_LABELS = 32
 MAX_LABEL_CHARS = 256
 MAX_KEY_CHARS = 1024
+MIN_TTL_MINUTES = 0.001
+MAX_TTL_MINUTES = 100 * 365 * 24 * 60
+"""An item's `ttl` becomes a Postgres interval: bounded so it neither rounds to nothing nor
+overflows the timestamp it is added to."""
 
 
 def _label(value: str) -> str:
@@ -43,7 +47,7 @@ class PutItem(Body):
     value: Json
     index: Literal[False] | list[Annotated[str, Field(max_length=512)]] | None = None
     """Which fields to embed for semantic search (`false`: none; default: the store's)."""
-    ttl: float | None = Field(default=None, gt=0)
+    ttl: float | None = Field(default=None, ge=MIN_TTL_MINUTES, le=MAX_TTL_MINUTES)
     """Minutes until the item expires."""
 
 

@@ -16,10 +16,10 @@ from server.core.schemas import (
 )
 from server.core.types import Thread, ThreadUpdateStateResponse
 from server.http.deps import OwnerDep, ThreadsDep
-from server.http.routes import AS_RETURNED
+from server.http.routes import AS_RETURNED, CheckedRoute
 from server.resources.thread_service import HistoryPage
 
-router = APIRouter(prefix="/threads", tags=["threads"])
+router = APIRouter(prefix="/threads", tags=["threads"], route_class=CheckedRoute)
 
 
 @router.post("", response_model=AS_RETURNED)

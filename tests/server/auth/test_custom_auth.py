@@ -69,3 +69,27 @@ async def test_custom_auth_decides(url: str) -> None:
         assert denied.json()["code"] == "forbidden"
     async with client(url, "admin") as admin:
         assert (await admin.get("/assistants/echo")).status_code == 200
+
+
+async def test_handlers_see_the_body_the_route_runs(url: str) -> None:
+    """A field the guard's parser refuses no longer blanks the value handlers see: the body is
+    refused whole, and a parseable one reaches the handler (and the route) as sent."""
+    async with client(url, "dana") as dana:
+        tid = (await dana.post("/threads", json={})).json()["thread_id"]
+        path = f"/threads/{tid}/runs/wait"
+        denied = await dana.post(
+            path, json={"assistant_id": "echo", "input": {"text": "forbidden"}}
+        )
+        assert denied.status_code == 403, denied.text
+        sneaky = b'{"junk": "\\ud800", "assistant_id": "echo", "input": {"text": "forbidden"}}'
+        refused = await dana.post(
+            path, content=sneaky, headers={"content-type": "application/json"}
+        )
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["code"] == "validation_error"
+        assert refused.json()["detail"][0]["loc"] == ["body", "junk"]
+        allowed = await dana.post(path, json={"assistant_id": "echo", "input": {"text": "fine"}})
+        assert allowed.status_code == 200, allowed.text
+        assert allowed.json()["text"] == "fine!"
+        runs = (await dana.get(f"/threads/{tid}/runs")).json()
+        assert [r["metadata"]["owner"] for r in runs] == ["dana"]

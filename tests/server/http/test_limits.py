@@ -83,12 +83,41 @@ async def test_a_json_body_is_parsed_once_and_replayed() -> None:
     assert app.state[BODY_STATE] == app.body == b'{"metadata":{"k":1}}'
 
 
-async def test_a_body_that_is_not_json_reaches_the_route() -> None:
+async def test_a_body_that_is_not_json_is_refused_before_the_app() -> None:
     app = Recorder()
-    response = await request(guard(app), "POST", "/threads", content=b"{not json")
-    assert response.status_code == 200
-    assert JSON_STATE not in app.state
-    assert app.body == b"{not json"
+    for body, loc in [(b"{not json", ["body", 1]), (b'{"a": "\\ud800"}', ["body", "a"])]:
+        response = await request(guard(app), "POST", "/threads", content=body)
+        assert response.status_code == 422
+        assert response.json()["code"] == "validation_error"
+        (error,) = response.json()["detail"]
+        assert error["loc"] == loc
+        assert error["type"] == "json_invalid"
+    assert app.state == {}
+
+
+async def test_a_field_the_parser_refuses_does_not_skip_the_size_checks() -> None:
+    """Once, a body orjson could not parse skipped every check, and the route's lenient
+    parser dropped the bad field and took the rest."""
+    app = Recorder()
+    big = '"' + "x" * 2000 + '"'
+    for path, body in [
+        ("/runs", '{"junk": "\\ud800", "input": {"text": ' + big + "}}"),
+        ("/threads", '{"metadata": {"k": ' + big + '}, "junk": "\\udfff"}'),
+    ]:
+        response = await request(guard(app), "POST", path, content=body.encode())
+        assert response.status_code == 422
+        assert response.json()["detail"][0]["loc"] == ["body", "junk"]
+    assert app.state == {}
+
+
+async def test_a_nul_in_the_url_is_refused_before_the_app() -> None:
+    app = Recorder()
+    for path, loc in [("/threads/a%00b", ["path"]), ("/store/items?key=a%00b", ["query", "key"])]:
+        response = await request(guard(app), "GET", path)
+        assert response.status_code == 422, path
+        assert response.json()["code"] == "validation_error"
+        assert response.json()["detail"][0]["loc"] == loc
+    assert app.state == {}
 
 
 async def test_oversized_fields_are_refused_before_the_app() -> None:

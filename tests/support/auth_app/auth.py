@@ -46,3 +46,17 @@ async def deletes(ctx: Auth.types.AuthContext, value: dict[str, Any]) -> bool:
 @auth.on.assistants
 async def assistants(ctx: Auth.types.AuthContext, value: dict[str, Any]) -> None:
     return None
+
+
+@auth.on.threads.create_run
+async def runs(ctx: Auth.types.AuthContext, value: dict[str, Any]) -> Any:
+    """Denies runs whose input says "forbidden"; stamps the owner on the others (a value with
+    no run arguments at all has nothing to stamp: it is how a body the server could not read
+    reached handlers, allowed, before the body guard refused such bodies)."""
+    kwargs = value["kwargs"]
+    run_input = kwargs.get("input")
+    if isinstance(run_input, dict) and run_input.get("text") == "forbidden":
+        return False
+    if kwargs:
+        value["metadata"]["owner"] = ctx.user.identity
+    return {"owner": ctx.user.identity}
