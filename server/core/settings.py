@@ -159,6 +159,8 @@ class Settings(BaseSettings):
     """Run creation (stream, wait, background, batch) per identity."""
     rate_limit_auth_failures: str = "30/minute"
     """Failed authentications per client address before it is refused outright."""
+    rate_limit_public: str = "600/minute"
+    """Requests to the public paths (`/ok`, `/info`, the docs) per client address."""
 
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_metadata_bytes: int = Field(default=64 * 1024, ge=256)
@@ -254,6 +256,7 @@ class Settings(BaseSettings):
         "rate_limit_write",
         "rate_limit_runs",
         "rate_limit_auth_failures",
+        "rate_limit_public",
     )
     @classmethod
     def _rate(cls, value: str) -> str:
