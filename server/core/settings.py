@@ -162,6 +162,9 @@ class Settings(BaseSettings):
     rate_limit_public: str = "600/minute"
     """Requests to the public paths (`/ok`, `/info`, the docs) per client address."""
 
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    """The request line and headers of a request together; larger ones are refused (431)
+    before the app sees them."""
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_metadata_bytes: int = Field(default=64 * 1024, ge=256)
     max_run_input_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
