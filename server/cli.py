@@ -41,6 +41,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from server.core.logging import configure
     from server.http.app import create_app
+    from server.http.wire import BoundedHttpToolsProtocol
     from server.ops.embedded import refuse_shared_qdrant
 
     settings = _settings(args)
@@ -56,6 +57,8 @@ def _serve(args: argparse.Namespace) -> int:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
+        http=BoundedHttpToolsProtocol,  # request heads bounded as with h11
+        h11_max_incomplete_event_size=settings.max_header_bytes,
     )
     return 0
 

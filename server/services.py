@@ -30,6 +30,7 @@ from server.runs.executor import Executor
 from server.runs.listener import Listener
 from server.runs.manager import RunManager
 from server.runs.redis_events import RedisEventBus
+from server.runs.run_limits import RunLimits
 from server.runs.signals import Completions
 from server.runs.webhooks import WebhookPolicy, WebhookSender
 
@@ -179,6 +180,7 @@ async def open_services(
             )
         )
         stack.push_async_callback(webhooks.close)  # after the executor stops: its last hooks
+        run_limits = RunLimits.from_settings(settings)
         executor = None
         if worker:
             executor = Executor(
@@ -196,6 +198,8 @@ async def open_services(
                 hooks=approvals,
                 webhooks=webhooks,
                 thread_values_max_bytes=settings.thread_values_max_bytes,
+                limits=run_limits,
+                owner_share=settings.owner_run_share,
             )
         listener = Listener(
             settings.psycopg_url,
@@ -217,6 +221,7 @@ async def open_services(
             executor=executor,
             hooks=approvals,
             lease_seconds=settings.run_lease_seconds,
+            limits=run_limits,
         )
         log.info("trellis ready", extra={"graphs": registry.graph_ids, "worker": worker})
         yield Services(
@@ -240,5 +245,5 @@ async def open_services(
                 thread_values_max_bytes=settings.thread_values_max_bytes,
                 history_budget=settings.history_max_bytes,
             ),
-            assistants=AssistantService(engine=engine, registry=registry),
+            assistants=AssistantService(engine=engine, registry=registry, limits=run_limits),
         )

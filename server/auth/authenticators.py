@@ -21,7 +21,7 @@ from starlette.types import Scope
 from server.auth import api_keys
 from server.auth.custom import AuthHTTPException, CustomAuth
 from server.auth.identity import ANONYMOUS_IDENTITY, Identity
-from server.auth.jwt_bearer import JwtVerifier, TokenRejected
+from server.auth.jwt_bearer import MAX_TOKEN_BYTES, JwtVerifier, TokenRejected
 from server.core.settings import AuthMode
 
 REALM = 'Bearer realm="trellis"'
@@ -76,6 +76,13 @@ def bearer_token(scope: Scope) -> str | None:
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
+def bounded(token: str) -> str:
+    """`token`, unless it is too long to be one (`Unauthenticated` before it is parsed)."""
+    if len(token) > MAX_TOKEN_BYTES:
+        raise Unauthenticated(f"credential longer than {MAX_TOKEN_BYTES} bytes")
+    return token
+
+
 class NoAuth:
     """Everyone is `anonymous` (local development only)."""
 
@@ -98,8 +105,9 @@ class ApiKeyAuth:
         presented = request_header(scope, b"x-api-key") or bearer_token(scope)
         if not presented:
             raise Unauthenticated("missing API key (send it as x-api-key)")
+        presented = bounded(presented.strip())
         async with self.engine().begin() as conn:
-            checked = await api_keys.check(conn, presented.strip())
+            checked = await api_keys.check(conn, presented)
         if checked.revoked:
             raise RevokedKey(
                 "invalid or revoked API key", key_id=checked.key_id, owner=checked.owner
@@ -124,7 +132,7 @@ class JwtAuth:
         if not token:
             raise Unauthenticated("missing bearer token")
         try:
-            return await self.verifier.verify(token)
+            return await self.verifier.verify(bounded(token))
         except TokenRejected as exc:
             raise Unauthenticated(
                 str(exc), headers={"WWW-Authenticate": f'{REALM}, error="invalid_token"'}

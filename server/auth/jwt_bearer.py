@@ -26,6 +26,10 @@ from server.core.settings import Settings
 
 log = logging.getLogger("trellis.auth")
 
+MAX_TOKEN_BYTES = 16 * 1024
+"""Longer bearer tokens and API keys are refused unread: parsing and verifying a token
+costs time and memory in its size, and real ones are a few KiB at most."""
+
 
 class TokenRejected(Exception):
     """Raise when a bearer token is missing, malformed, or fails verification."""
@@ -125,6 +129,8 @@ class JwtVerifier:
 
     async def verify(self, token: str) -> Identity:
         """Verify signature, algorithm, issuer, audience and expiry; map claims to an identity."""
+        if len(token) > MAX_TOKEN_BYTES:
+            raise TokenRejected(f"token longer than {MAX_TOKEN_BYTES} bytes")
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:

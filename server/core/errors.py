@@ -11,6 +11,7 @@
     │       └── ApprovalExpired     `expired`: its deadline passed
     ├── InvalidRequest              422: well-formed JSON that makes no sense
     │   └── NothingToResume         `command.resume` on a thread with no pending interrupt
+    ├── RateLimited                 429: the caller used up a rate limit; `Retry-After` says when
     └── Unavailable                 503: a backing service cannot be reached
 
 Domain code raises these without knowing about HTTP; `error_handlers.install` maps them to a
@@ -20,6 +21,7 @@ failure is an `error` event instead.
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 from server.core.types import Approval
@@ -38,6 +40,10 @@ class TrellisError(Exception):
     def body(self) -> dict[str, object]:
         """The JSON error body; a subclass may add fields next to `detail` and `code`."""
         return error_body(self.detail, self.code)
+
+    def headers(self) -> dict[str, str] | None:
+        """Response headers the error calls for, if any."""
+        return None
 
 
 class NotFound(TrellisError):
@@ -113,6 +119,22 @@ class NothingToResume(InvalidRequest):
 
     status = 400
     code = "nothing_to_resume"
+
+
+class RateLimited(TrellisError):
+    """Raise when a request would pass a rate limit (past the one the middleware counts:
+    a batch of runs counts each run)."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, detail: str, retry_after: float) -> None:
+        super().__init__(detail)
+        self.retry_after = max(1, math.ceil(retry_after))
+
+    def headers(self) -> dict[str, str] | None:
+        """`Retry-After`, in whole seconds."""
+        return {"Retry-After": str(self.retry_after)}
 
 
 class Unavailable(TrellisError):

@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
+from limits import parse as parse_rate
 from pydantic import (
     AliasChoices,
     Field,
@@ -82,6 +83,17 @@ class Settings(BaseSettings):
     graphs_config: Path = ROOT / "langgraph.json"
     default_durability: Durability = "sync"
     run_concurrency: int = Field(default=32, ge=1, description="Runs executed at once per process.")
+    run_concurrency_per_owner: int | None = Field(default=None, ge=1)
+    """Running runs one owner may have at once, across all workers; more of its runs wait
+    while other owners' runs start. None: half of RUN_CONCURRENCY (at least 1)."""
+    run_timeout_seconds: float = Field(default=3600.0, gt=0)
+    """The longest a run may execute; then it ends with status `timeout` and frees its slot.
+    An assistant may ask for less (`config.configurable.run_timeout_seconds`), never more."""
+    run_max_recursion_limit: int = Field(default=1000, ge=1)
+    """The highest `config.recursion_limit` (graph steps per run) a caller or an assistant may
+    set; more is refused with 422 (LangGraph's default is 25)."""
+    run_max_revisions: int = Field(default=5, ge=0)
+    """The highest `max_revisions` (critic revision rounds) a run's context may ask for."""
     run_lease_seconds: float = Field(default=4.0, gt=0.5)
     """How long a worker's claim on a run lasts without a heartbeat; takeover happens after it."""
     run_sweep_seconds: float = Field(default=1.0, gt=0)
@@ -147,7 +159,12 @@ class Settings(BaseSettings):
     """Run creation (stream, wait, background, batch) per identity."""
     rate_limit_auth_failures: str = "30/minute"
     """Failed authentications per client address before it is refused outright."""
+    rate_limit_public: str = "600/minute"
+    """Requests to the public paths (`/ok`, `/info`, the docs) per client address."""
 
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    """The request line and headers of a request together; larger ones are refused (431)
+    before the app sees them."""
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_metadata_bytes: int = Field(default=64 * 1024, ge=256)
     max_run_input_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
@@ -237,6 +254,21 @@ class Settings(BaseSettings):
             raise ValueError("JWT_ALGORITHMS must name at least one algorithm")
         return value
 
+    @field_validator(
+        "rate_limit_read",
+        "rate_limit_write",
+        "rate_limit_runs",
+        "rate_limit_auth_failures",
+        "rate_limit_public",
+    )
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        try:
+            parse_rate(value)
+        except ValueError:
+            raise ValueError("expected a rate such as 600/minute or 10/second") from None
+        return value
+
     @model_validator(mode="after")
     def _production_safety(self) -> Settings:
         if self.auth_mode == "jwt" and not self.jwt_jwks_url:
@@ -283,6 +315,13 @@ class Settings(BaseSettings):
         """Whether runs are traced to LangSmith: tracing on and a key to send with (as the
         official server's `langsmith` flag)."""
         return bool(self.langsmith_tracing) and self.langsmith_api_key is not None
+
+    @property
+    def owner_run_share(self) -> int:
+        """Running runs one owner may have at once (`run_concurrency_per_owner` resolved)."""
+        if self.run_concurrency_per_owner is not None:
+            return self.run_concurrency_per_owner
+        return max(1, self.run_concurrency // 2)
 
     @property
     def limits_storage_url(self) -> str:

@@ -277,17 +277,28 @@ async def active_for_thread(conn: Conn, thread_id: uuid.UUID) -> list[ActiveRun]
 
 
 _CLAIM = """
-    WITH picked AS (  -- a locking CTE is evaluated once: exactly the rows it locked
-        SELECT r.run_id FROM runs r
+    WITH busy AS (  -- running runs per owner, across every worker
+        SELECT owner, count(*) AS running FROM runs WHERE status = 'running' GROUP BY owner
+    ), runnable AS (
+        SELECT r.run_id, r.owner, r.created_at FROM runs r
         WHERE r.status = 'pending' AND r.not_before <= now()
           AND NOT EXISTS (SELECT 1 FROM runs x
                           WHERE x.thread_id = r.thread_id AND x.status = 'running')
           AND NOT EXISTS (SELECT 1 FROM runs y
                           WHERE y.thread_id = r.thread_id AND y.status = 'pending'
                             AND (y.created_at, y.run_id) < (r.created_at, r.run_id))
-        ORDER BY r.created_at, r.run_id
+    ), ranked AS (  -- the nth runnable run of an owner would be its (running + n)th
+        SELECT u.run_id, u.created_at,
+               coalesce(b.running, 0)
+                 + row_number() OVER (PARTITION BY u.owner ORDER BY u.created_at, u.run_id)
+                 AS share
+        FROM runnable u LEFT JOIN busy b ON b.owner = u.owner
+    ), picked AS (  -- a locking CTE is evaluated once: exactly the rows it locked
+        SELECT r.run_id FROM runs r JOIN ranked k ON k.run_id = r.run_id
+        WHERE k.share <= %(per_owner)s AND r.status = 'pending'
+        ORDER BY k.share, k.created_at, k.run_id  -- the owners running least go first
         LIMIT %(limit)s
-        FOR UPDATE SKIP LOCKED
+        FOR UPDATE OF r SKIP LOCKED
     )
     UPDATE runs SET status = 'running', attempt = attempt + 1, lease_owner = %(worker)s,
            lease_epoch = lease_epoch + 1,
@@ -298,12 +309,24 @@ _CLAIM = """
 """
 
 
-async def claim(conn: Conn, *, worker: str, lease_seconds: float, limit: int = 1) -> list[RunRow]:
-    """Claim up to `limit` runnable runs (oldest first, one per thread) under fresh leases.
+async def claim(
+    conn: Conn, *, worker: str, lease_seconds: float, limit: int = 1, per_owner: int | None = None
+) -> list[RunRow]:
+    """Claim up to `limit` runnable runs (one per thread) under fresh leases.
+
+    No owner gets more than `per_owner` running runs (counted across every worker): its
+    further runs wait while other owners' start, so one identity cannot hold every slot.
+    Owners with the fewest running runs go first, then the oldest runs. (Two workers
+    claiming at the same instant may each see the same count, and pass the share by one.)
 
     Each row also carries what the executor needs of its assistant (`assistant`: id,
     graph, config, context, metadata; None if it was deleted meanwhile)."""
-    params = {"worker": worker, "lease": float(lease_seconds), "limit": limit}
+    params = {
+        "worker": worker,
+        "lease": float(lease_seconds),
+        "limit": limit,
+        "per_owner": per_owner if per_owner is not None else 2**31 - 1,
+    }
     return cast(list[RunRow], await fetch_all(conn, _CLAIM, params))
 
 

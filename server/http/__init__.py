@@ -9,6 +9,7 @@ docs.py            /docs and /redoc on Swagger UI and ReDoc assets served locall
 security.py        wires authentication, authorization and limits into the app
 route_table.py     (method, path) → resource, action, rate class, streaming
 asgi.py            what the middlewares share: JSON refusals, client address, body replay
+wire.py            the HTTP/1.1 protocol uvicorn serves with: request heads bounded (431)
 middleware/        one ASGI middleware per module
 routes/            one module per resource of the LangGraph Server API
 """

@@ -30,7 +30,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(TrellisError)
     async def _domain(_: Request, exc: TrellisError) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status)
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers())
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

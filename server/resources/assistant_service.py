@@ -31,6 +31,7 @@ from server.core.types import Assistant, AssistantVersion, GraphSchema, JsonObje
 from server.db import assistant_rows
 from server.graph_host.introspection import draw, schemas, subgraphs
 from server.graph_host.registry import GraphRegistry, LoadedGraph, system_assistant_id
+from server.runs.run_limits import RunLimits
 
 log = logging.getLogger("trellis")
 
@@ -67,9 +68,13 @@ async def warn_unserved(engine: AsyncEngine, registry: GraphRegistry) -> None:
 class AssistantService:
     """Create, read, search, version and delete assistants; describe their graphs."""
 
-    def __init__(self, *, engine: AsyncEngine, registry: GraphRegistry) -> None:
+    def __init__(
+        self, *, engine: AsyncEngine, registry: GraphRegistry, limits: RunLimits | None = None
+    ) -> None:
         self.engine = engine
         self.registry = registry
+        self.limits = limits or RunLimits()
+        """What its config and context may ask of the runs made with it."""
 
     def _uuid(self, assistant_id: str) -> uuid.UUID:
         """An assistant id, or a served graph id naming its system assistant."""
@@ -102,6 +107,7 @@ class AssistantService:
         the caller sees instead of refusing."""
         if body.graph_id not in self.registry:
             raise NotFound(f"graph {body.graph_id!r} is not served by this server")
+        self.limits.check(body.config, body.context)
         assistant_id = uuid.uuid4()
         if body.assistant_id is not None:
             parsed = parse_uuid(body.assistant_id)
@@ -150,6 +156,7 @@ class AssistantService:
         """Change the caller's assistant; every change is a new version."""
         if body.graph_id is not None and body.graph_id not in self.registry:
             raise NotFound(f"graph {body.graph_id!r} is not served by this server")
+        self.limits.check(body.config, body.context)
         aid = self._uuid(assistant_id)
         async with self.engine.begin() as conn:
             if await assistant_rows.is_system(conn, aid):

@@ -3,6 +3,7 @@
 manager.py        RunManager: creates runs as queue rows and follows them to completion
 executor.py       Executor: claims queued runs, executes them under a lease, records outcomes
 run_config.py     a claimed run's RunnableConfig and graph input (pure)
+run_limits.py     RunLimits: the operator's ceilings on run knobs, and the run timeout
 lease.py          the lease heartbeat (an OS thread) and the sweep of lapsed leases
 signals.py        NOTIFY channel names and in-process completions
 hooks.py          RunHooks: what runs call inside their transactions (approvals implement it)

@@ -46,6 +46,7 @@ from server.runs.events import EventBus
 from server.runs.hooks import Notice, RunHooks
 from server.runs.lease import Heartbeat, sweep_expired
 from server.runs.run_config import build_config, graph_input
+from server.runs.run_limits import RunLimits
 from server.runs.signals import DONE_CHANNEL, RUNS_CHANNEL, Completions
 from server.runs.stream import FinalCheckpoint, stream_run
 from server.runs.webhooks import WebhookSender, run_payload
@@ -55,8 +56,11 @@ log = logging.getLogger("trellis.runs")
 CLAIM_BATCH = 4
 """Runs one claim query may take."""
 
-Ending = Literal["success", "error", "interrupted", "rollback"]
+Ending = Literal["success", "error", "timeout", "interrupted", "rollback"]
 """How an execution ended: a run status, or `rollback` (interrupted, and then removed)."""
+
+FAILED: tuple[Ending, ...] = ("error", "timeout")
+"""Endings whose output is the error (the thread's status becomes `error`)."""
 
 
 class Executor:
@@ -79,8 +83,14 @@ class Executor:
         hooks: RunHooks | None = None,
         webhooks: WebhookSender | None = None,
         thread_values_max_bytes: int = 16_384,
+        limits: RunLimits | None = None,
+        owner_share: int | None = None,
     ) -> None:
         self.engine = engine
+        self.limits = limits or RunLimits()
+        """Ceilings on what a run's config and context ask, and its timeout."""
+        self.owner_share = owner_share or concurrency
+        """Running runs one owner may have at once (its further runs wait for others')."""
         self.thread_values_max_bytes = thread_values_max_bytes
         """The bound of a thread row's copy of its values (larger keys are left out)."""
         self.pool = pool
@@ -100,6 +110,7 @@ class Executor:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._controls: dict[str, RunControl] = {}
         self._epochs: dict[str, int] = {}
+        self._owners: dict[str, str] = {}
         self._cancel_actions: dict[str, CancelAction] = {}
         self._ending: set[str] = set()
         """Runs writing their outcome: too late to stop them (that write is fenced anyway).
@@ -147,9 +158,15 @@ class Executor:
         self._maybe_queued = True
         self._wake.set()
 
-    def has_capacity(self) -> bool:
-        """Whether this executor can start another run now."""
-        return not self._stopping and len(self._tasks) < self.concurrency
+    def has_capacity(self, owner: str | None = None) -> bool:
+        """Whether this executor can start another run now (of `owner`, within its share of
+        the runs executing here: the claim query counts those of every worker)."""
+        if self._stopping or len(self._tasks) >= self.concurrency:
+            return False
+        return owner is None or self._running_for(owner) < self.owner_share
+
+    def _running_for(self, owner: str) -> int:
+        return sum(1 for other in self._owners.values() if other == owner)
 
     def held(self) -> list[uuid.UUID]:
         """Runs this executor holds leases for (safe to call from the heartbeat thread)."""
@@ -202,6 +219,7 @@ class Executor:
                             worker=self.worker_id,
                             lease_seconds=self.lease_seconds,
                             limit=limit,
+                            per_owner=self.owner_share,
                         )
                     for run in sorted(claimed, key=lambda row: (row["created_at"], row["run_id"])):
                         self.launch(run, run.pop("assistant"))
@@ -229,6 +247,7 @@ class Executor:
         was deleted; the run fails)."""
         run_id = str(run["run_id"])
         self._epochs[run_id] = int(run["lease_epoch"])
+        self._owners[run_id] = owner = str(run["owner"])
         self._controls[run_id] = RunControl()
         if cancel_action := run.get("cancel_action"):
             self._cancel_actions[run_id] = cancel_action
@@ -243,6 +262,11 @@ class Executor:
             self._controls.pop(run_id, None)
             self._cancel_actions.pop(run_id, None)
             self._ending.discard(run_id)
+            if self._running_for(owner) + 1 >= self.owner_share:
+                # Its owner was at its share here: the claim query may have held its other
+                # runs back, so this slot is worth a query even after an empty claim.
+                self._maybe_queued = True
+            self._owners.pop(run_id, None)
             self._wake.set()
 
         task.add_done_callback(_done)
@@ -267,6 +291,8 @@ class Executor:
         final = FinalCheckpoint()
         loaded = self.registry.get(kwargs["graph_id"])
         quiet = kwargs.get("waited", False) and not kwargs.get("stream_resumable")
+        deadline: asyncio.Timeout | None = None
+        limit = self.limits.timeout_seconds
         try:
             if assistant is None:
                 raise LookupError(f"assistant {run['assistant_id']} no longer exists")
@@ -275,25 +301,34 @@ class Executor:
             payload = graph_input(kwargs)
             if attempt > 1 and await self._made_progress(thread_id, run_id):
                 payload = None  # resume from the last checkpoint of this run
-            context = {**(assistant.get("context") or {}), **(kwargs.get("context") or {})}
+            context = self.limits.clamp_context(
+                {**(assistant.get("context") or {}), **(kwargs.get("context") or {})}
+            )
             if loaded.takes_owner:
                 context["owner"] = run["owner"]  # never what the client claims
-            async for name, data in stream_run(
-                loaded.graph,
-                payload,
-                build_config(run, assistant, attempt),
-                modes=kwargs.get("stream_mode") or ["values"],
-                subgraphs=bool(kwargs.get("stream_subgraphs")),
-                context=context or None,
-                durability=kwargs.get("durability") or self.default_durability,
-                interrupt_before=kwargs.get("interrupt_before"),
-                interrupt_after=kwargs.get("interrupt_after"),
-                control=self._controls[run_id],
-                final=final,
-            ):
-                if quiet and not await self.events.listened(run_id):
-                    continue  # its request waits for the output; nobody follows its events
-                await self.events.publish(run_id, name, dumps(data))
+            config = self.limits.clamp(build_config(run, assistant, attempt))
+            limit = self.limits.timeout_for(config)
+            # Measured from the run's first start: a takeover does not restart the clock.
+            begun = run.get("started_at") or datetime.now(UTC)
+            elapsed = max(0.0, (datetime.now(UTC) - begun).total_seconds())
+            deadline = asyncio.timeout(limit - elapsed)
+            async with deadline:
+                async for name, data in stream_run(
+                    loaded.graph,
+                    payload,
+                    config,
+                    modes=kwargs.get("stream_mode") or ["values"],
+                    subgraphs=bool(kwargs.get("stream_subgraphs")),
+                    context=context or None,
+                    durability=kwargs.get("durability") or self.default_durability,
+                    interrupt_before=kwargs.get("interrupt_before"),
+                    interrupt_after=kwargs.get("interrupt_after"),
+                    control=self._controls[run_id],
+                    final=final,
+                ):
+                    if quiet and not await self.events.listened(run_id):
+                        continue  # its request waits for the output; nobody follows its events
+                    await self.events.publish(run_id, name, dumps(data))
         except GraphDrained:
             if self._stopping:
                 await self._requeue(run_id)
@@ -311,8 +346,15 @@ class Executor:
                 raise
             status = "rollback" if action == "rollback" else "interrupted"
         except Exception as exc:
-            status = "error"
-            error = {"error": type(exc).__name__, "message": str(exc)}
+            if isinstance(exc, TimeoutError) and deadline is not None and deadline.expired():
+                status = "timeout"
+                error = {
+                    "error": "RunTimeout",
+                    "message": f"the run exceeded its time limit of {limit:g} s",
+                }
+            else:
+                status = "error"
+                error = {"error": type(exc).__name__, "message": str(exc)}
             log.warning(
                 "run failed",
                 extra={"run_id": run_id, "thread_id": str(thread_id), "error": error},
@@ -369,13 +411,13 @@ class Executor:
         if state is not None:
             values, omitted = bounded_values(state.values, self.thread_values_max_bytes)
         checkpoint_id = state.checkpoint_id if state is not None else None
-        if status == "error" or run.get("temporary"):
+        if status in FAILED or run.get("temporary"):
             checkpoint_id = None  # nothing to read: the output is stored whole
         elif state is not None and checkpoint_id is not None and status != "rollback":
             self.completions.offer(run_id, checkpoint_id, state.values)
         output: JsonObject | None
         thread_status: ThreadStatus
-        if status == "error":
+        if status in FAILED:
             output = {"__error__": error}
             thread_status = "error"
         else:

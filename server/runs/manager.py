@@ -43,6 +43,7 @@ from server.runs.events import EventBus, RunEvent
 from server.runs.executor import Executor
 from server.runs.hooks import Notice, RunHooks
 from server.runs.lease import sweep_expired
+from server.runs.run_limits import RunLimits
 from server.runs.signals import CANCEL_CHANNEL, RUNS_CHANNEL, Completions
 
 log = logging.getLogger("trellis.runs")
@@ -68,8 +69,11 @@ class RunManager:
         executor: Executor | None,
         hooks: RunHooks | None = None,
         lease_seconds: float = 4.0,
+        limits: RunLimits | None = None,
     ) -> None:
         self.engine = engine
+        self.limits = limits or RunLimits()
+        """What a run's config and context may ask (422 beyond it)."""
         self.pool = pool
         """For lone statements: one autocommit round trip, no transaction around it."""
         self.lease_seconds = lease_seconds
@@ -126,6 +130,7 @@ class RunManager:
         `server.approvals.service`). `waited`: the request waits for the output, so the run's
         events matter only to whoever joins meanwhile.
         """
+        self.limits.check(body.config, body.context)
         to_cancel: list[str] = []
         notices: list[Notice] = []
         resume = body.command is not None and body.command.resume is not None
@@ -204,7 +209,7 @@ class RunManager:
             # process claims the run in the same transaction instead of a queue round trip.
             local = (
                 self.executor is not None
-                and self.executor.has_capacity()
+                and self.executor.has_capacity(owner)
                 and not active
                 and body.after_seconds == 0
             )
@@ -270,7 +275,9 @@ class RunManager:
                     multitask_strategy=body.multitask_strategy,
                     after_seconds=body.after_seconds,
                     resume=resume,
-                    claim_for=executor.worker_id if executor and executor.has_capacity() else None,
+                    claim_for=executor.worker_id
+                    if executor and executor.has_capacity(owner)
+                    else None,
                     lease_seconds=executor.lease_seconds if executor else 0,
                     wake=RUNS_CHANNEL,
                 )

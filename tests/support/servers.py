@@ -18,6 +18,8 @@ import psycopg
 import uvicorn
 from starlette.types import ASGIApp
 
+from server.http.wire import BoundedHttpToolsProtocol
+
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_URL = os.environ.get(
     "TRELLIS_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -130,11 +132,20 @@ def server_process(
 
 
 @asynccontextmanager
-async def serve_in_loop(app: ASGIApp) -> AsyncIterator[str]:
-    """Serve `app` with uvicorn on a loopback port, in this event loop; yields its URL."""
+async def serve_in_loop(app: ASGIApp, *, max_header_bytes: int = 64 * 1024) -> AsyncIterator[str]:
+    """Serve `app` with uvicorn on a loopback port, in this event loop, as `trellis serve`
+    does (request heads bounded to `max_header_bytes`); yields its URL."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="on"))
+    config = uvicorn.Config(
+        app,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        http=BoundedHttpToolsProtocol,
+        h11_max_incomplete_event_size=max_header_bytes,
+    )
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         while not server.started:

@@ -1,7 +1,8 @@
 """Request limits: rate limits per identity and route class, body size, field sizes, timeouts.
 
     RateLimits       `limits` (moving window by default) on Redis; fails open when Redis is down
-    RateLimit        ASGI: 429 + Retry-After per identity and route class (runs < writes < reads)
+    RateLimit        ASGI: 429 + Retry-After per identity and route class (runs < writes < reads),
+                     and per client address on the public paths (`/ok`, `/info`, the docs)
     BodyGuard        ASGI: 422 for a path or query the JSON policy refuses; 413 from
                      Content-Length up front or while a chunked body streams in; then the one
                      parse of the body, 422 for what the JSON policy or PayloadLimits refuses
@@ -65,6 +66,7 @@ class RateLimits:
             "write": parse(settings.rate_limit_write),
             "runs": parse(settings.rate_limit_runs),
             "auth_failures": parse(settings.rate_limit_auth_failures),
+            "public": parse(settings.rate_limit_public),
         }
         self._storage: StorageTypes | None = None
         self._limiter: RateLimiter | None = None
@@ -92,21 +94,24 @@ class RateLimits:
                 await client.aclose()
         self._storage = self._limiter = None
 
-    async def hit(self, bucket: str, key: str) -> float | None:
-        """Count one request; None if allowed, else seconds until the caller may retry."""
-        return await self._check(bucket, key, count=True)
+    async def hit(self, bucket: str, key: str, *, cost: int = 1) -> float | None:
+        """Count `cost` requests (all or none); None if allowed, else seconds until the caller
+        may retry."""
+        if cost <= 0:
+            return None
+        return await self._check(bucket, key, count=True, cost=cost)
 
     async def exhausted(self, bucket: str, key: str) -> float | None:
         """Whether `key` already used up `bucket` (without counting); seconds to wait if so."""
         return await self._check(bucket, key, count=False)
 
-    async def _check(self, bucket: str, key: str, *, count: bool) -> float | None:
+    async def _check(self, bucket: str, key: str, *, count: bool, cost: int = 1) -> float | None:
         if self._limiter is None or time.monotonic() < self._down_until:
             return None
         item = self.items[bucket]
         try:
             check = self._limiter.hit if count else self._limiter.test
-            if await check(item, bucket, key):
+            if await check(item, bucket, key, cost=cost):
                 return None
             stats = await self._limiter.get_window_stats(item, bucket, key)
         except Exception as exc:
@@ -122,33 +127,46 @@ class RateLimits:
         )
 
 
+def rate_key(scope: Scope) -> str:
+    """Whom a request counts against: its authenticated identity, else its client address."""
+    identity: Identity | None = scope.get("state", {}).get("identity")
+    if identity is not None and identity.is_authenticated:
+        return f"id:{identity.identity}"
+    return f"ip:{client_address(scope)}"
+
+
 class RateLimit:
-    """Limits each identity per route class; anonymous callers are keyed by address."""
+    """Limits each identity per route class; anonymous callers, and every caller of the
+    public paths, are keyed by address.
+
+    A request counts once here; a route that does the work of several (`/runs/batch`)
+    charges the rest itself (`RateLimits.hit` with a cost), once its body is read.
+    """
 
     def __init__(self, app: ASGIApp, *, limits: RateLimits) -> None:
         self.app = app
         self.limits = limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS or scope["method"] == "OPTIONS":
+        if scope["type"] != "http" or scope["method"] == "OPTIONS":
             await self.app(scope, receive, send)
             return
-        identity: Identity | None = scope.get("state", {}).get("identity")
-        if identity is not None and identity.is_authenticated:
-            key = f"id:{identity.identity}"
+        bucket: str
+        if scope["path"] in PUBLIC_PATHS:
+            bucket, key = "public", f"ip:{client_address(scope)}"
         else:
-            key = f"ip:{client_address(scope)}"
-        route = classify(scope["method"], scope["path"], scope.get("query_string", b""))
-        retry = await self.limits.hit(route.rate_class, key)
+            route = classify(scope["method"], scope["path"], scope.get("query_string", b""))
+            bucket, key = route.rate_class, rate_key(scope)
+        retry = await self.limits.hit(bucket, key)
         if retry is not None:
             security_event(
                 "rate_limited",
                 key=key,
-                bucket=route.rate_class,
+                bucket=bucket,
                 path=scope["path"],
                 retry_after=math.ceil(retry),
             )
-            await too_many(send, retry, f"{route.rate_class} requests")
+            await too_many(send, retry, f"{bucket} requests")
             return
         await self.app(scope, receive, send)
 

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator, Sequence
 from typing import Literal
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from sse_starlette import EventSourceResponse
 
 from server.core.encoding import dumps
-from server.core.errors import InvalidRequest, NotFound
+from server.core.errors import InvalidRequest, NotFound, RateLimited
 from server.core.schemas import MAX_OFFSET, MAX_PAGE, RunCancel, RunCreate
 from server.core.types import JsonValue, Run, RunStatus
 from server.http.deps import OwnerDep, RunsDep, ServicesDep
+from server.http.middleware.limits import RateLimits, rate_key
 from server.http.routes import AS_RETURNED, CheckedRoute
 from server.http.sse import run_stream_response
 from server.runs.events import parse_event_id
@@ -129,10 +131,21 @@ async def create_stateless(body: RunCreate, runs: RunsDep, owner: OwnerDep) -> R
 
 
 @stateless_runs.post("/batch", response_model=AS_RETURNED)
-async def create_batch(bodies: list[RunCreate], runs: RunsDep, owner: OwnerDep) -> Sequence[Run]:
+async def create_batch(
+    bodies: list[RunCreate], runs: RunsDep, owner: OwnerDep, request: Request
+) -> Sequence[Run]:
     """Create several background runs on temporary threads."""
     if len(bodies) > 100:
         raise InvalidRequest("at most 100 runs per batch")
+    # Each run counts against the runs rate limit: the request itself counted one.
+    limits: RateLimits = request.app.state.rate_limits
+    retry = await limits.hit("runs", rate_key(request.scope), cost=len(bodies) - 1)
+    if retry is not None:
+        raise RateLimited(
+            f"rate limit exceeded for runs: a batch of {len(bodies)} runs; "
+            f"retry in {math.ceil(retry)} s",
+            retry,
+        )
     return [await runs.create(owner, None, body) for body in bodies]
 
 

@@ -19,7 +19,8 @@ from server.auth.authenticators import (
 )
 from server.auth.custom import CustomAuth
 from server.auth.identity import ANONYMOUS_IDENTITY, Identity
-from server.auth.jwt_bearer import JwtVerifier, TokenRejected
+from server.auth.jwt_bearer import MAX_TOKEN_BYTES, JwtVerifier, TokenRejected
+from server.core.settings import Settings
 
 
 def scope(*headers: tuple[bytes, bytes]) -> Scope:
@@ -99,6 +100,25 @@ async def test_jwt_auth_refusals() -> None:
     with pytest.raises(Unauthenticated, match="token expired") as refused:
         await JwtAuth(verifier).authenticate(scope((b"authorization", b"Bearer old")))
     assert refused.value.headers == {"WWW-Authenticate": f'{REALM}, error="invalid_token"'}
+
+
+async def test_oversized_credentials_are_refused_unread() -> None:
+    huge = b"k" * (MAX_TOKEN_BYTES + 1)
+    for header in (b"x-api-key", b"authorization"):
+        value = huge if header == b"x-api-key" else b"Bearer " + huge
+        with pytest.raises(Unauthenticated, match="longer than 16384 bytes") as refused:
+            await ApiKeyAuth(no_engine).authenticate(scope((header, value)))
+        assert refused.value.status == 401
+    verifier = FakeVerifier()
+    with pytest.raises(Unauthenticated, match="longer than 16384 bytes"):
+        await JwtAuth(verifier).authenticate(scope((b"authorization", b"Bearer " + huge)))
+    assert verifier.seen == []
+    settings = Settings(auth_mode="jwt", jwt_jwks_url="http://127.0.0.1:1/jwks.json")
+    with pytest.raises(TokenRejected, match="longer than 16384 bytes"):
+        await JwtVerifier(settings).verify(huge.decode())  # before a key is looked up
+    at_bound = "Bearer " + "k" * MAX_TOKEN_BYTES
+    with pytest.raises(Unauthenticated, match="token expired"):  # verified: not too long
+        await JwtAuth(verifier).authenticate(scope((b"authorization", at_bound.encode())))
 
 
 async def test_custom_auth_without_an_authenticate_handler_is_anonymous() -> None:

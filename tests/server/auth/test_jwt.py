@@ -125,3 +125,19 @@ async def test_key_rotation(provider_and_url: tuple[Provider, str]) -> None:
     results = await asyncio.gather(*(status(url, ghost) for _ in range(8)))
     assert set(results) == {401}
     assert provider.fetches - before <= 1
+
+
+async def test_a_validly_signed_token_over_16_kib_is_refused_unverified(
+    provider_and_url: tuple[Provider, str],
+) -> None:
+    provider, url = provider_and_url
+    provider.new_key("sizes")  # other tests rotate k1 away
+    await asyncio.sleep(1.1)  # past the minimum refetch interval: the new kid is fetched
+    assert await status(url, provider.token("sizes", padding="p" * 8_000)) == 200
+    huge = provider.token("sizes", padding="p" * 20_000)
+    async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+        refused = await http.post(
+            "/threads/search", json={}, headers={"Authorization": f"Bearer {huge}"}
+        )
+    assert refused.status_code == 401
+    assert refused.json()["detail"] == "credential longer than 16384 bytes"

@@ -7,8 +7,9 @@ import re
 
 import pytest
 from dotenv import dotenv_values
+from pydantic import ValidationError
 
-from server.core.settings import ROOT, Settings
+from server.core.settings import ROOT, Settings, describe_settings_error
 
 EXAMPLE = ROOT / ".env.example"
 
@@ -47,3 +48,22 @@ def test_langsmith_tracing_is_read_under_langchains_names(
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     assert Settings(_env_file=None).langsmith_tracing_on is tracing_on
+
+
+@pytest.mark.parametrize("name", ["RATE_LIMIT_PUBLIC", "RATE_LIMIT_RUNS"])
+def test_a_bad_rate_is_one_line_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    monkeypatch.setenv(name, "lots")
+    with pytest.raises(ValidationError) as refused:
+        Settings(_env_file=None)
+    assert describe_settings_error(refused.value) == [
+        f"{name}='lots': expected a rate such as 600/minute or 10/second"
+    ]
+
+
+def test_an_owner_share_defaults_to_half_the_slots() -> None:
+    assert Settings(_env_file=None, run_concurrency=4).owner_run_share == 2
+    assert Settings(_env_file=None, run_concurrency=1).owner_run_share == 1
+    shared = Settings(_env_file=None, run_concurrency=4, run_concurrency_per_owner=3)
+    assert shared.owner_run_share == 3
