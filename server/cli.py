@@ -55,6 +55,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=settings.port,
         log_config=None,
         access_log=False,
+        proxy_headers=False,  # the app trusts `FORWARDED_ALLOW_IPS` only (`create_app`)
         timeout_graceful_shutdown=10,
     )
     return 0

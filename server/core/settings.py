@@ -7,9 +7,11 @@ not here.
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     AliasChoices,
@@ -19,7 +21,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -76,6 +78,10 @@ class Settings(BaseSettings):
         default_factory=lambda: ["https://smith.langchain.com"],
         description="Origins allowed by CORS; LangGraph Studio runs at https://smith.langchain.com.",
     )
+    forwarded_allow_ips: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Proxies trusted to set `X-Forwarded-For`/`-Proto` (addresses or networks, comma-separated
+    or a JSON list; `*` trusts every peer). Empty (default): the headers are ignored and the
+    peer address is the client, so no caller can choose the address it is limited by."""
     log_level: str = "INFO"
     log_format: LogFormat = "json"
 
@@ -225,6 +231,31 @@ class Settings(BaseSettings):
         scheme = value.split("://", 1)[0]
         if scheme not in ("postgres", "postgresql", "postgresql+psycopg"):
             raise ValueError("DATABASE_URL must be a postgresql:// URL")
+        return value
+
+    @field_validator("forwarded_allow_ips", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    return json.loads(text)
+                except json.JSONDecodeError:
+                    raise ValueError("not a JSON list (or use a comma-separated list)") from None
+            return [item.strip() for item in text.split(",") if item.strip()]
+        return value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if item == "*":
+                continue
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network (nor `*`)") from None
         return value
 
     @field_validator("jwt_algorithms")

@@ -7,6 +7,7 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from server.core.logging import report_fatal
 from server.core.settings import Settings
@@ -61,6 +62,10 @@ def create_app(settings: Settings, *, worker: bool = True) -> FastAPI:
     )
     app.add_middleware(SecurityHeaders, hsts_seconds=settings.hsts_seconds)
     app.add_middleware(RequestContext)
+    if settings.forwarded_allow_ips:
+        # Here rather than in uvicorn (started with `proxy_headers=False` everywhere, whose
+        # default trusts 127.0.0.1): the same trust for `trellis serve` and for tests.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
     return app
 
 

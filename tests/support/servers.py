@@ -134,7 +134,10 @@ async def serve_in_loop(app: ASGIApp) -> AsyncIterator[str]:
     """Serve `app` with uvicorn on a loopback port, in this event loop; yields its URL."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="on"))
+    config = uvicorn.Config(
+        app, log_config=None, access_log=False, lifespan="on", proxy_headers=False
+    )  # as `trellis serve`: proxy trust is the app's `FORWARDED_ALLOW_IPS`
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         while not server.started:

@@ -7,6 +7,7 @@ import base64
 import json
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -50,8 +51,9 @@ class Provider:
         return jwt.encode(body, self.keys[kid], algorithm="RS256", headers={"kid": kid})
 
 
-@pytest.fixture(scope="module")
-async def provider_and_url(security_db: str) -> AsyncIterator[tuple[Provider, str]]:
+@asynccontextmanager
+async def jwt_trellis(security_db: str, **overrides: Any) -> AsyncIterator[tuple[Provider, str]]:
+    """An identity provider with key `k1`, and a Trellis in JWT mode trusting it."""
     provider = Provider()
     provider.new_key("k1")
 
@@ -68,9 +70,16 @@ async def provider_and_url(security_db: str) -> AsyncIterator[tuple[Provider, st
             jwt_audience=[AUDIENCE],
             jwks_min_refetch_seconds=1.0,
             jwt_leeway_seconds=0,
+            **overrides,
         )
         async with trellis(settings) as url:
             yield provider, url
+
+
+@pytest.fixture(scope="module")
+async def provider_and_url(security_db: str) -> AsyncIterator[tuple[Provider, str]]:
+    async with jwt_trellis(security_db) as provider_and_url:
+        yield provider_and_url
 
 
 async def status(url: str, token: str) -> int:
@@ -125,3 +134,11 @@ async def test_key_rotation(provider_and_url: tuple[Provider, str]) -> None:
     results = await asyncio.gather(*(status(url, ghost) for _ in range(8)))
     assert set(results) == {401}
     assert provider.fetches - before <= 1
+
+
+async def test_a_valid_token_passes_an_address_locked_out_by_bad_ones(security_db: str) -> None:
+    async with jwt_trellis(security_db, rate_limit_auth_failures="30/minute") as (provider, url):
+        bad = [await status(url, "not-a-jwt") for _ in range(31)]
+        assert bad == [401] * 30 + [429]
+        assert await status(url, provider.token("k1")) == 200
+        assert await status(url, provider.token("k1", iss="https://evil.test")) == 429

@@ -7,8 +7,9 @@ import re
 
 import pytest
 from dotenv import dotenv_values
+from pydantic import ValidationError
 
-from server.core.settings import ROOT, Settings
+from server.core.settings import ROOT, Settings, describe_settings_error
 
 EXAMPLE = ROOT / ".env.example"
 
@@ -47,3 +48,37 @@ def test_langsmith_tracing_is_read_under_langchains_names(
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     assert Settings(_env_file=None).langsmith_tracing_on is tracing_on
+
+
+@pytest.mark.parametrize(
+    ("value", "parsed"),
+    [
+        ("", []),
+        ("127.0.0.1", ["127.0.0.1"]),
+        ("10.0.0.1, 10.1.0.0/16,::1", ["10.0.0.1", "10.1.0.0/16", "::1"]),
+        ('["172.16.0.0/12", "*"]', ["172.16.0.0/12", "*"]),
+    ],
+)
+def test_forwarded_allow_ips_reads_uvicorns_comma_list_or_json(
+    monkeypatch: pytest.MonkeyPatch, value: str, parsed: list[str]
+) -> None:
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", value)
+    assert Settings(_env_file=None).forwarded_allow_ips == parsed
+
+
+@pytest.mark.parametrize(
+    ("value", "line"),
+    [
+        ("proxy.local", "FORWARDED_ALLOW_IPS='proxy.local': 'proxy.local' is not an IP address"),
+        ("[10.0.0.1", "FORWARDED_ALLOW_IPS='[10.0.0.1': not a JSON list"),
+    ],
+)
+def test_a_bad_forwarded_allow_ips_is_one_line_naming_it(
+    monkeypatch: pytest.MonkeyPatch, value: str, line: str
+) -> None:
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", value)
+    with pytest.raises(ValidationError) as raised:
+        Settings(_env_file=None)
+    lines = describe_settings_error(raised.value)
+    assert len(lines) == 1
+    assert lines[0].startswith(line)

@@ -122,3 +122,60 @@ async def test_api_key_scopes(
 async def test_scopes_bind_only_api_keys() -> None:
     identity = Identity("ann", permissions=(), kind="jwt")
     assert (await call(Fake(identity), "POST", "/threads")).status_code == 200
+
+
+class ByKey:
+    """Accepts the `x-api-key` "good" as ann, refuses any other; `mode` as given."""
+
+    def __init__(self, mode: AuthMode) -> None:
+        self.mode = mode
+        self.calls = 0
+
+    async def authenticate(self, scope: Scope) -> Identity:
+        self.calls += 1
+        if (b"x-api-key", b"good") in scope["headers"]:
+            return Identity("ann", permissions=("read", "write"), kind="api_key", key_id="k")
+        raise Unauthenticated("invalid or revoked API key")
+
+
+async def limited(authenticator: ByKey) -> tuple[httpx.AsyncClient, RateLimits]:
+    """A client on Authenticate with 3 failures per minute per address, kept in memory."""
+    settings = Settings(
+        environment="test",
+        rate_limit_storage_url="async+memory://",
+        rate_limit_auth_failures="3/minute",
+    )
+    limits = RateLimits(settings)
+    await limits.open()
+    app = Authenticate(Echo(), authenticator=authenticator, limits=limits)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test"), limits
+
+
+@pytest.mark.parametrize("mode", ["api_key", "jwt"])
+async def test_failures_are_limited_but_valid_credentials_still_pass(mode: AuthMode) -> None:
+    authenticator = ByKey(mode)
+    http, limits = await limited(authenticator)
+    async with http:
+        bad = [
+            (await http.get("/threads/t", headers={"x-api-key": "bad"})).status_code
+            for _ in range(5)
+        ]
+        assert bad == [401, 401, 401, 429, 429]
+        refused = await http.get("/threads/t", headers={"x-api-key": "bad"})
+        assert refused.json()["code"] == "rate_limited"
+        assert int(refused.headers["retry-after"]) >= 1
+        good = await http.get("/threads/t", headers={"x-api-key": "good"})
+        assert (good.status_code, good.text) == (200, "ann")
+    await limits.close()
+
+
+async def test_custom_mode_refuses_an_address_over_its_limit_before_checking() -> None:
+    authenticator = ByKey("custom")
+    http, limits = await limited(authenticator)
+    async with http:
+        for _ in range(3):
+            assert (await http.get("/threads/t", headers={"x-api-key": "bad"})).status_code == 401
+        good = await http.get("/threads/t", headers={"x-api-key": "good"})
+        assert good.status_code == 429
+        assert authenticator.calls == 3  # a handler's credentials may be guessable
+    await limits.close()
