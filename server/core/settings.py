@@ -48,6 +48,7 @@ PLACEHOLDER_SECRETS = frozenset(
 """Values refused as secrets outside `environment=development`."""
 
 _REFUSED_JWT_ALGORITHMS = frozenset({"none", "hs256", "hs384", "hs512"})
+_HOST = re.compile(r"[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]")
 
 
 class Settings(BaseSettings):
@@ -82,6 +83,9 @@ class Settings(BaseSettings):
     """Proxies trusted to set `X-Forwarded-For`/`-Proto` (addresses or networks, comma-separated
     or a JSON list; `*` trusts every peer). Empty (default): the headers are ignored and the
     peer address is the client, so no caller can choose the address it is limited by."""
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """With `auth_mode=none`, `Host` names served besides localhost, 127.0.0.1, [::1] and
+    `host` (comma-separated or a JSON list); any other is refused, against DNS rebinding."""
     log_level: str = "INFO"
     log_format: LogFormat = "json"
 
@@ -233,7 +237,7 @@ class Settings(BaseSettings):
             raise ValueError("DATABASE_URL must be a postgresql:// URL")
         return value
 
-    @field_validator("forwarded_allow_ips", mode="before")
+    @field_validator("forwarded_allow_ips", "allowed_hosts", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> object:
         if isinstance(value, str):
@@ -257,6 +261,14 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError(f"{item!r} is not an IP address or network (nor `*`)") from None
         return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        bad = [item for item in value if not _HOST.fullmatch(item)]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not a host name or address (no scheme or port)")
+        return [item.lower() for item in value]
 
     @field_validator("jwt_algorithms")
     @classmethod

@@ -14,6 +14,7 @@ from server.core.settings import Settings
 from server.http import docs, error_handlers, security
 from server.http.middleware.headers import SecurityHeaders
 from server.http.middleware.limits import RateLimits
+from server.http.middleware.local_only import LocalOnly
 from server.http.middleware.request_context import RequestContext
 from server.http.responses import JSONResponse
 from server.http.routes import approvals, assistants, documents, meta, runs, store, threads
@@ -60,6 +61,13 @@ def create_app(settings: Settings, *, worker: bool = True) -> FastAPI:
             "x-request-id",
         ],
     )
+    if settings.auth_mode == "none":
+        app.add_middleware(
+            LocalOnly,
+            bind_host=settings.host,
+            allowed_hosts=settings.allowed_hosts,
+            cors_origins=settings.cors_origins,
+        )
     app.add_middleware(SecurityHeaders, hsts_seconds=settings.hsts_seconds)
     app.add_middleware(RequestContext)
     if settings.forwarded_allow_ips:

@@ -82,3 +82,15 @@ def test_a_bad_forwarded_allow_ips_is_one_line_naming_it(
     lines = describe_settings_error(raised.value)
     assert len(lines) == 1
     assert lines[0].startswith(line)
+
+
+def test_allowed_hosts_are_names_without_scheme_or_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALLOWED_HOSTS", "DevBox, [fe80::1],trellis.internal")
+    assert Settings(_env_file=None).allowed_hosts == ["devbox", "[fe80::1]", "trellis.internal"]
+    monkeypatch.setenv("ALLOWED_HOSTS", "http://devbox:8123")
+    with pytest.raises(ValidationError) as raised:
+        Settings(_env_file=None)
+    assert describe_settings_error(raised.value) == [
+        "ALLOWED_HOSTS='http://devbox:8123': 'http://devbox:8123' is not a host name or address "
+        "(no scheme or port)"
+    ]
