@@ -1,6 +1,6 @@
 """ASGI: resolves the caller (none, api_key, jwt or custom) into an `Identity` on
-`request.state.identity` / `request.state.owner`; 401 otherwise. API keys without the
-`write` scope may only read.
+`request.state.identity` / `request.state.owner`; 401 otherwise. API keys and JWTs whose
+permissions claim lacks `write` may only read (`Identity.scoped`).
 
 Failed authentications are counted per client address (`RATE_LIMIT_AUTH_FAILURES`); past
 the limit, failures answer 429 instead of 401. Credentials are checked first and only
@@ -84,18 +84,19 @@ class Authenticate:
             log.exception("authentication failed unexpectedly", extra={"path": scope["path"]})
             await send_json(send, 500, "authentication failed; see the server log", "auth_error")
             return
-        if identity.kind == "api_key":
+        if identity.scoped:
             route = classify(scope["method"], scope["path"], scope.get("query_string", b""))
             needed = "read" if route.reads_only else "write"
             if needed not in identity.permissions and "*" not in identity.permissions:
+                what = "API key" if identity.kind == "api_key" else "token"
                 security_event(
                     "forbidden",
                     owner=identity.identity,
                     key_id=identity.key_id,
-                    reason=f"key lacks the {needed!r} scope",
+                    reason=f"{what} lacks the {needed!r} scope",
                     path=scope["path"],
                 )
-                await send_json(send, 403, f"this API key lacks the {needed!r} scope", "forbidden")
+                await send_json(send, 403, f"this {what} lacks the {needed!r} scope", "forbidden")
                 return
         state = scope.setdefault("state", {})
         state["identity"] = identity

@@ -142,3 +142,31 @@ async def test_a_valid_token_passes_an_address_locked_out_by_bad_ones(security_d
         assert bad == [401] * 30 + [429]
         assert await status(url, provider.token("k1")) == 200
         assert await status(url, provider.token("k1", iss="https://evil.test")) == 429
+
+
+async def test_the_permissions_claim_binds_reads_and_writes(
+    provider_and_url: tuple[Provider, str],
+) -> None:
+    provider, url = provider_and_url
+    kid = provider.published[-1]  # test_key_rotation may have rotated k1 out
+
+    def bearer(**claims: Any) -> dict[str, str]:
+        return {"Authorization": f"Bearer {provider.token(kid, **claims)}"}
+
+    async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+        writer = bearer(permissions=["read", "write"])
+        thread = (await http.post("/threads", json={}, headers=writer)).json()["thread_id"]
+        reader = bearer(permissions=["read"])
+        assert (await http.get(f"/threads/{thread}", headers=reader)).status_code == 200
+        assert (await http.post("/threads/search", json={}, headers=reader)).status_code == 200
+        refused = await http.post("/threads", json={}, headers=reader)
+        assert (refused.status_code, refused.json()["code"]) == (403, "forbidden")
+        assert (await http.delete(f"/threads/{thread}", headers=reader)).status_code == 403
+        assert (await http.get(f"/threads/{thread}", headers=writer)).status_code == 200
+        # A space-separated claim like OAuth's `scope`; an empty one grants nothing.
+        spaced = bearer(permissions="read write")
+        assert (await http.post("/threads", json={}, headers=spaced)).status_code == 200
+        nothing = bearer(permissions=[])
+        assert (await http.get(f"/threads/{thread}", headers=nothing)).status_code == 403
+        # No claim at all: nothing says what the token may do, so it is not bound.
+        assert (await http.delete(f"/threads/{thread}", headers=bearer())).status_code == 204
