@@ -56,6 +56,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=settings.port,
         log_config=None,
         access_log=False,
+        proxy_headers=False,  # the app trusts `FORWARDED_ALLOW_IPS` only (`create_app`)
         timeout_graceful_shutdown=10,
         http=BoundedHttpToolsProtocol,  # request heads bounded as with h11
         h11_max_incomplete_event_size=settings.max_header_bytes,

@@ -52,7 +52,7 @@ from server.db import thread_rows
 from server.graph_host.registry import GraphRegistry
 from server.graph_host.snapshot import thread_snapshot
 from server.runs.hooks import Notice
-from server.runs.webhooks import WebhookPolicy, deliver
+from server.runs.webhooks import WebhookPolicy, deliver, webhook_error, webhook_target
 
 if TYPE_CHECKING:
     from server.runs.manager import RunManager
@@ -283,7 +283,12 @@ class ApprovalService:
         except Exception as exc:
             log.warning(
                 "approval webhook failed",
-                extra={"event": event, "approval_id": approval["approval_id"], "error": str(exc)},
+                extra={
+                    "event": event,
+                    "approval_id": approval["approval_id"],
+                    "target": webhook_target(webhook.url),
+                    "error": webhook_error(exc, webhook.url),
+                },
             )
 
     async def aclose(self, grace_seconds: float = 5.0) -> None:

@@ -46,8 +46,18 @@ class Identity:
     kind: IdentityKind = "api_key"
     key_id: str | None = None
     """The API key's public id, for logs."""
+    permissions_claimed: bool = True
+    """False for a JWT without the permissions claim: nothing says what it may do, so it is not
+    bound to `read`/`write` (tokens minted before the claim was read keep working)."""
     user: BaseUser | None = field(default=None, compare=False, repr=False)
     """What a custom `@auth.authenticate` handler returned, for its `@auth.on` handlers."""
+
+    @property
+    def scoped(self) -> bool:
+        """Whether `permissions` bound what the caller may do: `read` for reads, `write` for
+        changes (`*` for both). API keys and JWTs carrying the permissions claim are; custom
+        handlers authorize with their own `@auth.on` handlers instead."""
+        return self.kind in ("api_key", "jwt") and self.permissions_claimed
 
     def as_user(self) -> AuthUser:
         """The `langgraph_auth_user` dict graphs see in `config["configurable"]`."""

@@ -169,11 +169,13 @@ class JwtVerifier:
         if not isinstance(owner, str) or not owner:
             raise TokenRejected(f"claim {settings.jwt_owner_claim!r} is missing")
         name = claims.get(settings.jwt_display_name_claim)
+        permissions = claims.get(settings.jwt_permissions_claim)
         return Identity(
             owner,
-            permissions=_permissions(claims.get(settings.jwt_permissions_claim)),
+            permissions=_permissions(permissions),
             display_name=name if isinstance(name, str) else None,
             kind="jwt",
+            permissions_claimed=permissions is not None,
         )
 
 

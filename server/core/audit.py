@@ -19,10 +19,12 @@ SecurityEvent = Literal[
     "cross_owner_access",
     "body_too_large",
     "checkpoint_rejected",
+    "local_only_refused",
 ]
 """What happened: a failed authentication, a revoked API key presented, an authorization
 handler refusing, a rate limit hit, an id found under another owner, an oversized body,
-or a checkpoint that tried to revive a class outside the allowlist."""
+a checkpoint that tried to revive a class outside the allowlist, or (with `AUTH_MODE=none`)
+a cross-site request or a foreign `Host` refused."""
 
 
 def security_event(event: SecurityEvent, **fields: object) -> None:

@@ -7,9 +7,11 @@ not here.
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from limits import parse as parse_rate
 from pydantic import (
@@ -20,7 +22,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,6 +49,7 @@ PLACEHOLDER_SECRETS = frozenset(
 """Values refused as secrets outside `environment=development`."""
 
 _REFUSED_JWT_ALGORITHMS = frozenset({"none", "hs256", "hs384", "hs512"})
+_HOST = re.compile(r"[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]")
 
 
 class Settings(BaseSettings):
@@ -77,6 +80,13 @@ class Settings(BaseSettings):
         default_factory=lambda: ["https://smith.langchain.com"],
         description="Origins allowed by CORS; LangGraph Studio runs at https://smith.langchain.com.",
     )
+    forwarded_allow_ips: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Proxies trusted to set `X-Forwarded-For`/`-Proto` (addresses or networks, comma-separated
+    or a JSON list; `*` trusts every peer). Empty (default): the headers are ignored and the
+    peer address is the client, so no caller can choose the address it is limited by."""
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """With `auth_mode=none`, `Host` names served besides localhost, 127.0.0.1, [::1] and
+    `host` (comma-separated or a JSON list); any other is refused, against DNS rebinding."""
     log_level: str = "INFO"
     log_format: LogFormat = "json"
 
@@ -243,6 +253,39 @@ class Settings(BaseSettings):
         if scheme not in ("postgres", "postgresql", "postgresql+psycopg"):
             raise ValueError("DATABASE_URL must be a postgresql:// URL")
         return value
+
+    @field_validator("forwarded_allow_ips", "allowed_hosts", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    return json.loads(text)
+                except json.JSONDecodeError:
+                    raise ValueError("not a JSON list (or use a comma-separated list)") from None
+            return [item.strip() for item in text.split(",") if item.strip()]
+        return value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if item == "*":
+                continue
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network (nor `*`)") from None
+        return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        bad = [item for item in value if not _HOST.fullmatch(item)]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not a host name or address (no scheme or port)")
+        return [item.lower() for item in value]
 
     @field_validator("jwt_algorithms")
     @classmethod

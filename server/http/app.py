@@ -7,12 +7,14 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from server.core.logging import report_fatal
 from server.core.settings import Settings
 from server.http import docs, error_handlers, security
 from server.http.middleware.headers import SecurityHeaders
 from server.http.middleware.limits import RateLimits
+from server.http.middleware.local_only import LocalOnly
 from server.http.middleware.request_context import RequestContext
 from server.http.responses import JSONResponse
 from server.http.routes import approvals, assistants, documents, meta, runs, store, threads
@@ -59,8 +61,19 @@ def create_app(settings: Settings, *, worker: bool = True) -> FastAPI:
             "x-request-id",
         ],
     )
+    if settings.auth_mode == "none":
+        app.add_middleware(
+            LocalOnly,
+            bind_host=settings.host,
+            allowed_hosts=settings.allowed_hosts,
+            cors_origins=settings.cors_origins,
+        )
     app.add_middleware(SecurityHeaders, hsts_seconds=settings.hsts_seconds)
     app.add_middleware(RequestContext)
+    if settings.forwarded_allow_ips:
+        # Here rather than in uvicorn (started with `proxy_headers=False` everywhere, whose
+        # default trusts 127.0.0.1): the same trust for `trellis serve` and for tests.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
     return app
 
 

@@ -45,7 +45,7 @@ async def too_many(send: Send, retry_after: float, what: str) -> None:
 
 
 def client_address(scope: Scope) -> str:
-    """The peer address (put Trellis behind a proxy with uvicorn's --proxy-headers)."""
+    """The peer address; behind a proxy listed in `FORWARDED_ALLOW_IPS`, the client it names."""
     client = scope.get("client")
     return str(client[0]) if client else "unknown"
 

@@ -1,7 +1,8 @@
 """Security wiring of the HTTP app: authentication, authorization and limits.
 
-`install(app, settings, limits)` adds, from the outside in (CORS and the security
-headers wrap these in `create_app`, whose lifespan opens and closes `limits`):
+`install(app, settings, limits)` adds, from the outside in (CORS, `LocalOnly` in `none`
+mode and the security headers wrap these in `create_app`, whose lifespan opens and closes
+`limits`; a proxy's `X-Forwarded-For` counts only from `FORWARDED_ALLOW_IPS`):
 
     Authenticate → RateLimit → BodyGuard → CustomAuthorize (custom mode) → RequestTimeout → routes
 """

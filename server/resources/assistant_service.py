@@ -104,7 +104,11 @@ class AssistantService:
 
     async def create(self, owner: str, body: AssistantCreate) -> Assistant:
         """An assistant for a served graph; `if_exists: do_nothing` returns the existing one
-        the caller sees instead of refusing."""
+        the caller sees instead of refusing.
+
+        An id another owner holds answers 409 `already_exists`, exactly as one the caller
+        holds with `if_exists: raise`: ids are global, so a taken id is bound to be refused,
+        but the answer never says whose it is (see `ThreadService.create`)."""
         if body.graph_id not in self.registry:
             raise NotFound(f"graph {body.graph_id!r} is not served by this server")
         self.limits.check(body.config, body.context)

@@ -112,7 +112,18 @@ class ThreadService:
 
     async def create(self, owner: str, body: ThreadCreate) -> Thread:
         """A new thread (with the given id, if any); `if_exists: do_nothing` returns the
-        caller's existing thread instead of refusing."""
+        caller's existing thread instead of refusing.
+
+        An id another owner holds answers exactly as one the caller holds with `if_exists:
+        raise` does: 409 `already_exists`, same detail, same queries (so same timing), for
+        both `if_exists` values. Ids are global primary keys (checkpoints are keyed by thread
+        id alone), so a taken id cannot be created for a second owner, and any answer but
+        success tells the caller it is taken: hiding that would need per-owner id spaces.
+        What stays hidden is whose it is and anything about it (reads answer 404 as for a
+        free id). The official server does the same (409 when its auth filters do not
+        match). Server-chosen ids are random; clients deriving ids from guessable names
+        should not.
+        """
         thread_id = uuid7()
         if body.thread_id is not None:
             parsed = parse_uuid(body.thread_id)

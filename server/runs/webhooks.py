@@ -1,4 +1,9 @@
-"""Outbound webhooks: POSTs through the outbound guard, retried with backoff."""
+"""Outbound webhooks: POSTs through the outbound guard, retried with backoff.
+
+A webhook URL often carries its secret (`https://hooks.example/T0/B0/<token>`, `?key=`,
+`user:password@`), so logs name its scheme and host only (`webhook_target`), and an
+error's text has the URL replaced by that too (`webhook_error`).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
@@ -46,6 +52,23 @@ async def deliver(url: str, payload: object, *, event: str, policy: WebhookPolic
             )
 
 
+def webhook_target(url: str) -> str:
+    """`url` as logs show it: scheme, host and port; no credentials, path or query."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "?"
+        port = parts.port
+    except ValueError:
+        return "<invalid url>"
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
+
+
+def webhook_error(exc: BaseException, url: str) -> str:
+    """The text of a delivery error, with `url` shown as `webhook_target` shows it."""
+    return str(exc).replace(url, webhook_target(url))
+
+
 class WebhookSender:
     """Sends webhooks in the background, keeping track of deliveries until shutdown."""
 
@@ -65,7 +88,11 @@ class WebhookSender:
         except OutboundError as exc:
             log.warning(
                 "webhook not delivered",
-                extra={"event": event, "target": url.split("?")[0], "error": str(exc)},
+                extra={
+                    "event": event,
+                    "target": webhook_target(url),
+                    "error": webhook_error(exc, url),
+                },
             )
 
     async def close(self, grace_seconds: float = 5.0) -> None:

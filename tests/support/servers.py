@@ -144,6 +144,7 @@ async def serve_in_loop(app: ASGIApp, *, max_header_bytes: int = 64 * 1024) -> A
         lifespan="on",
         http=BoundedHttpToolsProtocol,
         h11_max_incomplete_event_size=max_header_bytes,
+        proxy_headers=False,  # as `trellis serve`: proxy trust is the app's `FORWARDED_ALLOW_IPS`
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))

@@ -1,6 +1,15 @@
 """ASGI: resolves the caller (none, api_key, jwt or custom) into an `Identity` on
-`request.state.identity` / `request.state.owner`; 401 otherwise. API keys without the
-`write` scope may only read.
+`request.state.identity` / `request.state.owner`; 401 otherwise. API keys and JWTs whose
+permissions claim lacks `write` may only read (`Identity.scoped`).
+
+Failed authentications are counted per client address (`RATE_LIMIT_AUTH_FAILURES`); past
+the limit, failures answer 429 instead of 401. Credentials are checked first and only
+failures are limited, so nobody can lock a valid caller out by failing from its address
+(shared NAT, a proxy): guessing stays limited, a valid key or token always gets through.
+API keys (256 random bits) and signed tokens cannot be guessed, so checking them while an
+address is over its limit gives nothing away; it costs one indexed lookup or signature check.
+A custom `@auth.authenticate` handler may take guessable ones (passwords), so in `custom`
+mode an address over its limit is refused before its credentials are looked at.
 
 It runs before routing, so routes stay unaware of it: every query is already scoped to
 the owner. The credential checks themselves are `server.auth.authenticators`.
@@ -30,17 +39,17 @@ class Authenticate:
         self.authenticator = authenticator
         self.limits = limits
         self.checks_credentials = authenticator.mode != "none"
+        self.limits_before_checking = authenticator.mode == "custom"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] == "OPTIONS" or scope["path"] in PUBLIC_PATHS:
             await self.app(scope, receive, send)
             return
         client = client_address(scope)
-        if self.checks_credentials:
+        if self.limits_before_checking:
             retry = await self.limits.exhausted("auth_failures", client)
             if retry is not None:
-                security_event("rate_limited", key=f"ip:{client}", bucket="auth_failures")
-                await too_many(send, retry, "failed authentications")
+                await self._too_many(send, client, retry)
                 return
         try:
             identity = await self.authenticator.authenticate(scope)
@@ -61,7 +70,11 @@ class Authenticate:
                 path=scope["path"],
                 method=scope["method"],
             )
-            await self.limits.hit("auth_failures", client)
+            if self.checks_credentials:
+                retry = await self.limits.hit("auth_failures", client)
+                if retry is not None:
+                    await self._too_many(send, client, retry)
+                    return
             headers = {"WWW-Authenticate": REALM} if exc.status == 401 else {}
             headers |= exc.headers or {}
             code = {401: "unauthorized", 403: "forbidden"}.get(exc.status, "auth_error")
@@ -71,21 +84,26 @@ class Authenticate:
             log.exception("authentication failed unexpectedly", extra={"path": scope["path"]})
             await send_json(send, 500, "authentication failed; see the server log", "auth_error")
             return
-        if identity.kind == "api_key":
+        if identity.scoped:
             route = classify(scope["method"], scope["path"], scope.get("query_string", b""))
             needed = "read" if route.reads_only else "write"
             if needed not in identity.permissions and "*" not in identity.permissions:
+                what = "API key" if identity.kind == "api_key" else "token"
                 security_event(
                     "forbidden",
                     owner=identity.identity,
                     key_id=identity.key_id,
-                    reason=f"key lacks the {needed!r} scope",
+                    reason=f"{what} lacks the {needed!r} scope",
                     path=scope["path"],
                 )
-                await send_json(send, 403, f"this API key lacks the {needed!r} scope", "forbidden")
+                await send_json(send, 403, f"this {what} lacks the {needed!r} scope", "forbidden")
                 return
         state = scope.setdefault("state", {})
         state["identity"] = identity
         state["owner"] = identity.identity
         set_current(identity)
         await self.app(scope, receive, send)
+
+    async def _too_many(self, send: Send, client: str, retry: float) -> None:
+        security_event("rate_limited", key=f"ip:{client}", bucket="auth_failures")
+        await too_many(send, retry, "failed authentications")

@@ -40,7 +40,13 @@ async def assistant_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterat
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), log_config=None, access_log=False, lifespan="on")
+        uvicorn.Config(
+            create_app(settings),
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            proxy_headers=False,
+        )
     )
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:

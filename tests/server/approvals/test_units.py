@@ -4,6 +4,7 @@ and the owner-scoped store over LangGraph's in-memory store."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,6 +17,7 @@ from server.approvals.service import (
     pending_interrupts,
     resumed_interrupts,
 )
+from server.core.logging import TextFormatter
 from server.db.owner_store import OwnerScopedStore, StoreScopeError, owner_label
 from tests.support.approvals import webhook_receiver
 from tools.net import FetchFailed, OutboundBlocked, post_json_public
@@ -86,6 +88,23 @@ async def test_blocked_webhooks_are_not_retried_and_never_raise_from_notify() ->
     await asyncio.sleep(0.05)
     await service.aclose()
     service.notify([("approval.created", {"approval_id": "a2"})])  # after close: dropped
+
+
+async def test_a_failed_approval_webhook_is_logged_by_scheme_and_host(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    url = "http://ops:pa55word@127.0.0.1:9/approvals/s3cret?token=s3cret"
+    hook = ApprovalWebhook(url=url, timeout=1, attempts=1)  # loopback: blocked, not retried
+    service = ApprovalService(engine=None, registry=None, webhook=hook)  # type: ignore[arg-type]
+    with caplog.at_level(logging.WARNING, logger="trellis.approvals"):
+        service.notify([("approval.created", {"approval_id": "a1"})])
+        await service.aclose()
+    [failed] = [r for r in caplog.records if r.getMessage() == "approval webhook failed"]
+    line = TextFormatter().format(failed)
+    assert "target=http://127.0.0.1:9" in line
+    assert "error=" in line
+    assert "s3cret" not in line
+    assert "pa55word" not in line
 
 
 async def test_owner_scoped_store_isolates_owners() -> None:

@@ -152,6 +152,35 @@ async def test_other_owner_gets_404_and_no_bytes(world: World) -> None:
     assert status == 200
 
 
+@pytest.mark.parametrize(
+    ("resource", "key"), [("threads", "thread_id"), ("assistants", "assistant_id")]
+)
+async def test_a_taken_id_answers_the_same_whoever_holds_it(
+    world: World, resource: str, key: str
+) -> None:
+    """Ids are global: nobody else can create one alice holds. Bob gets the very answer
+    alice gets for her own id (409 `already_exists`), whatever `if_exists` says, so the
+    answer never tells him whose it is; reading it is 404 as for an id nobody holds."""
+    taken = world.thread_id if resource == "threads" else world.assistant_id
+    extra = {} if resource == "threads" else {"graph_id": "echo"}
+    body = {key: taken, **extra}
+    own = await call(world, world.alice, "POST", f"/{resource}", body)
+    assert own[0] == 409
+    assert own[1] == (
+        f'{{"detail":"{resource[:-1]} {taken} already exists","code":"already_exists"}}'
+    )
+    for if_exists in ("raise", "do_nothing"):
+        foreign = await call(
+            world, world.bob, "POST", f"/{resource}", body | {"if_exists": if_exists}
+        )
+        assert foreign[:2] == own[:2], if_exists
+        assert world.marker not in foreign[1]
+    free = str(uuid.uuid4())
+    absent = await call(world, world.bob, "GET", f"/{resource}/{free}", None)
+    held = await call(world, world.bob, "GET", f"/{resource}/{taken}", None)
+    assert (held[0], held[1].replace(taken, free)) == absent[:2]
+
+
 @pytest.mark.parametrize("who", ["anonymous", "revoked", "garbage"])
 async def test_without_valid_credentials_everything_is_401(world: World, who: str) -> None:
     key = {"anonymous": None, "revoked": world.revoked, "garbage": "trellis_aaaaaaaaaaaa_x"}[who]

@@ -7,6 +7,7 @@ import base64
 import json
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -50,8 +51,9 @@ class Provider:
         return jwt.encode(body, self.keys[kid], algorithm="RS256", headers={"kid": kid})
 
 
-@pytest.fixture(scope="module")
-async def provider_and_url(security_db: str) -> AsyncIterator[tuple[Provider, str]]:
+@asynccontextmanager
+async def jwt_trellis(security_db: str, **overrides: Any) -> AsyncIterator[tuple[Provider, str]]:
+    """An identity provider with key `k1`, and a Trellis in JWT mode trusting it."""
     provider = Provider()
     provider.new_key("k1")
 
@@ -68,9 +70,16 @@ async def provider_and_url(security_db: str) -> AsyncIterator[tuple[Provider, st
             jwt_audience=[AUDIENCE],
             jwks_min_refetch_seconds=1.0,
             jwt_leeway_seconds=0,
+            **overrides,
         )
         async with trellis(settings) as url:
             yield provider, url
+
+
+@pytest.fixture(scope="module")
+async def provider_and_url(security_db: str) -> AsyncIterator[tuple[Provider, str]]:
+    async with jwt_trellis(security_db) as provider_and_url:
+        yield provider_and_url
 
 
 async def status(url: str, token: str) -> int:
@@ -141,3 +150,39 @@ async def test_a_validly_signed_token_over_16_kib_is_refused_unverified(
         )
     assert refused.status_code == 401
     assert refused.json()["detail"] == "credential longer than 16384 bytes"
+
+
+async def test_a_valid_token_passes_an_address_locked_out_by_bad_ones(security_db: str) -> None:
+    async with jwt_trellis(security_db, rate_limit_auth_failures="30/minute") as (provider, url):
+        bad = [await status(url, "not-a-jwt") for _ in range(31)]
+        assert bad == [401] * 30 + [429]
+        assert await status(url, provider.token("k1")) == 200
+        assert await status(url, provider.token("k1", iss="https://evil.test")) == 429
+
+
+async def test_the_permissions_claim_binds_reads_and_writes(
+    provider_and_url: tuple[Provider, str],
+) -> None:
+    provider, url = provider_and_url
+    kid = provider.published[-1]  # test_key_rotation may have rotated k1 out
+
+    def bearer(**claims: Any) -> dict[str, str]:
+        return {"Authorization": f"Bearer {provider.token(kid, **claims)}"}
+
+    async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+        writer = bearer(permissions=["read", "write"])
+        thread = (await http.post("/threads", json={}, headers=writer)).json()["thread_id"]
+        reader = bearer(permissions=["read"])
+        assert (await http.get(f"/threads/{thread}", headers=reader)).status_code == 200
+        assert (await http.post("/threads/search", json={}, headers=reader)).status_code == 200
+        refused = await http.post("/threads", json={}, headers=reader)
+        assert (refused.status_code, refused.json()["code"]) == (403, "forbidden")
+        assert (await http.delete(f"/threads/{thread}", headers=reader)).status_code == 403
+        assert (await http.get(f"/threads/{thread}", headers=writer)).status_code == 200
+        # A space-separated claim like OAuth's `scope`; an empty one grants nothing.
+        spaced = bearer(permissions="read write")
+        assert (await http.post("/threads", json={}, headers=spaced)).status_code == 200
+        nothing = bearer(permissions=[])
+        assert (await http.get(f"/threads/{thread}", headers=nothing)).status_code == 403
+        # No claim at all: nothing says what the token may do, so it is not bound.
+        assert (await http.delete(f"/threads/{thread}", headers=bearer())).status_code == 204

@@ -67,3 +67,49 @@ def test_an_owner_share_defaults_to_half_the_slots() -> None:
     assert Settings(_env_file=None, run_concurrency=1).owner_run_share == 1
     shared = Settings(_env_file=None, run_concurrency=4, run_concurrency_per_owner=3)
     assert shared.owner_run_share == 3
+
+
+@pytest.mark.parametrize(
+    ("value", "parsed"),
+    [
+        ("", []),
+        ("127.0.0.1", ["127.0.0.1"]),
+        ("10.0.0.1, 10.1.0.0/16,::1", ["10.0.0.1", "10.1.0.0/16", "::1"]),
+        ('["172.16.0.0/12", "*"]', ["172.16.0.0/12", "*"]),
+    ],
+)
+def test_forwarded_allow_ips_reads_uvicorns_comma_list_or_json(
+    monkeypatch: pytest.MonkeyPatch, value: str, parsed: list[str]
+) -> None:
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", value)
+    assert Settings(_env_file=None).forwarded_allow_ips == parsed
+
+
+@pytest.mark.parametrize(
+    ("value", "line"),
+    [
+        ("proxy.local", "FORWARDED_ALLOW_IPS='proxy.local': 'proxy.local' is not an IP address"),
+        ("[10.0.0.1", "FORWARDED_ALLOW_IPS='[10.0.0.1': not a JSON list"),
+    ],
+)
+def test_a_bad_forwarded_allow_ips_is_one_line_naming_it(
+    monkeypatch: pytest.MonkeyPatch, value: str, line: str
+) -> None:
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", value)
+    with pytest.raises(ValidationError) as raised:
+        Settings(_env_file=None)
+    lines = describe_settings_error(raised.value)
+    assert len(lines) == 1
+    assert lines[0].startswith(line)
+
+
+def test_allowed_hosts_are_names_without_scheme_or_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALLOWED_HOSTS", "DevBox, [fe80::1],trellis.internal")
+    assert Settings(_env_file=None).allowed_hosts == ["devbox", "[fe80::1]", "trellis.internal"]
+    monkeypatch.setenv("ALLOWED_HOSTS", "http://devbox:8123")
+    with pytest.raises(ValidationError) as raised:
+        Settings(_env_file=None)
+    assert describe_settings_error(raised.value) == [
+        "ALLOWED_HOSTS='http://devbox:8123': 'http://devbox:8123' is not a host name or address "
+        "(no scheme or port)"
+    ]

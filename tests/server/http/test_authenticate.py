@@ -9,7 +9,7 @@ import pytest
 from starlette.types import Receive, Scope, Send
 
 from server.auth.authenticators import REALM, RevokedKey, Unauthenticated
-from server.auth.identity import Identity
+from server.auth.identity import Identity, IdentityKind
 from server.core.settings import AuthMode, Settings
 from server.http.middleware.authenticate import Authenticate
 from server.http.middleware.limits import RateLimits
@@ -55,7 +55,7 @@ async def test_public_paths_skip_authentication() -> None:
 
 
 async def test_an_identity_becomes_the_owner() -> None:
-    response = await call(Fake(Identity("ann", kind="jwt")), "POST", "/threads")
+    response = await call(Fake(Identity("ann", kind="custom")), "POST", "/threads")
     assert (response.status_code, response.text) == (200, "ann")
 
 
@@ -97,6 +97,7 @@ async def test_an_unexpected_failure_is_a_500(caplog: pytest.LogCaptureFixture) 
     assert "db down" not in response.text
 
 
+@pytest.mark.parametrize("kind", ["api_key", "jwt"])
 @pytest.mark.parametrize(
     ("permissions", "method", "path", "status"),
     [
@@ -104,21 +105,82 @@ async def test_an_unexpected_failure_is_a_500(caplog: pytest.LogCaptureFixture) 
         (("read",), "POST", "/threads/search", 200),
         (("read",), "POST", "/threads", 403),
         (("read",), "POST", "/runs/wait", 403),
+        (("read",), "DELETE", "/threads/t", 403),
         (("write",), "GET", "/threads/t", 403),
+        ((), "GET", "/threads/t", 403),
         (("read", "write"), "DELETE", "/threads/t", 200),
         (("*",), "POST", "/threads", 200),
     ],
 )
-async def test_api_key_scopes(
-    permissions: tuple[str, ...], method: str, path: str, status: int
+async def test_api_key_and_jwt_scopes(
+    kind: IdentityKind, permissions: tuple[str, ...], method: str, path: str, status: int
 ) -> None:
-    identity = Identity("ann", permissions=permissions, kind="api_key", key_id="k")
+    identity = Identity("ann", permissions=permissions, kind=kind, key_id="k")
     response = await call(Fake(identity), method, path)
     assert response.status_code == status
     if status == 403:
         assert response.json()["code"] == "forbidden"
 
 
-async def test_scopes_bind_only_api_keys() -> None:
-    identity = Identity("ann", permissions=(), kind="jwt")
-    assert (await call(Fake(identity), "POST", "/threads")).status_code == 200
+async def test_a_jwt_without_the_permissions_claim_and_custom_users_are_not_scoped() -> None:
+    unclaimed = Identity("ann", permissions=(), kind="jwt", permissions_claimed=False)
+    assert (await call(Fake(unclaimed), "POST", "/threads")).status_code == 200
+    custom = Identity("ann", permissions=("read",), kind="custom")
+    assert (await call(Fake(custom), "DELETE", "/threads/t")).status_code == 200
+
+
+class ByKey:
+    """Accepts the `x-api-key` "good" as ann, refuses any other; `mode` as given."""
+
+    def __init__(self, mode: AuthMode) -> None:
+        self.mode = mode
+        self.calls = 0
+
+    async def authenticate(self, scope: Scope) -> Identity:
+        self.calls += 1
+        if (b"x-api-key", b"good") in scope["headers"]:
+            return Identity("ann", permissions=("read", "write"), kind="api_key", key_id="k")
+        raise Unauthenticated("invalid or revoked API key")
+
+
+async def limited(authenticator: ByKey) -> tuple[httpx.AsyncClient, RateLimits]:
+    """A client on Authenticate with 3 failures per minute per address, kept in memory."""
+    settings = Settings(
+        environment="test",
+        rate_limit_storage_url="async+memory://",
+        rate_limit_auth_failures="3/minute",
+    )
+    limits = RateLimits(settings)
+    await limits.open()
+    app = Authenticate(Echo(), authenticator=authenticator, limits=limits)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test"), limits
+
+
+@pytest.mark.parametrize("mode", ["api_key", "jwt"])
+async def test_failures_are_limited_but_valid_credentials_still_pass(mode: AuthMode) -> None:
+    authenticator = ByKey(mode)
+    http, limits = await limited(authenticator)
+    async with http:
+        bad = [
+            (await http.get("/threads/t", headers={"x-api-key": "bad"})).status_code
+            for _ in range(5)
+        ]
+        assert bad == [401, 401, 401, 429, 429]
+        refused = await http.get("/threads/t", headers={"x-api-key": "bad"})
+        assert refused.json()["code"] == "rate_limited"
+        assert int(refused.headers["retry-after"]) >= 1
+        good = await http.get("/threads/t", headers={"x-api-key": "good"})
+        assert (good.status_code, good.text) == (200, "ann")
+    await limits.close()
+
+
+async def test_custom_mode_refuses_an_address_over_its_limit_before_checking() -> None:
+    authenticator = ByKey("custom")
+    http, limits = await limited(authenticator)
+    async with http:
+        for _ in range(3):
+            assert (await http.get("/threads/t", headers={"x-api-key": "bad"})).status_code == 401
+        good = await http.get("/threads/t", headers={"x-api-key": "good"})
+        assert good.status_code == 429
+        assert authenticator.calls == 3  # a handler's credentials may be guessable
+    await limits.close()

@@ -61,7 +61,7 @@ async def test_body_limits(security_db: str) -> None:
         parts = urlsplit(url)
         reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
         writer.write(
-            b"POST /threads HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+            b"POST /threads HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             b"Transfer-Encoding: chunked\r\n\r\n"
         )
         chunk = b"x" * 8192

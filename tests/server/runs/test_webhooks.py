@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,9 +14,12 @@ import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 
+from server.core.logging import TextFormatter
 from server.core.settings import Settings
 from server.http.app import create_app
-from tests.support.servers import serve_in_loop
+from server.runs.webhooks import WebhookPolicy, WebhookSender, webhook_error, webhook_target
+from tests.support.servers import free_port, serve_in_loop
+from tools.net import FetchFailed
 
 
 @dataclass
@@ -104,3 +108,36 @@ async def test_non_http_webhook_is_a_validation_error(client: LangGraphClient) -
     )
     assert response.status_code == 422
     assert response.json()["code"] == "validation_error"
+
+
+@pytest.mark.parametrize(
+    ("url", "target"),
+    [
+        ("https://hooks.example.com/services/T0/B0/s3cret?token=abc", "https://hooks.example.com"),
+        ("http://user:pa55@127.0.0.1:8080/hook#frag", "http://127.0.0.1:8080"),
+        ("http://[::1]:9/x", "http://[::1]:9"),
+        ("http://[::1/x", "<invalid url>"),
+    ],
+)
+def test_a_webhook_is_logged_by_scheme_and_host_only(url: str, target: str) -> None:
+    assert webhook_target(url) == target
+    assert webhook_error(FetchFailed(f"posting to {url} failed: refused"), url) == (
+        f"posting to {target} failed: refused"
+    )
+
+
+async def test_a_failed_webhook_logs_no_path_query_or_credentials(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    port = free_port()  # nothing listens there
+    url = f"http://hook-user:pa55word@127.0.0.1:{port}/T0/B0/s3cret-path?token=s3cret-query"
+    sender = WebhookSender(WebhookPolicy(timeout=2, attempts=1, allow_private=True))
+    with caplog.at_level(logging.WARNING, logger="trellis.webhooks"):
+        sender.send(url, {"run_id": "r"}, event="run")
+        await sender.close(grace_seconds=10)
+    [failed] = [r for r in caplog.records if r.getMessage() == "webhook not delivered"]
+    line = TextFormatter().format(failed)
+    assert f"target=http://127.0.0.1:{port}" in line
+    assert "error=" in line
+    for secret in ("s3cret", "pa55word", "hook-user", "/T0/B0"):
+        assert secret not in line
