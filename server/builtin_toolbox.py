@@ -99,6 +99,7 @@ def build_toolbox(settings: Settings, redis: Redis | None) -> Toolbox:
         cache=cache,
         tesseract_cmd=settings.tesseract_cmd,
         seed_dir=sample_corpus_dir() if settings.seed_sample_corpus else None,
+        shared_collections=frozenset(settings.shared_collections),
     )
 
 

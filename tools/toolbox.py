@@ -24,7 +24,14 @@ from tools.images import ImageLimits
 from tools.models.offline_provider import OfflineProvider
 from tools.models.provider import ModelProvider
 from tools.net import PublicFetcher, UrlFetcher
-from tools.retrieval import QdrantIndex, VectorIndex, ingest_paths, sample_corpus_dir
+from tools.retrieval import (
+    CollectionScope,
+    QdrantIndex,
+    VectorIndex,
+    ingest_paths,
+    resolve_collection,
+    sample_corpus_dir,
+)
 
 __all__ = [
     "DEFAULT_COLLECTION",
@@ -54,6 +61,9 @@ class Toolbox:
     """The OCR command the vision agent runs: a name on the PATH or a path."""
     seed_dir: Path | None = None
     """When set, ``prepare()`` ingests this folder into an empty collection once."""
+    shared_collections: frozenset[str] = frozenset()
+    """Collections besides ``collection`` that every caller reads (the operator's allow-list);
+    any other name a caller gives stays inside the caller's own part of it."""
     _prepared: bool = field(default=False, init=False, repr=False)
     _lock: asyncio.Lock | None = field(default=None, init=False, repr=False)
 
@@ -75,6 +85,13 @@ class Toolbox:
                     collection=self.collection,
                 )
             self._prepared = True
+
+    def resolve_collection(self, requested: str | None, owner: str | None) -> CollectionScope:
+        """Where `owner`'s collection name `requested` leads (``tools.retrieval``'s
+        ``resolve_collection``); raises ``CollectionRefused`` for a name it may not use."""
+        return resolve_collection(
+            requested, default=self.collection, shared=self.shared_collections, owner=owner
+        )
 
 
 _installed: Toolbox | None = None

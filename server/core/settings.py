@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     AliasChoices,
@@ -19,7 +19,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,6 +46,21 @@ PLACEHOLDER_SECRETS = frozenset(
 """Values refused as secrets outside `environment=development`."""
 
 _REFUSED_JWT_ALGORITHMS = frozenset({"none", "hs256", "hs384", "hs512"})
+
+# As `tools.retrieval.check_collection_name`: "__owner_" marks owners' own collections.
+_COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_OWNER_MARK = "__owner_"
+
+
+def _collection_name(name: str) -> str:
+    if not _COLLECTION_NAME.match(name):
+        raise ValueError(
+            f"{name!r} is not a collection name (1-64 letters, digits, '_' or '-', "
+            "starting with a letter or digit)"
+        )
+    if _OWNER_MARK in name.lower():
+        raise ValueError(f"{name!r} contains {_OWNER_MARK!r}, reserved for owners' collections")
+    return name
 
 
 class Settings(BaseSettings):
@@ -193,7 +208,11 @@ class Settings(BaseSettings):
     embedding_cache_ttl_seconds: int = Field(default=7 * 86400, ge=1)
     response_cache_ttl_seconds: int = Field(default=3600, ge=1)
     collection: str = "documents"
-    """The Qdrant collection the built-in assistant searches."""
+    """The Qdrant collection the built-in assistant searches, shared with every caller."""
+    shared_collections: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """More collections every caller may name in a run's `context.collection` and `trellis
+    ingest` may fill, as a comma list (`COLLECTION` is always shared). Any other name a
+    caller gives reaches only that caller's own documents."""
     seed_sample_corpus: bool = True
     """Ingest the shipped sample corpus into an empty collection on first start."""
     image_fetch_timeout_seconds: float = Field(default=10.0, gt=0)
@@ -262,6 +281,23 @@ class Settings(BaseSettings):
                 "(or set ALLOW_INSECURE_NO_AUTH=true, which you should not)"
             )
         return self
+
+    @field_validator("collection")
+    @classmethod
+    def _default_collection(cls, value: str) -> str:
+        return _collection_name(value)
+
+    @field_validator("shared_collections", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
+
+    @field_validator("shared_collections")
+    @classmethod
+    def _shared_names(cls, value: list[str]) -> list[str]:
+        return [_collection_name(name) for name in value]
 
     @field_validator("log_level")
     @classmethod
