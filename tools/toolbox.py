@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tools.cache import Cache, CachedEmbedder, MemoryCache
 from tools.embeddings import Embedder, MiniLMEmbedder
-from tools.images import ImageLimits
+from tools.images import DecodeBudget, ImageLimits, return_large_frees_to_system
 from tools.models.offline_provider import OfflineProvider
 from tools.models.provider import ModelProvider
 from tools.net import PublicFetcher, UrlFetcher
@@ -43,6 +43,8 @@ __all__ = [
 ]
 
 DEFAULT_COLLECTION = "documents"
+DEFAULT_DECODE_BUDGET = 256 * 2**20
+"""Bytes of pixel memory image decodes may hold at once (``IMAGE_DECODE_BUDGET_MB``)."""
 
 
 @dataclass
@@ -57,6 +59,8 @@ class Toolbox:
     """Fetches image URLs under the outbound policy (``tools.net.PublicFetcher``)."""
     image_limits: ImageLimits
     cache: Cache
+    decode_budget: DecodeBudget = field(default_factory=lambda: DecodeBudget(DEFAULT_DECODE_BUDGET))
+    """Pixel memory this process's image decodes may hold at once (one per process)."""
     tesseract_cmd: str = "tesseract"
     """The OCR command the vision agent runs: a name on the PATH or a path."""
     seed_dir: Path | None = None
@@ -117,6 +121,7 @@ def default_toolbox(root: Path | None = None) -> Toolbox:
     # The critic re-embeds the evidence sentences the drafting step just embedded.
     embedder = CachedEmbedder(MiniLMEmbedder(), cache)
     limits = ImageLimits()
+    return_large_frees_to_system()  # else threads keep freed pixels past the decode budget
     return Toolbox(
         provider=OfflineProvider(embedder),
         embedder=embedder,

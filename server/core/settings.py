@@ -50,6 +50,7 @@ _REFUSED_JWT_ALGORITHMS = frozenset({"none", "hs256", "hs384", "hs512"})
 # As `tools.retrieval.check_collection_name`: "__owner_" marks owners' own collections.
 _COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _OWNER_MARK = "__owner_"
+_WORST_IMAGE_BYTES_PER_PIXEL = 9
 
 
 def _collection_name(name: str) -> str:
@@ -216,6 +217,12 @@ class Settings(BaseSettings):
     seed_sample_corpus: bool = True
     """Ingest the shipped sample corpus into an empty collection on first start."""
     image_fetch_timeout_seconds: float = Field(default=10.0, gt=0)
+    image_max_pixels: int = Field(default=16_000_000, ge=1)
+    """Largest width x height of an image a run may send (checked before decoding)."""
+    image_decode_budget_mb: int = Field(default=256, ge=1)
+    """Pixel memory all image decodes of a process may hold at once, in MiB; decodes past it
+    wait their turn. Must fit one image of `image_max_pixels` at its worst (9 bytes a pixel,
+    and 28 MiB of working memory)."""
     qdrant_path: Path | None = None
     """Embedded Qdrant data directory; default `<embedded_data_dir>/qdrant`."""
     qdrant_url: str | None = None
@@ -255,6 +262,19 @@ class Settings(BaseSettings):
         if not value:
             raise ValueError("JWT_ALGORITHMS must name at least one algorithm")
         return value
+
+    @model_validator(mode="after")
+    def _image_budget(self) -> Settings:
+        # As tools.images: WORST_BYTES_PER_PIXEL a pixel (a palette image converted to RGBA,
+        # then resized), and decode_overhead(1024) for the working copies and buffers.
+        needed = self.image_max_pixels * _WORST_IMAGE_BYTES_PER_PIXEL + 28 * 2**20
+        if self.image_decode_budget_mb * 2**20 < needed:
+            raise ValueError(
+                f"IMAGE_DECODE_BUDGET_MB={self.image_decode_budget_mb} is too small for one "
+                f"image of IMAGE_MAX_PIXELS={self.image_max_pixels} (needs "
+                f"{-(-needed // 2**20)}); raise it or lower IMAGE_MAX_PIXELS"
+            )
+        return self
 
     @model_validator(mode="after")
     def _production_safety(self) -> Settings:
