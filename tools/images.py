@@ -9,9 +9,12 @@ however many images arrive at once, their decoded pixels stay within the budget.
 JPEG decodes straight at a reduced scale; other formats are shrunk right after
 decoding, before any full-size copy is made. Accepted images are upright (EXIF
 orientation applied), RGB, at most `max_side` pixels on their longer side, and
-re-encoded as JPEG, which also drops their metadata. `ocr` runs the `tesseract` CLI (Debian package
-`tesseract-ocr`) on a prepared image; `find_tesseract` says whether it can run here,
-so the server can say so at startup instead of answering as if an image had no text.
+re-encoded as JPEG, which also drops their metadata. A malformed or hostile
+image (a text chunk inflating past Pillow's limit, a truncated stream) is an
+`ImageRejected`, never another exception. `ocr` runs the `tesseract` CLI
+(Debian package `tesseract-ocr`) on a prepared image; `find_tesseract` says
+whether it can run here, so the server can say so at startup instead of
+answering as if an image had no text.
 """
 
 from __future__ import annotations
