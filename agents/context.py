@@ -35,6 +35,7 @@ class Context:
     human_review: bool = False
     """Interrupt for a human decision when confidence stays below the threshold."""
     collection: str | None = None
-    """Vector collection to search; None uses the toolbox's default collection."""
+    """Vector collection to search; None uses the toolbox's default collection. A name the
+    operator does not share (``SHARED_COLLECTIONS``) searches only the run owner's own part."""
     owner: str | None = None
     """Owner the run belongs to; scopes the model response cache (set by the server)."""

@@ -31,7 +31,8 @@ async def retriever(state: State, runtime: Runtime[Context]) -> StateUpdate:
     context = context_of(runtime)
     question = state.get("question", "")
     revisions = state.get("revisions", 0)
-    collection = context.collection or toolbox.collection
+    # A caller-chosen name reaches a shared collection only when the operator shares it.
+    scope = toolbox.resolve_collection(context.collection, context.owner)
     top_k = context.top_k * (2**revisions)
 
     rewrite = await toolbox.provider.rewrite_query(
@@ -42,11 +43,12 @@ async def retriever(state: State, runtime: Runtime[Context]) -> StateUpdate:
     found: dict[tuple[str, int], Passage] = {}
     for vector in vectors:
         for passage in await toolbox.index.search(
-            collection,
+            scope.name,
             vector,
             top_k=top_k,
             score_threshold=context.score_threshold,
             owner=context.owner,
+            shared=scope.shared,
         ):
             key = (passage.document_id, passage.chunk)
             if key not in found or found[key].score < passage.score:
@@ -62,7 +64,7 @@ async def retriever(state: State, runtime: Runtime[Context]) -> StateUpdate:
     strength = retrieval_strength(records)
     retrieval = Retrieval(
         query=rewrite.query,
-        collection=collection,
+        collection=scope.name,
         top_k=top_k,
         strength=strength,
         top_score=round(float(passages[0].score), 4) if passages else 0.0,

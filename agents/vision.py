@@ -2,7 +2,8 @@
 
 This module owns the image path: OpenAI-style ``image_url`` content parts of the
 last human message (data URLs or http(s) URLs fetched through the toolbox's
-guarded fetcher) → ``load_image_part`` → ``preprocess`` (size and decode limits)
+guarded fetcher) → ``load_image_part`` → ``preprocess`` (size and decode limits,
+within the toolbox's process-wide decode budget)
 → OCR and measured facts → ``ModelProvider.describe_image``. The OCR text becomes
 the draft's evidence (a passage with ``source="ocr"``), so the critic scores an
 image answer the same way as a document answer. Without OCR (no tesseract at the
@@ -58,7 +59,9 @@ async def vision(state: State, runtime: Runtime[Context]) -> StateUpdate:
         if not urls:
             raise ImageRejected("the question has no image")
         data = await load_image_part(urls[0], fetcher=toolbox.fetcher, limits=toolbox.image_limits)
-        prepared = await asyncio.to_thread(preprocess, data, toolbox.image_limits)
+        prepared = await asyncio.to_thread(
+            preprocess, data, toolbox.image_limits, budget=toolbox.decode_budget
+        )
         facts: dict[str, object] = dict(await asyncio.to_thread(image_facts, prepared))
     except (ImageRejected, OutboundError) as error:
         message = f"The attached image could not be used: {error}"

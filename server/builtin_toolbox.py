@@ -15,7 +15,13 @@ from server.core.settings import Settings
 from server.core.types import JsonObject
 from tools.cache import Cache, CachedEmbedder, MemoryCache, RedisCache
 from tools.embeddings import Embedder, MiniLMEmbedder, OpenAIEmbedder
-from tools.images import OCR_INSTALL_HINT, ImageLimits, find_tesseract
+from tools.images import (
+    OCR_INSTALL_HINT,
+    DecodeBudget,
+    ImageLimits,
+    find_tesseract,
+    return_large_frees_to_system,
+)
 from tools.models.offline_provider import OfflineProvider
 from tools.models.openai_provider import (
     ModelRoles,
@@ -86,7 +92,8 @@ def build_toolbox(settings: Settings, redis: Redis | None) -> Toolbox:
         )
     else:
         provider = OfflineProvider(embedder)
-    limits = ImageLimits()
+    limits = ImageLimits(max_pixels=settings.image_max_pixels)
+    return_large_frees_to_system()  # else threads keep freed pixels past the decode budget
     return Toolbox(
         provider=provider,
         embedder=CachedEmbedder(embedder, cache, ttl_seconds=settings.embedding_cache_ttl_seconds),
@@ -96,9 +103,11 @@ def build_toolbox(settings: Settings, redis: Redis | None) -> Toolbox:
             max_bytes=limits.max_bytes, timeout=settings.image_fetch_timeout_seconds
         ),
         image_limits=limits,
+        decode_budget=DecodeBudget(settings.image_decode_budget_mb * 2**20),
         cache=cache,
         tesseract_cmd=settings.tesseract_cmd,
         seed_dir=sample_corpus_dir() if settings.seed_sample_corpus else None,
+        shared_collections=frozenset(settings.shared_collections),
     )
 
 

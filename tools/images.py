@@ -3,11 +3,18 @@
 Every image a user sends goes through `preprocess` before anything else looks
 at it: the byte size is checked first, then format and pixel count are read
 from the header, before any pixel is decoded, so a decompression bomb is
-refused cheaply. Accepted images are upright (EXIF orientation applied), RGB,
-at most `max_side` pixels on their longer side, and re-encoded as JPEG, which
-also drops their metadata. `ocr` runs the `tesseract` CLI (Debian package
-`tesseract-ocr`) on a prepared image; `find_tesseract` says whether it can run here,
-so the server can say so at startup instead of answering as if an image had no text.
+refused cheaply. Decoding then waits for its share of a process-wide
+`DecodeBudget` (the pixel memory it may need, estimated from the header), so
+however many images arrive at once, their decoded pixels stay within the budget.
+JPEG decodes straight at a reduced scale; other formats are shrunk right after
+decoding, before any full-size copy is made. Accepted images are upright (EXIF
+orientation applied), RGB, at most `max_side` pixels on their longer side, and
+re-encoded as JPEG, which also drops their metadata. A malformed or hostile
+image (a text chunk inflating past Pillow's limit, a truncated stream) is an
+`ImageRejected`, never another exception. `ocr` runs the `tesseract` CLI
+(Debian package `tesseract-ocr`) on a prepared image; `find_tesseract` says
+whether it can run here, so the server can say so at startup instead of
+answering as if an image had no text.
 """
 
 from __future__ import annotations
@@ -15,31 +22,42 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import ctypes
+import ctypes.util
 import io
 import re
 import shutil
+import struct
+import threading
 import urllib.parse
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TypedDict
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from tools.net import UrlFetcher
 
 __all__ = [
     "OCR_INSTALL_HINT",
+    "DecodeBudget",
     "ImageFacts",
     "ImageLimits",
     "ImageRejected",
     "OcrFailed",
     "OcrUnavailable",
     "PreparedImage",
+    "decode_cost",
     "decode_data_url",
+    "decode_overhead",
     "find_tesseract",
     "image_facts",
     "load_image_part",
     "ocr",
     "preprocess",
+    "return_large_frees_to_system",
 ]
 
 ALLOWED_FORMATS = frozenset({"PNG", "JPEG", "WEBP", "GIF", "BMP"})
@@ -71,13 +89,22 @@ def find_tesseract(command: str = "tesseract") -> str | None:
     return shutil.which(command)
 
 
+DEFAULT_MAX_PIXELS = 16_000_000
+"""Default `ImageLimits.max_pixels` (a 16 MP photo; JPEG is decoded at a reduced scale)."""
+
+WORST_BYTES_PER_PIXEL = 9
+"""Most pixel memory `preprocess` needs per pixel of an image (`decode_cost`, on top of
+`decode_overhead`): a palette image (1 byte a pixel) converted to RGBA (4), which resizing
+copies premultiplied (4)."""
+
+
 @dataclass(frozen=True)
 class ImageLimits:
     """Bounds applied to every incoming image."""
 
     max_bytes: int = 10 * 1024 * 1024
     """Largest encoded image accepted."""
-    max_pixels: int = 40_000_000
+    max_pixels: int = DEFAULT_MAX_PIXELS
     """Largest width * height accepted, checked before decoding."""
     max_side: int = 1024
     """Longer side of the prepared image; larger images are scaled down."""
@@ -91,6 +118,114 @@ class ImageLimits:
             raise ValueError("image limits must be positive")
         if not 1 <= self.jpeg_quality <= 95:
             raise ValueError("jpeg_quality must be between 1 and 95")
+
+
+class DecodeBudget:
+    """Pixel memory that image decodes in this process may hold at once, shared by threads.
+
+    `preprocess` reserves an image's `decode_cost` before decoding it and waits while
+    other decodes hold the rest; an image that could never fit is refused at once."""
+
+    def __init__(self, max_bytes: int, *, wait_seconds: float = 60.0) -> None:
+        if max_bytes < 1:
+            raise ValueError("a decode budget must be positive")
+        self.max_bytes = max_bytes
+        self.wait_seconds = wait_seconds
+        self._held = 0
+        self._peak = 0
+        self._changed = threading.Condition()
+
+    @property
+    def held(self) -> int:
+        """Bytes reserved right now."""
+        return self._held
+
+    @property
+    def peak(self) -> int:
+        """Most bytes ever reserved at once."""
+        return self._peak
+
+    @contextmanager
+    def reserve(self, nbytes: int) -> Iterator[None]:
+        """Hold `nbytes` of the budget for the duration (blocking: call it off the loop)."""
+        if nbytes > self.max_bytes:
+            raise ImageRejected(
+                f"image needs about {_mb(nbytes)} MB to decode, more than the "
+                f"{_mb(self.max_bytes)} MB all image decodes may use at once"
+            )
+        with self._changed:
+            if not self._changed.wait_for(
+                lambda: self._held + nbytes <= self.max_bytes, timeout=self.wait_seconds
+            ):
+                raise ImageRejected(
+                    f"the server is busy decoding other images (waited {self.wait_seconds:g} s); "
+                    "try again"
+                )
+            self._held += nbytes
+            self._peak = max(self._peak, self._held)
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._held -= nbytes
+                self._changed.notify_all()
+
+
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
+
+
+def return_large_frees_to_system(threshold: int = 4 * 2**20) -> bool:
+    """Make glibc allocate blocks of `threshold` bytes or more with their own mapping, so
+    freeing one hands its memory straight back to the system; True when it did (glibc).
+
+    By default glibc raises that threshold to the size of the largest block freed so far,
+    up to 32 MB, so Pillow's 16 MB pixel blocks soon come from per-thread malloc arenas
+    that keep what they held: every thread that ever decoded an image would keep its
+    largest image's worth resident, and a process would grow with its threads, not with
+    its `DecodeBudget`. Call it once per process, before decoding (the toolbox does)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc: its allocator is its own business
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, threshold))
+
+
+def _mb(nbytes: int) -> str:
+    return f"{nbytes / 2**20:.0f}"
+
+
+_SHRINKS_AS_IS = frozenset({"L", "RGB"})
+"""Modes resized without a full-size copy (reduce first, then resample the small image)."""
+_PREMULTIPLIED = frozenset({"LA", "RGBA"})
+"""Modes Pillow copies, premultiplied, at full size before resizing."""
+
+
+def _bytes_per_pixel(mode: str) -> int:
+    # Pillow keeps 1-byte modes in a byte, I;16* in two, and everything else (RGB too) in four.
+    if mode in ("1", "L", "P"):
+        return 1
+    return 2 if mode.startswith("I;16") else 4
+
+
+def decode_cost(image: Image.Image, max_side: int) -> int:
+    """Bytes of memory `preprocess` may hold at once for `image` (opened, not loaded; after
+    any `draft`) shrunk to `max_side`: the decoded pixels, the full-size copies its mode
+    needs, and the working memory around them (`decode_overhead`)."""
+    pixels = image.width * image.height
+    if image.mode in _SHRINKS_AS_IS:
+        held = pixels * _bytes_per_pixel(image.mode)
+    elif image.mode in _PREMULTIPLIED:
+        held = pixels * 8
+    else:
+        held = pixels * (_bytes_per_pixel(image.mode) + 8)
+    return held + decode_overhead(max_side)
+
+
+def decode_overhead(max_side: int) -> int:
+    """Memory a decode holds besides the full-size pixels: the reduced copy (under twice
+    `max_side` a side), the resampled one, the decoder's and the JPEG encoder's buffers."""
+    return 6 * 4 * max_side * max_side + 4 * 2**20
 
 
 @dataclass(frozen=True)
@@ -153,8 +288,37 @@ async def load_image_part(url: str, *, fetcher: UrlFetcher, limits: ImageLimits)
     return data
 
 
-def preprocess(data: bytes, limits: ImageLimits) -> PreparedImage:
-    """Validate and normalise an image (CPU-bound: call it via `asyncio.to_thread`)."""
+_DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,  # e.g. a zTXt/iTXt chunk inflating past Pillow's MAX_TEXT_CHUNK
+    EOFError,
+    IndexError,
+    struct.error,
+    zlib.error,
+    Image.DecompressionBombError,
+)
+"""What Pillow raises on a malformed or hostile image, at open or while decoding."""
+
+_ORIENTATION = 0x0112
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+"""EXIF orientation to the transpose that makes the image upright (as `ImageOps`)."""
+
+
+def preprocess(
+    data: bytes, limits: ImageLimits, *, budget: DecodeBudget | None = None
+) -> PreparedImage:
+    """Validate and normalise an image (CPU-bound: call it via `asyncio.to_thread`).
+
+    With `budget`, decoding waits until the image's `decode_cost` fits in it."""
     if len(data) > limits.max_bytes:
         raise ImageRejected(f"image is {len(data)} bytes, larger than {limits.max_bytes} bytes")
     try:
@@ -171,6 +335,8 @@ def preprocess(data: bytes, limits: ImageLimits) -> PreparedImage:
         raise ImageRejected(
             f"image format not recognised or not allowed (allowed: {allowed})"
         ) from exc
+    except _DECODE_ERRORS as exc:
+        raise ImageRejected(f"image could not be read: {exc}") from exc
     with image:
         original_format = str(image.format)
         if original_format not in limits.formats:
@@ -184,16 +350,42 @@ def preprocess(data: bytes, limits: ImageLimits) -> PreparedImage:
         try:
             # JPEG can decode straight at a reduced scale (still >= max_side).
             image.draft("RGB", (limits.max_side, limits.max_side))
-            upright = ImageOps.exif_transpose(image)
-            rgb = _to_rgb(upright)
-            rgb.thumbnail((limits.max_side, limits.max_side), Image.Resampling.LANCZOS)
+            cost = decode_cost(image, limits.max_side)
+            reservation = budget.reserve(cost) if budget else _unbudgeted()
+            with reservation:
+                orientation = image.getexif().get(_ORIENTATION)
+                rgb = _shrink_to_rgb(image, limits.max_side)
+            if orientation in _TRANSPOSE:
+                rgb = rgb.transpose(_TRANSPOSE[orientation])
             out = io.BytesIO()
             rgb.save(out, format="JPEG", quality=limits.jpeg_quality, optimize=True)
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        except _DECODE_ERRORS as exc:
             raise ImageRejected(f"image could not be decoded: {exc}") from exc
     return PreparedImage(
         data=out.getvalue(), width=rgb.width, height=rgb.height, original_format=original_format
     )
+
+
+@contextmanager
+def _unbudgeted() -> Iterator[None]:
+    yield
+
+
+def _shrink_to_rgb(image: Image.Image, max_side: int) -> Image.Image:
+    """`image` decoded, at most `max_side` on its longer side, RGB with transparency on white.
+
+    The decoded image is shrunk in its own mode (which needs no full-size copy for L and
+    RGB); other modes are converted first. The box is square, so shrinking before the EXIF
+    rotation gives the same size as after it."""
+    image.load()
+    work = image
+    if work.mode not in _SHRINKS_AS_IS | _PREMULTIPLIED:
+        transparent = "transparency" in work.info or work.mode in ("PA", "La", "RGBa")
+        work = work.convert("RGBA" if transparent else "RGB")
+        image.close()  # the decoded original is not needed any more
+    if max(work.size) > max_side:
+        work.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return _to_rgb(work)
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

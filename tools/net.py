@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -154,6 +155,12 @@ class PinnedUrl:
         return {}
 
 
+# What inet_aton reads as an IPv4 address besides a dotted quad: one to four parts, each
+# decimal, octal (leading 0) or hex (0x), such as 2130706433, 0177.0.0.1 or 0x7f.1. A
+# system resolver may turn such a "host name" into an address; Trellis refuses the lot.
+_NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]*|[0-9]+)(\.(0x[0-9a-f]*|[0-9]+)){0,3}\.?$", re.IGNORECASE)
+
+
 def _is_ip_literal(raw_host: bytes) -> bool:
     try:
         ipaddress.ip_address(raw_host.decode("ascii"))
@@ -198,6 +205,11 @@ async def pin_url(
     try:
         candidates: Sequence[str] = [str(ipaddress.ip_address(host))]
     except ValueError:
+        if _NUMERIC_HOST.match(host):
+            raise OutboundBlocked(
+                f"host {host!r} is a numeric address in a non-standard form; "
+                "only dotted-quad IPv4 and bracketed IPv6 addresses are accepted"
+            ) from None
         try:
             candidates = await (resolver or _system_resolver)(host)
         except (OSError, UnicodeError) as exc:
@@ -244,11 +256,15 @@ async def fetch_public(
 ) -> bytes:
     """GET `url` under the outbound policy, re-checking each redirect; body <= max_bytes."""
     try:
+        current = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError) as exc:
+        # httpx refuses some numeric hosts itself, e.g. the octal 0177.0.0.1.
+        raise OutboundBlocked(f"not a valid URL: {exc}") from exc
+    try:
         async with (
             asyncio.timeout(timeout),
             _pinning_client(timeout) as client,
         ):
-            current = httpx.URL(url)
             for _ in range(max_redirects + 1):
                 pinned = await pin_url(
                     current, allow_private=allow_private, allow_hosts=allow_hosts, resolver=resolver

@@ -27,11 +27,14 @@ from tools.embeddings import Embedder
 
 __all__ = [
     "INGESTIBLE_SUFFIXES",
+    "CollectionRefused",
+    "CollectionScope",
     "IndexLocked",
     "IngestReport",
     "Passage",
     "QdrantIndex",
     "VectorIndex",
+    "check_collection_name",
     "chunk_text",
     "collect_files",
     "document_id_for",
@@ -39,6 +42,8 @@ __all__ = [
     "embedded_index_holder",
     "ingest_paths",
     "ingest_root",
+    "owner_collection",
+    "resolve_collection",
     "sample_corpus_dir",
 ]
 
@@ -93,8 +98,10 @@ class VectorIndex(Protocol):
         score_threshold: float | None = None,
         filters: Mapping[str, str] | None = None,
         owner: str | None = None,
+        shared: bool = True,
     ) -> list[Passage]:
-        """Return up to `top_k` passages nearest to `vector`, best first."""
+        """Return up to `top_k` passages nearest to `vector`, best first: from `owner`'s own
+        part of `collection`, and from the shared `collection` itself unless `shared=False`."""
         ...
 
     async def count(self, collection: str, *, owner: str | None = None) -> int:
@@ -311,16 +318,21 @@ class QdrantIndex:
         score_threshold: float | None = None,
         filters: Mapping[str, str] | None = None,
         owner: str | None = None,
+        shared: bool = True,
     ) -> list[Passage]:
         """Nearest passages to `vector` matching every `filters` item.
 
         With `owner`, that owner's documents are searched too, next to the shared ones
         (ingested without an owner, like the sample corpus); without, only shared ones.
+        `shared=False` leaves the shared collection out: only `owner`'s own part is searched
+        (see `resolve_collection` for which names are shared).
         """
         query_filter = (
             models.Filter(must=[_match(k, v) for k, v in filters.items()]) if filters else None
         )
-        targets = [collection]
+        targets = (
+            [collection] if shared and await self._client.collection_exists(collection) else []
+        )
         if owner is not None:
             own = owner_collection(collection, owner)
             if await self._client.collection_exists(own):
@@ -498,10 +510,69 @@ class IngestReport:
     are indexed; each path stays its own document)."""
 
 
+OWNER_MARK = "__owner_"
+"""What separates a collection's name from the owner digest of an owner's own part of it."""
+
+_COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+class CollectionRefused(ValueError):
+    """Raised when a caller names a collection it may not use (a malformed or reserved name,
+    or an unshared one for a caller without an owner); the message says which and why."""
+
+
+@dataclass(frozen=True)
+class CollectionScope:
+    """Where a caller-chosen collection name leads: always the caller's own part of it, and
+    the collection itself only when the operator shares it."""
+
+    name: str
+    """The collection name (the base of the caller's own part, `owner_collection`)."""
+    shared: bool
+    """Whether the collection itself is operator-shared and read besides the caller's part."""
+
+
+def check_collection_name(name: str) -> str:
+    """`name` when it may name a collection: 1-64 of letters, digits, `_` and `-`, starting
+    with a letter or digit, and without the reserved owner mark."""
+    if not _COLLECTION_NAME.match(name):
+        raise CollectionRefused(
+            f"collection name {name[:80]!r} is not valid: use 1-64 letters, digits, '_' or "
+            "'-', starting with a letter or digit"
+        )
+    if OWNER_MARK in name.lower():  # in any case, though names are case-sensitive
+        raise CollectionRefused(
+            f"collection name {name[:80]!r} contains {OWNER_MARK!r}, which is reserved for "
+            "owners' own collections"
+        )
+    return name
+
+
+def resolve_collection(
+    requested: str | None, *, default: str, shared: Iterable[str], owner: str | None
+) -> CollectionScope:
+    """The collections a run or an ingest by `owner` may reach with the name `requested`.
+
+    A name is read as the shared collection of that name only when it is `default` or in
+    `shared` (the operator's allow-list); any other name stays inside the caller's own part
+    (`owner_collection(name, owner)`), so no caller-chosen name reaches another owner's
+    documents or a collection the operator did not share. Without an owner there is no own
+    part, so an unshared name is refused."""
+    name = check_collection_name(requested if requested is not None else default)
+    if name == default or name in set(shared):
+        return CollectionScope(name=name, shared=True)
+    if owner is None:
+        raise CollectionRefused(
+            f"collection {name!r} is not shared (SHARED_COLLECTIONS) and there is no owner "
+            "to keep it for"
+        )
+    return CollectionScope(name=name, shared=False)
+
+
 def owner_collection(collection: str, owner: str) -> str:
     """The collection holding `owner`'s documents next to the shared `collection`."""
     digest = hashlib.sha256(owner.encode("utf-8")).hexdigest()[:20]
-    return f"{collection}__owner_{digest}"
+    return f"{collection}{OWNER_MARK}{digest}"
 
 
 def document_id_for(source: str) -> str:
@@ -572,10 +643,13 @@ async def ingest_documents(
     """Chunk, embed and index `(source, text)` pairs; re-ingesting a source replaces its chunks.
 
     A document belongs to `owner` (None: shared with everyone); two owners' documents
-    with the same source name are separate documents.
+    with the same source name are separate documents. Only an ingest without an owner
+    creates (or writes to) `collection` itself; callers choose which names may be shared
+    (`resolve_collection`).
     """
     items = list(documents)
-    await index.ensure_collection(collection, embedder.dimension)
+    if owner is None:
+        await index.ensure_collection(collection, embedder.dimension)
     indexed = chunk_total = 0
     skipped: list[str] = []
     for done, (source, text) in enumerate(items, start=1):

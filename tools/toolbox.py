@@ -20,11 +20,18 @@ from pathlib import Path
 
 from tools.cache import Cache, CachedEmbedder, MemoryCache
 from tools.embeddings import Embedder, MiniLMEmbedder
-from tools.images import ImageLimits
+from tools.images import DecodeBudget, ImageLimits, return_large_frees_to_system
 from tools.models.offline_provider import OfflineProvider
 from tools.models.provider import ModelProvider
 from tools.net import PublicFetcher, UrlFetcher
-from tools.retrieval import QdrantIndex, VectorIndex, ingest_paths, sample_corpus_dir
+from tools.retrieval import (
+    CollectionScope,
+    QdrantIndex,
+    VectorIndex,
+    ingest_paths,
+    resolve_collection,
+    sample_corpus_dir,
+)
 
 __all__ = [
     "DEFAULT_COLLECTION",
@@ -36,6 +43,8 @@ __all__ = [
 ]
 
 DEFAULT_COLLECTION = "documents"
+DEFAULT_DECODE_BUDGET = 256 * 2**20
+"""Bytes of pixel memory image decodes may hold at once (``IMAGE_DECODE_BUDGET_MB``)."""
 
 
 @dataclass
@@ -50,10 +59,15 @@ class Toolbox:
     """Fetches image URLs under the outbound policy (``tools.net.PublicFetcher``)."""
     image_limits: ImageLimits
     cache: Cache
+    decode_budget: DecodeBudget = field(default_factory=lambda: DecodeBudget(DEFAULT_DECODE_BUDGET))
+    """Pixel memory this process's image decodes may hold at once (one per process)."""
     tesseract_cmd: str = "tesseract"
     """The OCR command the vision agent runs: a name on the PATH or a path."""
     seed_dir: Path | None = None
     """When set, ``prepare()`` ingests this folder into an empty collection once."""
+    shared_collections: frozenset[str] = frozenset()
+    """Collections besides ``collection`` that every caller reads (the operator's allow-list);
+    any other name a caller gives stays inside the caller's own part of it."""
     _prepared: bool = field(default=False, init=False, repr=False)
     _lock: asyncio.Lock | None = field(default=None, init=False, repr=False)
 
@@ -75,6 +89,13 @@ class Toolbox:
                     collection=self.collection,
                 )
             self._prepared = True
+
+    def resolve_collection(self, requested: str | None, owner: str | None) -> CollectionScope:
+        """Where `owner`'s collection name `requested` leads (``tools.retrieval``'s
+        ``resolve_collection``); raises ``CollectionRefused`` for a name it may not use."""
+        return resolve_collection(
+            requested, default=self.collection, shared=self.shared_collections, owner=owner
+        )
 
 
 _installed: Toolbox | None = None
@@ -100,6 +121,7 @@ def default_toolbox(root: Path | None = None) -> Toolbox:
     # The critic re-embeds the evidence sentences the drafting step just embedded.
     embedder = CachedEmbedder(MiniLMEmbedder(), cache)
     limits = ImageLimits()
+    return_large_frees_to_system()  # else threads keep freed pixels past the decode budget
     return Toolbox(
         provider=OfflineProvider(embedder),
         embedder=embedder,

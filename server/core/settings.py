@@ -51,6 +51,22 @@ PLACEHOLDER_SECRETS = frozenset(
 _REFUSED_JWT_ALGORITHMS = frozenset({"none", "hs256", "hs384", "hs512"})
 _HOST = re.compile(r"[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]")
 
+# As `tools.retrieval.check_collection_name`: "__owner_" marks owners' own collections.
+_COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_OWNER_MARK = "__owner_"
+_WORST_IMAGE_BYTES_PER_PIXEL = 9
+
+
+def _collection_name(name: str) -> str:
+    if not _COLLECTION_NAME.match(name):
+        raise ValueError(
+            f"{name!r} is not a collection name (1-64 letters, digits, '_' or '-', "
+            "starting with a letter or digit)"
+        )
+    if _OWNER_MARK in name.lower():
+        raise ValueError(f"{name!r} contains {_OWNER_MARK!r}, reserved for owners' collections")
+    return name
+
 
 class Settings(BaseSettings):
     """Trellis process settings, read from the environment and `.env`."""
@@ -220,10 +236,20 @@ class Settings(BaseSettings):
     embedding_cache_ttl_seconds: int = Field(default=7 * 86400, ge=1)
     response_cache_ttl_seconds: int = Field(default=3600, ge=1)
     collection: str = "documents"
-    """The Qdrant collection the built-in assistant searches."""
+    """The Qdrant collection the built-in assistant searches, shared with every caller."""
+    shared_collections: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """More collections every caller may name in a run's `context.collection` and `trellis
+    ingest` may fill, as a comma list (`COLLECTION` is always shared). Any other name a
+    caller gives reaches only that caller's own documents."""
     seed_sample_corpus: bool = True
     """Ingest the shipped sample corpus into an empty collection on first start."""
     image_fetch_timeout_seconds: float = Field(default=10.0, gt=0)
+    image_max_pixels: int = Field(default=16_000_000, ge=1)
+    """Largest width x height of an image a run may send (checked before decoding)."""
+    image_decode_budget_mb: int = Field(default=256, ge=1)
+    """Pixel memory all image decodes of a process may hold at once, in MiB; decodes past it
+    wait their turn. Must fit one image of `image_max_pixels` at its worst (9 bytes a pixel,
+    and 28 MiB of working memory)."""
     qdrant_path: Path | None = None
     """Embedded Qdrant data directory; default `<embedded_data_dir>/qdrant`."""
     qdrant_url: str | None = None
@@ -313,6 +339,19 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _image_budget(self) -> Settings:
+        # As tools.images: WORST_BYTES_PER_PIXEL a pixel (a palette image converted to RGBA,
+        # then resized), and decode_overhead(1024) for the working copies and buffers.
+        needed = self.image_max_pixels * _WORST_IMAGE_BYTES_PER_PIXEL + 28 * 2**20
+        if self.image_decode_budget_mb * 2**20 < needed:
+            raise ValueError(
+                f"IMAGE_DECODE_BUDGET_MB={self.image_decode_budget_mb} is too small for one "
+                f"image of IMAGE_MAX_PIXELS={self.image_max_pixels} (needs "
+                f"{-(-needed // 2**20)}); raise it or lower IMAGE_MAX_PIXELS"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _production_safety(self) -> Settings:
         if self.auth_mode == "jwt" and not self.jwt_jwks_url:
             raise ValueError("AUTH_MODE=jwt needs JWT_JWKS_URL")
@@ -337,6 +376,23 @@ class Settings(BaseSettings):
                 "(or set ALLOW_INSECURE_NO_AUTH=true, which you should not)"
             )
         return self
+
+    @field_validator("collection")
+    @classmethod
+    def _default_collection(cls, value: str) -> str:
+        return _collection_name(value)
+
+    @field_validator("shared_collections", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
+
+    @field_validator("shared_collections")
+    @classmethod
+    def _shared_names(cls, value: list[str]) -> list[str]:
+        return [_collection_name(name) for name in value]
 
     @field_validator("log_level")
     @classmethod

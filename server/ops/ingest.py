@@ -20,11 +20,13 @@ from server.builtin_toolbox import open_embedder, open_index
 from server.core.settings import Settings
 from server.ops.embedded import qdrant_in_use
 from tools.retrieval import (
+    CollectionRefused,
     IndexLocked,
     collect_files,
     duplicate_sources,
     ingest_paths,
     ingest_root,
+    resolve_collection,
 )
 
 Progress = Callable[[int, int], None]
@@ -105,9 +107,17 @@ def _duration(seconds: float) -> str:
 async def ingest_local(
     paths: Sequence[str], *, settings: Settings, collection: str | None, progress: Progress
 ) -> IngestReport:
-    """Open the index directly (no server may hold an embedded Qdrant directory meanwhile)."""
+    """Open the index directly (no server may hold an embedded Qdrant directory meanwhile).
+
+    What it ingests is shared with every caller, so only into `COLLECTION` or one of
+    `SHARED_COLLECTIONS`: it exits with one line for any other name."""
+    try:
+        name = resolve_collection(
+            collection, default=settings.collection, shared=settings.shared_collections, owner=None
+        ).name
+    except CollectionRefused as error:
+        raise SystemExit(f"trellis: {error}") from None
     root = cli_root(paths)
-    name = collection or settings.collection
     try:
         index = open_index(settings)
     except IndexLocked as error:

@@ -214,6 +214,30 @@ async def test_image_question_goes_through_vision_and_quotes_the_ocr_text() -> N
 
 
 @pytest.mark.usefixtures("offline")
+@pytest.mark.parametrize("url", ["http://0177.0.0.1/a.png", "http://0x7f.1/a.png"])
+async def test_a_refused_image_url_is_reported_and_the_run_goes_on(url: str) -> None:
+    app, config = compiled(), thread()
+    content = [
+        {"type": "text", "text": "What does the text in this image say?"},
+        {"type": "image_url", "image_url": {"url": url}},
+    ]
+    await app.ainvoke(
+        {"messages": [{"role": "user", "content": content}]},
+        config,
+        context=Context(collection="test-docs"),
+    )
+    state = await app.aget_state(config)
+    values = state.values
+    assert not state.next  # the run finished
+    assert values["image_findings"]["ok"] is False
+    assert values["image_findings"]["message"].startswith("The attached image could not be used")
+    assert any(m.content == values["image_findings"]["message"] for m in values["messages"]), (
+        "the image's error is in the conversation"
+    )
+    assert values["answer"]
+
+
+@pytest.mark.usefixtures("offline")
 async def test_a_second_question_starts_a_fresh_turn() -> None:
     app, config = compiled(), thread()
     context = Context(collection="test-docs")

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import io
+import struct
+import zlib
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.runtime import Runtime
+from PIL import Image, PngImagePlugin
 
 from agents.context import Context
 from agents.state import State
@@ -69,6 +74,47 @@ async def test_a_refused_image_is_a_message_not_a_crash(
     assert isinstance(message, AIMessage)
     assert message.content == findings["message"]
     assert "draft" not in update
+    assert events[0]["ok"] is False
+
+
+def text_bomb_data_url() -> str:
+    """A small PNG whose zTXt chunk inflates past Pillow's MAX_TEXT_CHUNK."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32), "red").save(buffer, format="PNG")
+    png = buffer.getvalue()
+    body = b"Comment\x00\x00" + zlib.compress(b"A" * (PngImagePlugin.MAX_TEXT_CHUNK * 8), 9)
+    chunk = (
+        struct.pack(">I", len(body))
+        + b"zTXt"
+        + body
+        + struct.pack(">I", zlib.crc32(b"zTXt" + body))
+    )
+    at = png.index(b"IDAT") - 4
+    return "data:image/png;base64," + base64.b64encode(png[:at] + chunk + png[at:]).decode()
+
+
+@pytest.mark.usefixtures("toolbox")
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        (text_bomb_data_url(), "could not be read"),
+        ("http://0177.0.0.1/a.png", "not a valid URL"),
+        ("http://2130706433/a.png", "non-standard form"),
+        ("http://0x7f.1/a.png", "non-standard form"),
+        ("https://017700000001/a.png", "non-standard form"),
+    ],
+)
+async def test_a_hostile_image_is_that_images_error(
+    runtime: Callable[..., Runtime[Context]], events: list[dict[str, Any]], url: str, reason: str
+) -> None:
+    update = await vision(image_state(url), runtime())
+
+    findings = update["image_findings"]
+    assert findings["ok"] is False
+    assert findings["message"].startswith("The attached image could not be used")
+    assert reason in findings["message"]
+    [message] = update["messages"]
+    assert message.content == findings["message"]
     assert events[0]["ok"] is False
 
 

@@ -2,20 +2,29 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+import struct
+import subprocess
+import sys
+import threading
 import time
+import zlib
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
+from tests.support.servers import ROOT
 from tests.tools.conftest import LoopbackServer
 from tools.images import (
     OCR_INSTALL_HINT,
+    DecodeBudget,
     ImageLimits,
     ImageRejected,
     OcrFailed,
     OcrUnavailable,
     PreparedImage,
+    decode_cost,
     decode_data_url,
     find_tesseract,
     image_facts,
@@ -90,6 +99,119 @@ def test_decompression_bomb_is_rejected_before_decoding(side: int) -> None:
         preprocess(bomb, LIMITS)
     assert time.perf_counter() - started < 1.0
     assert pixel_blocks_allocated() == before, "pixel memory was allocated"
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def with_chunk(png: bytes, chunk: bytes, *, after_pixels: bool) -> bytes:
+    """`png` with `chunk` inserted before its first IDAT, or just before IEND."""
+    at = png.index(b"IDAT") - 4 if not after_pixels else png.rindex(b"IEND") - 4
+    return png[:at] + chunk + png[at:]
+
+
+def text_bombs() -> list[tuple[str, bytes]]:
+    """PNGs whose text chunks inflate far past Pillow's MAX_TEXT_CHUNK (a few KB each)."""
+    inflated = zlib.compress(b"A" * (PngImagePlugin.MAX_TEXT_CHUNK * 8), 9)
+    ztxt = png_chunk(b"zTXt", b"Comment\x00\x00" + inflated)
+    itxt = png_chunk(b"iTXt", b"Comment\x00\x01\x00en\x00\x00" + inflated)
+    png = encode(Image.new("RGB", (64, 64), "red"), "PNG")
+    return [
+        ("zTXt", with_chunk(png, ztxt, after_pixels=False)),
+        ("iTXt", with_chunk(png, itxt, after_pixels=False)),
+        ("zTXt after IDAT", with_chunk(png, ztxt, after_pixels=True)),
+    ]
+
+
+@pytest.mark.parametrize(("name", "bomb"), text_bombs())
+def test_a_text_chunk_bomb_is_refused_not_raised(name: str, bomb: bytes) -> None:
+    assert len(bomb) < 100_000
+    with pytest.raises(ImageRejected, match=r"could not be (read|decoded).*[Tt]oo [Ll]arge"):
+        preprocess(bomb, LIMITS)
+
+
+def test_the_decode_cost_counts_pillows_pixel_storage() -> None:
+    def cost(mode: str) -> int:
+        image = Image.open(io.BytesIO(encode(Image.new(mode, (1000, 500)), "PNG")))
+        return decode_cost(image, 1) - decode_cost(Image.new("L", (0, 0)), 1)
+
+    assert cost("L") == 500_000
+    assert cost("RGB") == 2_000_000  # four bytes a pixel, as Pillow keeps RGB
+    assert cost("RGBA") == 4_000_000  # and its premultiplied copy while resizing
+    assert cost("P") == 4_500_000  # converted to RGBA first
+
+
+def test_the_budget_bounds_what_is_held_at_once_and_refuses_what_never_fits() -> None:
+    budget = DecodeBudget(10, wait_seconds=30)
+    held: list[int] = []
+
+    def hold(n: int) -> None:
+        with budget.reserve(n):
+            held.append(budget.held)
+            time.sleep(0.02)
+
+    threads = [threading.Thread(target=hold, args=(n,)) for n in [4, 6, 3, 7, 5, 5] * 3]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(held) == 18
+    assert max(held) <= 10
+    assert budget.peak == max(held)
+    assert budget.held == 0
+    with pytest.raises(ImageRejected, match="more than"):
+        budget.reserve(11).__enter__()
+    busy = DecodeBudget(10, wait_seconds=0.05)
+    with busy.reserve(8), pytest.raises(ImageRejected, match="busy"):
+        busy.reserve(3).__enter__()
+    assert busy.held == 0
+
+
+def test_an_image_bigger_than_the_budget_is_refused_before_decoding() -> None:
+    data = encode(Image.new("RGB", (2000, 2000)), "PNG")
+    before = pixel_blocks_allocated()
+    with pytest.raises(ImageRejected, match="MB to decode"):
+        preprocess(data, LIMITS, budget=DecodeBudget(16 * 2**20))
+    assert pixel_blocks_allocated() == before
+    assert preprocess(data, LIMITS, budget=DecodeBudget(64 * 2**20)).width == LIMITS.max_side
+
+
+def test_32_near_limit_images_at_once_stay_within_the_decode_budget(tmp_path: Path) -> None:
+    """The shipped defaults: IMAGE_MAX_PIXELS=16000000, IMAGE_DECODE_BUDGET_MB=256.
+
+    Before the budget, one such PNG (RGB, 4880x3260) took ~200 MB while decoding and 8 at
+    once 1.6 GB; 32 at once now stay under the budget (measured: ~180 MB)."""
+    width, height = 4880, 3260
+    assert 0.99 * LIMITS.max_pixels < width * height <= LIMITS.max_pixels
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    for x in range(0, width, 97):
+        draw.line((x, 0, width - x, height), fill=(x % 255, 40, 200), width=3)
+    path = tmp_path / "near-limit.png"
+    image.save(path, compress_level=1)
+    del image, draw
+    budget_mb = 256
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.support.image_memory",
+            str(path),
+            "32",
+            str(LIMITS.max_pixels),
+            str(budget_mb),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=True,
+    )
+    measured = json.loads(result.stdout)
+    assert measured["prepared"] == 32, measured
+    # The first decode alone is ~90 MB: the budget is what keeps the others out.
+    assert 60 < measured["growth_mb"] <= budget_mb, measured
 
 
 def test_too_many_pixels_for_our_limit_but_not_for_pillow() -> None:

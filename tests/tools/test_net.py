@@ -93,6 +93,40 @@ async def test_only_http_schemes(url: str) -> None:
         await fetch_public(url, max_bytes=1000, timeout=2.0)
 
 
+NUMERIC_HOSTS = [
+    "http://0177.0.0.1/",  # octal
+    "http://2130706433/",  # one decimal number
+    "http://0x7f.1/",  # hex and a short form
+    "http://0x7f000001/",
+    "http://017700000001/",
+    "http://127.1/",
+    "http://127.0.0.1./",
+    "http://0/",
+    "https://0300.0250.0.1/",  # octal 192.168.0.1
+]
+
+
+@pytest.mark.parametrize("url", NUMERIC_HOSTS)
+async def test_numeric_hosts_in_other_forms_are_refused(url: str) -> None:
+    # Whatever DNS would answer (here: a public address), such a host is never looked up.
+    async def public(host: str) -> Sequence[str]:
+        return ["93.184.215.14"]
+
+    with pytest.raises(OutboundBlocked, match=r"non-standard form|not a valid URL"):
+        await fetch_public(url, max_bytes=1000, timeout=2.0, resolver=public)
+
+
+async def test_a_redirect_to_an_octal_host_is_refused(loopback: LoopbackServer) -> None:
+    target = urllib.parse.quote("http://0177.0.0.1/", safe="")
+    with pytest.raises(FetchFailed, match="Invalid IPv4 address"):
+        await fetch_public(
+            f"http://127.0.0.1:{loopback.port}/redirect?to={target}",
+            max_bytes=1000,
+            timeout=2.0,
+            allow_hosts=LOCAL,
+        )
+
+
 async def test_hostname_resolving_to_loopback_is_blocked(loopback: LoopbackServer) -> None:
     resolve = resolver_for({"innocent.example": ["127.0.0.1"]})
     with pytest.raises(OutboundBlocked, match=r"innocent\.example resolves to 127\.0\.0\.1"):

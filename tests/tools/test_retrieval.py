@@ -7,15 +7,21 @@ from pathlib import Path
 
 import pytest
 
+from tests.agents.support import HashEmbedder
 from tools.cache import CachedEmbedder, MemoryCache
 from tools.embeddings import MiniLMEmbedder
 from tools.retrieval import (
+    CollectionRefused,
+    CollectionScope,
     QdrantIndex,
     chunk_text,
     collect_files,
     document_id_for,
     duplicate_sources,
+    ingest_documents,
     ingest_paths,
+    owner_collection,
+    resolve_collection,
     sample_corpus_dir,
 )
 
@@ -141,6 +147,49 @@ async def test_owners_see_shared_documents_and_only_their_own(index: QdrantIndex
     assert await index.upsert_document("docs", "a1", "a.md", [], [], owner="alice") == 0
     assert await index.upsert_document("docs", "c1", "c.md", [], [], owner="carol") == 0
     assert await index.count("docs", owner="alice") == 0
+
+
+def test_only_allow_listed_names_are_shared_and_others_stay_the_callers_own() -> None:
+    def resolve(name: str | None, owner: str | None = "bob") -> CollectionScope:
+        return resolve_collection(name, default="docs", shared=["team"], owner=owner)
+
+    assert resolve(None) == CollectionScope("docs", shared=True)
+    assert resolve("docs") == CollectionScope("docs", shared=True)
+    assert resolve("team", owner=None) == CollectionScope("team", shared=True)
+    assert resolve("private") == CollectionScope("private", shared=False)
+    alices = owner_collection("docs", "alice")
+    for name in (alices, alices.upper(), "docs__owner_", "x__OWNER_" + alices[-20:]):
+        with pytest.raises(CollectionRefused, match=r"reserved|not valid"):
+            resolve(name)
+    for name in ("", "a b", "../docs", "-docs", "d" * 65, "docs\x00"):
+        with pytest.raises(CollectionRefused, match="not valid"):
+            resolve(name)
+    with pytest.raises(CollectionRefused, match="not shared"):
+        resolve("private", owner=None)
+
+
+async def test_an_unshared_scope_reads_only_the_callers_part(index: QdrantIndex) -> None:
+    await index.ensure_collection("docs", 4)
+    await index.upsert_document("docs", "shared", "s.md", ["shared"], [unit(0)])
+    await index.upsert_document("docs", "b1", "b.md", ["bob's"], [unit(0)], owner="bob")
+
+    bob = await index.search("docs", unit(0), top_k=5, owner="bob", shared=False)
+    assert [p.text for p in bob] == ["bob's"]
+    assert await index.search("docs", unit(0), top_k=5, owner="carol", shared=False) == []
+    # A shared name nobody created yet is empty, not an error.
+    assert await index.search("nothing", unit(0), top_k=5, owner="bob") == []
+
+
+async def test_an_owned_ingest_creates_no_shared_collection(index: QdrantIndex) -> None:
+    await ingest_documents(
+        [("a.md", "alpha text")],
+        index=index,
+        embedder=HashEmbedder(),
+        collection="made",
+        owner="al",
+    )
+    assert await index.count("made", owner="al") == 1
+    assert not await index._client.collection_exists("made")
 
 
 async def test_reingesting_replaces_a_documents_chunks(index: QdrantIndex) -> None:

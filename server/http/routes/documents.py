@@ -32,27 +32,30 @@ class IngestRequest(Body):
 
 @router.post("/ingest")
 async def ingest(body: IngestRequest, owner: OwnerDep) -> dict[str, object]:
-    """Chunk, embed and upsert documents; idempotent per source."""
-    from tools.retrieval import ingest_documents
+    """Chunk, embed and upsert documents into the caller's own part of the collection;
+    idempotent per source. Never creates a shared collection."""
+    from tools.retrieval import CollectionRefused, ingest_documents
     from tools.toolbox import installed_toolbox
 
     toolbox = installed_toolbox()
     if toolbox is None:
         raise InvalidRequest("this server does not serve the built-in assistant; nothing to ingest")
+    try:
+        scope = toolbox.resolve_collection(body.collection, owner)
+    except CollectionRefused as error:
+        raise InvalidRequest(str(error)) from None
     await toolbox.prepare()
     report = await ingest_documents(
         [(doc.source, doc.text) for doc in body.documents],
         index=toolbox.index,
         embedder=toolbox.embedder,
-        collection=body.collection or toolbox.collection,
+        collection=scope.name,
         owner=owner,
     )
     return {
-        "collection": body.collection or toolbox.collection,
+        "collection": scope.name,
         "documents": report.files,
         "chunks": report.chunks,
         "skipped": list(report.skipped),
-        "total_chunks": await toolbox.index.count(
-            body.collection or toolbox.collection, owner=owner
-        ),
+        "total_chunks": await toolbox.index.count(scope.name, owner=owner),
     }

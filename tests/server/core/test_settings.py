@@ -113,3 +113,38 @@ def test_allowed_hosts_are_names_without_scheme_or_port(monkeypatch: pytest.Monk
         "ALLOWED_HOSTS='http://devbox:8123': 'http://devbox:8123' is not a host name or address "
         "(no scheme or port)"
     ]
+
+
+def problems(monkeypatch: pytest.MonkeyPatch, **environment: str) -> list[str]:
+    """The lines `trellis` prints for these variables (none when they are valid)."""
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    try:
+        Settings(_env_file=None)
+    except ValidationError as error:
+        return describe_settings_error(error)
+    return []
+
+
+def test_shared_collections_are_a_comma_list_of_plain_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SHARED_COLLECTIONS", " team, handbook-2 ,")
+    assert Settings(_env_file=None).shared_collections == ["team", "handbook-2"]
+    for value, reason in [("team,docs__owner_abc", "reserved"), ("a b", "not a collection")]:
+        [line] = problems(monkeypatch, SHARED_COLLECTIONS=value)
+        assert line.startswith("SHARED_COLLECTIONS=")
+        assert reason in line
+    [line] = problems(monkeypatch, SHARED_COLLECTIONS="", COLLECTION="x__Owner_1")
+    assert line.startswith("COLLECTION=")
+
+
+def test_the_decode_budget_must_fit_one_image_of_the_pixel_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    defaults = Settings(_env_file=None)
+    assert (defaults.image_max_pixels, defaults.image_decode_budget_mb) == (16_000_000, 256)
+    [line] = problems(monkeypatch, IMAGE_MAX_PIXELS="40000000", IMAGE_DECODE_BUDGET_MB="256")
+    assert "IMAGE_DECODE_BUDGET_MB=256 is too small" in line
+    assert "IMAGE_MAX_PIXELS=40000000" in line
+    assert problems(monkeypatch, IMAGE_DECODE_BUDGET_MB="372") == []
