@@ -208,6 +208,16 @@ async def open_services(
             hooks=approvals,
             lease_seconds=settings.run_lease_seconds,
         )
+        threads = ThreadService(
+            engine=engine,
+            pool=pool,
+            checkpointer=checkpointer,
+            registry=registry,
+            runs=runs,
+            approvals=approvals,
+            thread_values_max_bytes=settings.thread_values_max_bytes,
+            history_budget=settings.history_max_bytes,
+        )
         log.info("trellis ready", extra={"graphs": registry.graph_ids, "worker": worker})
         yield Services(
             settings,
@@ -220,15 +230,8 @@ async def open_services(
             executor,
             extra_info,
             approvals,
-            threads=ThreadService(
-                engine=engine,
-                pool=pool,
-                checkpointer=checkpointer,
-                registry=registry,
-                runs=runs,
-                approvals=approvals,
-                thread_values_max_bytes=settings.thread_values_max_bytes,
-                history_budget=settings.history_max_bytes,
+            threads=threads,
+            assistants=AssistantService(
+                engine=engine, registry=registry, runs=runs, threads=threads
             ),
-            assistants=AssistantService(engine=engine, registry=registry),
         )

@@ -9,10 +9,16 @@ the official server keeps it: search and count leave it out, and reading or runn
 `NotFound` naming the missing graph. Its owner may still list its versions, re-point it
 (patch, set_latest) or delete it;
 `warn_unserved` lists such assistants in the log at startup.
+
+Deleting an assistant deletes its runs with it, as the official server's run rows
+reference their assistant `ON DELETE CASCADE`: active ones are cancelled first (as the
+official `Assistants.delete` cancels them), and `delete_threads` also deletes the caller's
+threads whose metadata names the assistant.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 
@@ -28,9 +34,11 @@ from server.core.schemas import (
     AssistantVersions,
 )
 from server.core.types import Assistant, AssistantVersion, GraphSchema, JsonObject, Subgraphs
-from server.db import assistant_rows
+from server.db import assistant_rows, run_rows, thread_rows
 from server.graph_host.introspection import draw, schemas, subgraphs
 from server.graph_host.registry import GraphRegistry, LoadedGraph, system_assistant_id
+from server.resources.thread_service import ThreadService
+from server.runs.manager import RunManager
 
 log = logging.getLogger("trellis")
 
@@ -67,9 +75,18 @@ async def warn_unserved(engine: AsyncEngine, registry: GraphRegistry) -> None:
 class AssistantService:
     """Create, read, search, version and delete assistants; describe their graphs."""
 
-    def __init__(self, *, engine: AsyncEngine, registry: GraphRegistry) -> None:
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        registry: GraphRegistry,
+        runs: RunManager,
+        threads: ThreadService,
+    ) -> None:
         self.engine = engine
         self.registry = registry
+        self.runs = runs
+        self.threads = threads
 
     def _uuid(self, assistant_id: str) -> uuid.UUID:
         """An assistant id, or a served graph id naming its system assistant."""
@@ -163,16 +180,35 @@ class AssistantService:
             raise NotFound(f"assistant {assistant_id[:80]!r} not found")
         return updated
 
-    async def delete(self, owner: str, assistant_id: str) -> None:
-        """Delete the caller's assistant and its versions."""
+    async def delete(self, owner: str, assistant_id: str, *, delete_threads: bool = False) -> None:
+        """Delete the caller's assistant, its versions and its runs (active ones are
+        cancelled first); with `delete_threads`, also the caller's threads whose metadata
+        names it."""
         aid = self._uuid(assistant_id)
-        async with self.engine.begin() as conn:
+        async with self.engine.connect() as conn:
             if await assistant_rows.is_system(conn, aid):
                 raise InvalidRequest(
                     "system assistants come from langgraph.json and cannot be deleted"
                 )
+            if await assistant_rows.get(conn, owner=owner, assistant_id=aid) is None:
+                raise NotFound(f"assistant {assistant_id[:80]!r} not found")
+            threads = (
+                await thread_rows.ids_for_assistant(conn, owner=owner, assistant_id=aid)
+                if delete_threads
+                else []
+            )
+        for thread_id in threads:
+            await self.threads.delete(owner, thread_id)
+        async with self.engine.connect() as conn:
+            active = await run_rows.active_for_assistant(conn, aid)
+        for thread_id, run_id in active:
+            with contextlib.suppress(NotFound):  # it ended, or its thread went, meanwhile
+                await self.runs.cancel(owner, thread_id, run_id, action="interrupt", wait=True)
+        async with self.engine.begin() as conn:
             if not await assistant_rows.delete_assistant(conn, owner=owner, assistant_id=aid):
                 raise NotFound(f"assistant {assistant_id[:80]!r} not found")
+            run_ids = await run_rows.delete_for_assistant(conn, aid)
+        await self.runs.events.forget(run_ids)
 
     async def versions(
         self, owner: str, assistant_id: str, query: AssistantVersions
