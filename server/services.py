@@ -115,10 +115,12 @@ async def open_services(
         store = AsyncPostgresStore(pool)
         await store.setup()
         registry = await GraphRegistry.load(
-            settings.graphs_config, checkpointer=checkpointer, store=OwnerScopedStore(store)
+            settings.graphs_config,
+            checkpointer=checkpointer,
+            store=OwnerScopedStore(store),
+            # What the graphs declare may be revived (a factory's, each time it builds one).
+            on_graph=lambda graph: serde.allow(graph_types(graph)),
         )
-        for loaded in registry:
-            serde.allow(graph_types(loaded.graph))  # what the graphs declare may be revived
         async with engine.begin() as conn:
             for loaded in registry:
                 await assistant_rows.upsert_system(

@@ -11,6 +11,7 @@
     │       └── ApprovalExpired     `expired`: its deadline passed
     ├── InvalidRequest              422: well-formed JSON that makes no sense
     │   └── NothingToResume         `command.resume` on a thread with no pending interrupt
+    ├── GraphUnavailable            424: the graph failed to import or build (names it and why)
     └── Unavailable                 503: a backing service cannot be reached
 
 Domain code raises these without knowing about HTTP; `error_handlers.install` maps them to a
@@ -113,6 +114,15 @@ class NothingToResume(InvalidRequest):
 
     status = 400
     code = "nothing_to_resume"
+
+
+class GraphUnavailable(TrellisError):
+    """Raise when a served graph failed to import, or its factory failed to build it: the
+    detail names the graph, its file and the error (424, as the official server answers
+    for a graph that is not valid)."""
+
+    status = 424
+    code = "graph_unavailable"
 
 
 class Unavailable(TrellisError):

@@ -21,7 +21,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
+from collections.abc import AsyncIterator
+from typing import cast
 
+from langchain_core.runnables import RunnableConfig
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.core.errors import AlreadyExists, InvalidRequest, NotFound
@@ -36,7 +39,7 @@ from server.core.schemas import (
 from server.core.types import Assistant, AssistantVersion, GraphSchema, JsonObject, Subgraphs
 from server.db import assistant_rows, run_rows, thread_rows
 from server.graph_host.introspection import draw, schemas, subgraphs
-from server.graph_host.registry import GraphRegistry, LoadedGraph, system_assistant_id
+from server.graph_host.registry import AnyGraph, GraphRegistry, system_assistant_id
 from server.resources.thread_service import ThreadService
 from server.runs.manager import RunManager
 
@@ -106,13 +109,29 @@ class AssistantService:
             raise unserved_graph(assistant_id, found["graph_id"], self.registry)
         return found
 
-    async def _graph(self, owner: str, assistant_id: str) -> LoadedGraph:
+    @contextlib.asynccontextmanager
+    async def _graph(self, owner: str, assistant_id: str) -> AsyncIterator[tuple[AnyGraph, str]]:
+        """The assistant's graph and graph id, opened to be read (a factory builds it with the
+        assistant's config, as the official server's `assistants.read` access does)."""
         async with self.engine.connect() as conn:
             assistant = await self._visible(conn, owner, assistant_id)
         loaded = self.registry.get(assistant["graph_id"])
         if loaded is None:
             raise unserved_graph(assistant_id, assistant["graph_id"], self.registry)
-        return loaded
+        base = assistant.get("config") or {}
+        config = cast(
+            RunnableConfig,
+            {
+                **base,
+                "configurable": {
+                    **(base.get("configurable") or {}),
+                    "assistant_id": assistant["assistant_id"],
+                    "graph_id": assistant["graph_id"],
+                },
+            },
+        )
+        async with loaded.open("assistants.read", config=config) as graph:
+            yield graph, loaded.graph_id
 
     async def create(self, owner: str, body: AssistantCreate) -> Assistant:
         """An assistant for a served graph; `if_exists: do_nothing` returns the existing one
@@ -239,17 +258,17 @@ class AssistantService:
 
     async def drawing(self, owner: str, assistant_id: str, *, xray: int | bool) -> JsonObject:
         """The assistant's graph: nodes and edges, as LangGraph draws it."""
-        loaded = await self._graph(owner, assistant_id)
-        return await draw(loaded.graph, xray=xray)
+        async with self._graph(owner, assistant_id) as (graph, _):
+            return await draw(graph, xray=xray)
 
     async def schemas(self, owner: str, assistant_id: str) -> GraphSchema:
         """JSON Schemas of the assistant's graph."""
-        loaded = await self._graph(owner, assistant_id)
-        return schemas(loaded.graph, loaded.graph_id)
+        async with self._graph(owner, assistant_id) as (graph, graph_id):
+            return schemas(graph, graph_id)
 
     async def subgraphs(
         self, owner: str, assistant_id: str, *, namespace: str | None, recurse: bool
     ) -> Subgraphs:
         """Schemas of the assistant's subgraphs, keyed by namespace."""
-        loaded = await self._graph(owner, assistant_id)
-        return await subgraphs(loaded.graph, namespace=namespace, recurse=recurse)
+        async with self._graph(owner, assistant_id) as (graph, _):
+            return await subgraphs(graph, namespace=namespace, recurse=recurse)

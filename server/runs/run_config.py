@@ -1,8 +1,16 @@
-"""What a claimed run hands its graph: the `RunnableConfig` and the input (pure functions).
+"""What a claimed run hands its graph: the `RunnableConfig`, the context and the input
+(pure functions).
 
 The config layers the assistant's config, then the request's, then the keys Trellis
 owns (ids, the caller's identity, the checkpoint to start from), which a request can
 never override.
+
+The context is built as the official server builds it: the request's `context` (or, when
+it sent none, its `config.configurable`, `models/run.py` `create_valid_run`) over the
+assistant's (`Runs.put` merges them), always a mapping, even empty; only the fields the
+graph's context schema declares are kept (`stream.py` `_filter_context_by_schema`), and
+LangGraph builds the schema's dataclass or model from it, so a schema's defaults apply
+when the run sent nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from langgraph.types import Command
 
 from server.auth.identity import auth_configurable
 from server.core.types import Json, JsonValue, RunAssistant, RunKwargs, RunRow
+from server.graph_host.registry import AnyGraph, context_keys
 
 
 def build_config(run: RunRow, assistant: RunAssistant, attempt: int) -> RunnableConfig:
@@ -50,6 +59,25 @@ def build_config(run: RunRow, assistant: RunAssistant, attempt: int) -> Runnable
     }
     config["run_id"] = run["run_id"]
     return cast(RunnableConfig, config)
+
+
+def run_context(run: RunRow, assistant: RunAssistant) -> Json:
+    """The run's context before the graph is known: the assistant's, then the request's."""
+    kwargs = run["kwargs"]
+    request = kwargs.get("context") or (kwargs.get("config") or {}).get("configurable") or {}
+    return {**(assistant.get("context") or {}), **request}
+
+
+def fit_context(graph: AnyGraph, context: Json, owner: str) -> Json:
+    """The context the graph runs with: only its schema's fields (all of it when the graph
+    declares none), and `owner` set by Trellis (never what a client claims) if it has one."""
+    keys = context_keys(graph)
+    if not keys:
+        return dict(context)
+    fitted = {key: value for key, value in context.items() if key in keys}
+    if "owner" in keys:
+        fitted["owner"] = owner
+    return fitted
 
 
 def graph_input(kwargs: RunKwargs) -> JsonValue | Command[str]:
