@@ -212,3 +212,118 @@ def test_serve_with_a_bad_config_exits_nonzero(tmp_path: Path, database_url: str
     assert proc.returncode != 0, output
     assert str(bad) in output, output
     assert "invalid JSON" in output, output
+
+
+FACTORIES = (
+    GOOD_GRAPH
+    + """
+import contextlib
+from langchain_core.runnables import RunnableConfig
+from langgraph_sdk.runtime import ServerRuntime
+
+SEEN = []
+
+def none():
+    return builder.compile()
+
+def config_only(config):
+    SEEN.append(("config_only", config["configurable"].get("marker")))
+    return builder
+
+async def runtime_only(runtime: ServerRuntime):
+    SEEN.append(("runtime_only", runtime.access_context))
+    return builder.compile()
+
+def both_sync(runtime: ServerRuntime, config: RunnableConfig):
+    SEEN.append(("both_sync", runtime.access_context, config["configurable"].get("marker")))
+    return builder.compile()
+
+@contextlib.asynccontextmanager
+async def async_cm(config: RunnableConfig, runtime: "ServerRuntime"):
+    execution = runtime.execution_runtime
+    SEEN.append(("enter", runtime.access_context, execution.context if execution else None))
+    yield builder.compile()
+    SEEN.append(("exit", runtime.access_context))
+
+@contextlib.contextmanager
+def sync_cm():
+    SEEN.append(("sync enter",))
+    yield builder.compile()
+    SEEN.append(("sync exit",))
+
+def three(a, b, c):
+    return builder.compile()
+
+def two_configs(a, b):
+    return builder.compile()
+"""
+)
+
+
+async def test_factories_are_built_per_access_with_their_arguments(tmp_path: Path) -> None:
+    names = ["none", "config_only", "runtime_only", "both_sync", "async_cm", "sync_cm"]
+    config = _config(
+        tmp_path, {n: f"./factories.py:{n}" for n in names}, {"factories.py": FACTORIES}
+    )
+    registry = await GraphRegistry.load(config, checkpointer=InMemorySaver())
+    file = (tmp_path / "factories.py").resolve()
+
+    def seen() -> list[tuple[object, ...]]:
+        """What the factories recorded (each graph entry imports its file as its own module)."""
+        return [
+            item
+            for name in names
+            for item in sys.modules[f"trellis_user_graph_{name}_{abs(hash(file)):x}"].SEEN
+        ]
+
+    assert seen() == [], "factories are not called at startup"
+    run_config = {"configurable": {"thread_id": "t", "marker": "m"}}
+    for name in names:
+        loaded = registry.get(name)
+        assert loaded is not None
+        assert loaded.error is None, loaded.error
+        async with loaded.open("threads.create_run", config=run_config, context={"k": 1}) as graph:
+            assert graph.checkpointer is not None, "Trellis' saver is attached"
+            assert await graph.ainvoke({"x": 1}, {"configurable": {"thread_id": name}}) == {"x": 2}
+        async with loaded.open("threads.read") as graph:
+            state = await graph.aget_state({"configurable": {"thread_id": name}})
+            assert state.values == {"x": 2}
+    assert seen() == [
+        ("config_only", "m"),
+        ("config_only", None),
+        ("runtime_only", "threads.create_run"),
+        ("runtime_only", "threads.read"),
+        ("both_sync", "threads.create_run", "m"),
+        ("both_sync", "threads.read", None),
+        ("enter", "threads.create_run", {"k": 1}),
+        ("exit", "threads.create_run"),
+        ("enter", "threads.read", None),
+        ("exit", "threads.read"),
+        ("sync enter",),
+        ("sync exit",),
+        ("sync enter",),
+        ("sync exit",),
+    ]
+
+
+async def test_factories_with_parameters_it_cannot_fill_are_load_errors(tmp_path: Path) -> None:
+    config = _config(
+        tmp_path,
+        {"g": "./factories.py:three", "h": "./factories.py:two_configs"},
+        {"factories.py": FACTORIES},
+    )
+    for graph_id in ("g", "h"):
+        message = await _entry_error(config, graph_id)
+        assert "factories.py" in message
+        assert "ServerRuntime" in message
+
+
+async def test_a_factory_that_raises_answers_unavailable_on_that_access(tmp_path: Path) -> None:
+    config = _config(
+        tmp_path,
+        {"g": "./raising.py:make"},
+        {"raising.py": "def make(config):\n    raise ValueError('no API key')\n"},
+    )
+    message = await _entry_error(config)
+    assert "its factory failed: ValueError: no API key" in message
+    assert "raising.py" in message
