@@ -44,6 +44,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import StateGraph
 from langgraph.pregel import Pregel
 from langgraph.store.base import BaseStore
+from langgraph_sdk.auth.types import BaseUser
 from langgraph_sdk.runtime import ServerRuntime, _ExecutionRuntime, _ReadRuntime
 
 from server.core.errors import GraphUnavailable
@@ -314,16 +315,16 @@ class LoadedGraph:
         why = f"{reason} ({self.file})" if reason else self.error
         return GraphUnavailable(f"graph {self.graph_id!r} is unavailable: {why}")
 
-    def _runtime(self, access: Access, context: object) -> object:
+    def _runtime(self, access: Access, context: object, user: BaseUser | None) -> object:
         if access == "threads.create_run":
             # copy.copy keeps a dataclass or pydantic context, and copies a dict.
             return _ExecutionRuntime(
                 access_context=access,
-                user=None,
+                user=user,
                 store=self.store,  # type: ignore[arg-type]  # None when served without one
                 context=copy.copy(context) if context is not None else None,
             )
-        return _ReadRuntime(access_context=access, user=None, store=self.store)  # type: ignore[arg-type]
+        return _ReadRuntime(access_context=access, user=user, store=self.store)  # type: ignore[arg-type]
 
     @contextlib.asynccontextmanager
     async def open(
@@ -332,10 +333,12 @@ class LoadedGraph:
         *,
         config: RunnableConfig | None = None,
         context: object = None,
+        user: BaseUser | None = None,
     ) -> AsyncIterator[AnyGraph]:
         """The graph for one access: the compiled one, or the one the factory builds with
-        `config` and a runtime for `access` (with `context` when a run executes), exited
-        after the access. `GraphUnavailable` if it could not be loaded or built."""
+        `config` and a runtime for `access` (with `context` when a run executes, and the
+        caller as `user` when known), exited after the access. `GraphUnavailable` if it
+        could not be loaded or built."""
         if self.static is not None:
             yield self.static
             return
@@ -346,7 +349,7 @@ class LoadedGraph:
         async with contextlib.AsyncExitStack() as stack:
             entry = GraphEntry(self.graph_id, self.file, getattr(self.factory, "__name__", "?"))
             try:
-                kwargs = self.factory_args(config, self._runtime(access, context))
+                kwargs = self.factory_args(config, self._runtime(access, context, user))
                 built = await stack.enter_async_context(_entered(self.factory(**kwargs)))
                 if not isinstance(built, Pregel | StateGraph):
                     raise GraphLoadError(

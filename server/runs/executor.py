@@ -46,7 +46,13 @@ from server.graph_host.snapshot import LatestState, bounded_values, latest_state
 from server.runs.events import EventBus
 from server.runs.hooks import Notice, RunHooks
 from server.runs.lease import Heartbeat, sweep_expired
-from server.runs.run_config import build_config, fit_context, graph_input, run_context
+from server.runs.run_config import (
+    RunUser,
+    build_config,
+    fit_context,
+    graph_input,
+    run_context,
+)
 from server.runs.signals import DONE_CHANNEL, RUNS_CHANNEL, Completions
 from server.runs.stream import FinalCheckpoint, stream_run
 from server.runs.webhooks import WebhookSender, run_payload
@@ -282,7 +288,7 @@ class Executor:
                 RunnableConfig, {**config, "configurable": dict(config["configurable"])}
             )
             async with loaded.open(
-                "threads.create_run", config=factory_config, context=context
+                "threads.create_run", config=factory_config, context=context, user=RunUser.of(run)
             ) as graph:
                 async for name, data in stream_run(
                     graph,

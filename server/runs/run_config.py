@@ -15,13 +15,14 @@ when the run sent nothing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, fields
 from typing import cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command
 
-from server.auth.identity import auth_configurable
+from server.auth.identity import AuthUser, auth_configurable
 from server.core.types import Json, JsonValue, RunAssistant, RunKwargs, RunRow
 from server.graph_host.registry import AnyGraph, context_keys
 
@@ -78,6 +79,39 @@ def fit_context(graph: AnyGraph, context: Json, owner: str) -> Json:
     if "owner" in keys:
         fitted["owner"] = owner
     return fitted
+
+
+@dataclass(frozen=True)
+class RunUser:
+    """A run's caller as a graph factory's `ServerRuntime.user` sees it (langgraph_sdk's
+    `BaseUser` protocol: attributes, and mapping access to the same fields)."""
+
+    identity: str
+    display_name: str
+    is_authenticated: bool
+    permissions: Sequence[str]
+
+    @classmethod
+    def of(cls, run: RunRow) -> RunUser:
+        """The user Trellis records for the run (never what the client claims)."""
+        user: AuthUser = auth_configurable(run)["langgraph_auth_user"]
+        return cls(
+            user["identity"],
+            user["display_name"],
+            user["is_authenticated"],
+            tuple(user.get("permissions") or ()),
+        )
+
+    def __getitem__(self, key: str) -> object:
+        if key not in self:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in {f.name for f in fields(self)}
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(f.name for f in fields(self))
 
 
 def graph_input(kwargs: RunKwargs) -> JsonValue | Command[str]:

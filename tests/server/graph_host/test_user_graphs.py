@@ -160,6 +160,7 @@ async def test_a_config_runtime_factory_is_built_per_access(
     assert out["said"] == "ada"
     assert out["built_for"] == "threads.create_run"
     assert out["built_with"] == "{}"  # the run's context, reaching the factory's runtime
+    assert out["built_by"] == "anonymous"  # the run's caller, as the runtime's user
 
     out = await sdk.runs.wait(
         tid, "factory_agent", input={"name": "bob"}, context={"greeting": "hi"}

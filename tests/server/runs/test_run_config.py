@@ -10,11 +10,12 @@ from typing import cast
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command
+from langgraph_sdk.auth.types import BaseUser
 from typing_extensions import TypedDict
 
 from server.core.types import RunAssistant, RunKwargs, RunRow
 from server.graph_host.registry import AnyGraph
-from server.runs.run_config import build_config, fit_context, graph_input, run_context
+from server.runs.run_config import RunUser, build_config, fit_context, graph_input, run_context
 
 RUN_ID = uuid.UUID("00000000-0000-7000-8000-000000000001")
 THREAD_ID = uuid.UUID("00000000-0000-7000-8000-000000000002")
@@ -188,3 +189,16 @@ def test_fit_context_keeps_the_schemas_fields_and_sets_the_owner() -> None:
     assert fit_context(_graph(Knobs), {}, "alice") == {"owner": "alice"}
     # A graph without a context schema gets the mapping as it is.
     assert fit_context(_graph(None), context, "alice") == context
+
+
+def test_run_user_is_the_recorded_caller_as_a_base_user() -> None:
+    user = RunUser.of(run_row("alice"))
+    assert isinstance(user, BaseUser)
+    assert user.identity == "alice"
+    assert user["identity"] == "alice"
+    assert "permissions" in user
+    assert "password" not in user
+    assert set(user) == {"identity", "display_name", "is_authenticated", "permissions"}
+    # A client-supplied identity in the kwargs is not who the run belongs to.
+    claimed = run_row("alice", auth_user={"identity": "mallory", "permissions": ["admin"]})
+    assert RunUser.of(claimed).identity == "alice"

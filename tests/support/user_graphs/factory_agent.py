@@ -28,6 +28,7 @@ class State(TypedDict, total=False):
     said: str
     built_for: str
     built_with: str
+    built_by: str
 
 
 def _log(line: str) -> None:
@@ -40,6 +41,7 @@ async def make_graph(config: RunnableConfig, runtime: ServerRuntime) -> AsyncIte
     access = runtime.access_context
     execution = runtime.execution_runtime
     built_with = repr(execution.context) if execution is not None else "-"
+    built_by = runtime.user.identity if runtime.user is not None else "-"
     _log(f"enter {access} {config['configurable'].get('graph_id', '-')}")
 
     def respond(state: State) -> State:
@@ -47,6 +49,7 @@ async def make_graph(config: RunnableConfig, runtime: ServerRuntime) -> AsyncIte
             "said": f"{state.get('name', '?')}",
             "built_for": access,
             "built_with": built_with,
+            "built_by": built_by,
         }
 
     builder = StateGraph(State, context_schema=Context)
