@@ -7,7 +7,8 @@ never override.
 
 The context is built as the official server builds it: the request's `context` (or, when
 it sent none, its `config.configurable`, `models/run.py` `create_valid_run`) over the
-assistant's (`Runs.put` merges them), always a mapping, even empty; only the fields the
+assistant's (`Runs.put` merges them; an assistant's context is its `config.configurable`
+when it was created with that alone), always a mapping, even empty; only the fields the
 graph's context schema declares are kept (`stream.py` `_filter_context_by_schema`), and
 LangGraph builds the schema's dataclass or model from it, so a schema's defaults apply
 when the run sent nothing.
@@ -66,7 +67,10 @@ def run_context(run: RunRow, assistant: RunAssistant) -> Json:
     """The run's context before the graph is known: the assistant's, then the request's."""
     kwargs = run["kwargs"]
     request = kwargs.get("context") or (kwargs.get("config") or {}).get("configurable") or {}
-    return {**(assistant.get("context") or {}), **request}
+    # An assistant created with `config.configurable` only has that as its context (the
+    # official `Assistants.put` keeps the two in step).
+    base = assistant.get("context") or (assistant.get("config") or {}).get("configurable") or {}
+    return {**base, **request}
 
 
 def fit_context(graph: AnyGraph, context: Json, owner: str) -> Json:

@@ -176,6 +176,13 @@ def test_run_context_is_the_requests_over_the_assistants_and_always_a_mapping() 
     assert run_context(run_row(context={}), assistant()) == {}
     assert run_context(run_row(), owned) == {"model": "big", "top_k": 2}
     assert run_context(run_row(context={"model": "huge"}), owned) == {"model": "huge", "top_k": 2}
+    # An assistant created with a configurable only has it as its context.
+    configured = assistant(configurable={"model": "from-config"})
+    assert run_context(run_row(), configured) == {"model": "from-config"}
+    assert run_context(run_row(context={"top_k": 1}), configured) == {
+        "model": "from-config",
+        "top_k": 1,
+    }
     # Without a context, the request's configurable stands for it (as the official server).
     assert run_context(run_row(config={"configurable": {"model": "cfg"}}), owned) == {
         "model": "cfg",
