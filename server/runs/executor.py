@@ -49,6 +49,7 @@ from server.runs.lease import Heartbeat, sweep_expired
 from server.runs.run_config import (
     RunUser,
     build_config,
+    drop_unfitted,
     fit_context,
     graph_input,
     run_context,
@@ -290,13 +291,15 @@ class Executor:
             async with loaded.open(
                 "threads.create_run", config=factory_config, context=context, user=RunUser.of(run)
             ) as graph:
+                fitted = fit_context(graph, context, run["owner"])
+                drop_unfitted(config, context, fitted)
                 async for name, data in stream_run(
                     graph,
                     payload,
                     config,
                     modes=kwargs.get("stream_mode") or ["values"],
                     subgraphs=bool(kwargs.get("stream_subgraphs")),
-                    context=fit_context(graph, context, run["owner"]),
+                    context=fitted,
                     durability=kwargs.get("durability") or self.default_durability,
                     interrupt_before=kwargs.get("interrupt_before"),
                     interrupt_after=kwargs.get("interrupt_after"),

@@ -36,7 +36,11 @@ def build_config(run: RunRow, assistant: RunAssistant, attempt: int) -> Runnable
     config: Json = {**base, **{k: v for k, v in request.items() if k != "configurable"}}
     configurable = {
         **(base.get("configurable") or {}),
+        # The official server mirrors context into configurable (`create_valid_run`,
+        # `Assistants.put`), so graphs that read knobs from `configurable` still see them.
+        **(assistant.get("context") or {}),
         **(request.get("configurable") or {}),
+        **(kwargs.get("context") or {}),
         "thread_id": str(run["thread_id"]),
         "run_id": str(run["run_id"]),
         "assistant_id": str(assistant["assistant_id"]),
@@ -116,6 +120,33 @@ class RunUser:
 
     def __iter__(self) -> Iterator[str]:
         return iter(f.name for f in fields(self))
+
+
+TRELLIS_KEYS = frozenset(
+    {"thread_id", "run_id", "assistant_id", "graph_id", "checkpoint_id", "checkpoint_ns"}
+)
+"""`configurable` keys Trellis sets itself (with `user_id` and `langgraph_auth_*`)."""
+
+
+def drop_unfitted(config: RunnableConfig, context: Json, fitted: Json) -> None:
+    """Make the mirrored context in `configurable` agree with what the graph runs with: keys
+    the schema left out are removed (as the official `astream_state` does), keys Trellis
+    overrode (`owner`) take Trellis' value. Keys no longer holding the mirrored value, and
+    Trellis' own, are left alone."""
+    configurable = config.get("configurable") or {}
+    for key, value in context.items():
+        if (
+            key in TRELLIS_KEYS
+            or key.startswith("langgraph_auth_")
+            or key == "user_id"
+            or key not in configurable
+            or configurable[key] != value
+        ):
+            continue
+        if key in fitted:
+            configurable[key] = fitted[key]
+        else:
+            del configurable[key]
 
 
 def graph_input(kwargs: RunKwargs) -> JsonValue | Command[str]:

@@ -15,7 +15,14 @@ from typing_extensions import TypedDict
 
 from server.core.types import RunAssistant, RunKwargs, RunRow
 from server.graph_host.registry import AnyGraph
-from server.runs.run_config import RunUser, build_config, fit_context, graph_input, run_context
+from server.runs.run_config import (
+    RunUser,
+    build_config,
+    drop_unfitted,
+    fit_context,
+    graph_input,
+    run_context,
+)
 
 RUN_ID = uuid.UUID("00000000-0000-7000-8000-000000000001")
 THREAD_ID = uuid.UUID("00000000-0000-7000-8000-000000000002")
@@ -209,3 +216,24 @@ def test_run_user_is_the_recorded_caller_as_a_base_user() -> None:
     # A client-supplied identity in the kwargs is not who the run belongs to.
     claimed = run_row("alice", auth_user={"identity": "mallory", "permissions": ["admin"]})
     assert RunUser.of(claimed).identity == "alice"
+
+
+def test_context_is_mirrored_into_configurable_as_the_graph_runs_with_it() -> None:
+    owned = assistant(configurable={"kept": 1})
+    owned["context"] = {"model": "big"}
+    run = run_row("alice", context={"top_k": 2, "owner": "mallory", "thread_id": "not-this-thread"})
+    config = build_config(run, owned, 1)
+    configurable = config["configurable"]
+    assert configurable["kept"] == 1
+    assert configurable["model"] == "big"
+    assert configurable["top_k"] == 2
+    assert configurable["thread_id"] == str(THREAD_ID), "Trellis' keys win over the context"
+
+    context = run_context(run, owned)
+    fitted = fit_context(_graph(Knobs), context, "alice")
+    drop_unfitted(config, context, fitted)
+    assert configurable["model"] == "big"
+    assert "top_k" not in configurable, "left out by the schema, so not mirrored"
+    assert configurable["owner"] == "alice", "Trellis' owner, never the client's claim"
+    assert configurable["kept"] == 1
+    assert configurable["thread_id"] == str(THREAD_ID)
