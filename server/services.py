@@ -126,10 +126,12 @@ async def open_services(
         store = AsyncPostgresStore(pool)
         await store.setup()
         registry = await GraphRegistry.load(
-            settings.graphs_config, checkpointer=checkpointer, store=OwnerScopedStore(store)
+            settings.graphs_config,
+            checkpointer=checkpointer,
+            store=OwnerScopedStore(store),
+            # What the graphs declare may be revived (a factory's, each time it builds one).
+            on_graph=lambda graph: serde.allow(graph_types(graph)),
         )
-        for loaded in registry:
-            serde.allow(graph_types(loaded.graph))  # what the graphs declare may be revived
         async with engine.begin() as conn:
             for loaded in registry:
                 await assistant_rows.upsert_system(
@@ -223,6 +225,16 @@ async def open_services(
             lease_seconds=settings.run_lease_seconds,
             limits=run_limits,
         )
+        threads = ThreadService(
+            engine=engine,
+            pool=pool,
+            checkpointer=checkpointer,
+            registry=registry,
+            runs=runs,
+            approvals=approvals,
+            thread_values_max_bytes=settings.thread_values_max_bytes,
+            history_budget=settings.history_max_bytes,
+        )
         log.info("trellis ready", extra={"graphs": registry.graph_ids, "worker": worker})
         yield Services(
             settings,
@@ -235,15 +247,8 @@ async def open_services(
             executor,
             extra_info,
             approvals,
-            threads=ThreadService(
-                engine=engine,
-                pool=pool,
-                checkpointer=checkpointer,
-                registry=registry,
-                runs=runs,
-                approvals=approvals,
-                thread_values_max_bytes=settings.thread_values_max_bytes,
-                history_budget=settings.history_max_bytes,
+            threads=threads,
+            assistants=AssistantService(
+                engine=engine, registry=registry, runs=runs, threads=threads, limits=run_limits
             ),
-            assistants=AssistantService(engine=engine, registry=registry, limits=run_limits),
         )

@@ -395,7 +395,8 @@ class ApprovalService:
         loaded = self.registry.get(graph_id) if isinstance(graph_id, str) else None
         if loaded is None:
             return True  # cannot tell; creating the run reports the missing graph
-        _, interrupts, _ = await thread_snapshot(loaded.graph, approval["thread_id"])
+        async with loaded.open("threads.read") as graph:
+            _, interrupts, _ = await thread_snapshot(graph, approval["thread_id"])
         return approval["interrupt_id"] in {i for _, i, _ in pending_interrupts(interrupts)}
 
     async def _close(

@@ -11,6 +11,7 @@
     │       └── ApprovalExpired     `expired`: its deadline passed
     ├── InvalidRequest              422: well-formed JSON that makes no sense
     │   └── NothingToResume         `command.resume` on a thread with no pending interrupt
+    ├── GraphUnavailable            424: the graph failed to import or build (names it and why)
     ├── RateLimited                 429: the caller used up a rate limit; `Retry-After` says when
     └── Unavailable                 503: a backing service cannot be reached
 
@@ -135,6 +136,15 @@ class RateLimited(TrellisError):
     def headers(self) -> dict[str, str] | None:
         """`Retry-After`, in whole seconds."""
         return {"Retry-After": str(self.retry_after)}
+
+
+class GraphUnavailable(TrellisError):
+    """Raise when a served graph failed to import, or its factory failed to build it: the
+    detail names the graph, its file and the error (424, as the official server answers
+    for a graph that is not valid)."""
+
+    status = 424
+    code = "graph_unavailable"
 
 
 class Unavailable(TrellisError):

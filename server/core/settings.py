@@ -280,7 +280,7 @@ class Settings(BaseSettings):
             raise ValueError("DATABASE_URL must be a postgresql:// URL")
         return value
 
-    @field_validator("forwarded_allow_ips", "allowed_hosts", mode="before")
+    @field_validator("forwarded_allow_ips", "allowed_hosts", "shared_collections", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> object:
         if isinstance(value, str):
@@ -381,13 +381,6 @@ class Settings(BaseSettings):
     @classmethod
     def _default_collection(cls, value: str) -> str:
         return _collection_name(value)
-
-    @field_validator("shared_collections", mode="before")
-    @classmethod
-    def _comma_list(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [name.strip() for name in value.split(",") if name.strip()]
-        return value
 
     @field_validator("shared_collections")
     @classmethod

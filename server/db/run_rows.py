@@ -276,6 +276,26 @@ async def active_for_thread(conn: Conn, thread_id: uuid.UUID) -> list[ActiveRun]
     return [cast(ActiveRun, plain(row)) for row in rows]
 
 
+async def active_for_assistant(conn: Conn, assistant_id: uuid.UUID) -> list[tuple[str, str]]:
+    """Pending and running runs of an assistant, as `(thread_id, run_id)`, oldest first."""
+    rows = await fetch_all(
+        conn,
+        "SELECT thread_id, run_id FROM runs WHERE assistant_id = %s "
+        "AND status IN ('pending', 'running') ORDER BY created_at, run_id",
+        (assistant_id,),
+    )
+    return [(str(row["thread_id"]), str(row["run_id"])) for row in rows]
+
+
+async def delete_for_assistant(conn: Conn, assistant_id: uuid.UUID) -> list[str]:
+    """Delete every run record of an assistant; returns their ids (their events are keyed
+    by run)."""
+    rows = await fetch_all(
+        conn, "DELETE FROM runs WHERE assistant_id = %s RETURNING run_id", (assistant_id,)
+    )
+    return [str(row["run_id"]) for row in rows]
+
+
 _CLAIM = """
     WITH busy AS (  -- running runs per owner, across every worker
         SELECT owner, count(*) AS running FROM runs WHERE status = 'running' GROUP BY owner

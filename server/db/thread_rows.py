@@ -135,6 +135,17 @@ async def delete_thread(conn: AsyncConnection, *, owner: str, thread_id: uuid.UU
     return True
 
 
+async def ids_for_assistant(
+    conn: AsyncConnection, *, owner: str, assistant_id: uuid.UUID
+) -> list[str]:
+    """The caller's threads whose metadata names the assistant (`metadata.assistant_id`,
+    which a run sets on its thread)."""
+    stmt = select(T.c.thread_id).where(
+        T.c.owner == owner, T.c.metadata["assistant_id"].astext == str(assistant_id)
+    )
+    return [str(tid) for tid in (await conn.execute(stmt)).scalars()]
+
+
 async def _tables_with_thread_id(conn: AsyncConnection) -> list[tuple[str, str]]:
     """(table, type of its `thread_id`) for every table of the schema but `threads` and the
     tables whose rows cascade from it."""

@@ -1,6 +1,7 @@
 """Adapters around the served LangGraph graphs (named apart from the top-level `graphs/`).
 
-registry.py      loads `langgraph.json`; compiles graphs (`AnyGraph`) with Trellis' saver and store
+registry.py      loads `langgraph.json`; compiles graphs (`AnyGraph`) with Trellis' saver and store,
+                 builds factory graphs per access (`LoadedGraph.open`), keeps broken ones apart
 introspection.py graph drawings, subgraphs and JSON schemas
 snapshot.py      a LangGraph StateSnapshot as the API's thread state
 """

@@ -2,40 +2,72 @@
 
 The file format is the one `langgraph dev` reads: `graphs` maps a graph id to
 `./path/to/file.py:variable`, where the variable is a compiled graph, a
-`StateGraph`, or a factory function returning either (sync or async, taking no
-argument or a `RunnableConfig`). `dependencies` are added to the import path
+`StateGraph`, or a factory. `dependencies` are added to the import path
 relative to the config file, and `env` (a mapping or a path to a `.env` file) is
 applied before any graph is imported.
+
+A factory is called on every access, as the official server calls it
+(`langgraph_api.graph.get_graph`, `_factory_utils`): it takes nothing, a
+`RunnableConfig`, a `langgraph_sdk.runtime.ServerRuntime`, or both (by keyword, told
+apart by the runtime's annotation); it may be sync or async, and may return an (async)
+context manager, entered for the access and exited after it. The runtime is an
+execution runtime (with the run's context) when a run executes, a read runtime
+otherwise.
+
+A graph that fails to import is logged with its file and error and kept as unavailable:
+every access to it raises `GraphUnavailable` naming it and the error, and the other
+graphs serve.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import copy
 import dataclasses
 import importlib.util
 import inspect
 import json
+import logging
 import os
 import sys
+import typing
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, TypeAlias
+from typing import Any, Literal, TypeAlias
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import StateGraph
 from langgraph.pregel import Pregel
 from langgraph.store.base import BaseStore
+from langgraph_sdk.auth.types import BaseUser
+from langgraph_sdk.runtime import ServerRuntime, _ExecutionRuntime, _ReadRuntime
 
+from server.core.errors import GraphUnavailable
 from server.core.types import Json
+
+log = logging.getLogger("trellis.graphs")
 
 AnyGraph: TypeAlias = Pregel[Any, Any, Any, Any]  # Any: each graph's own state/context/IO
 """A compiled graph, whatever its state, context, input and output types."""
 
 GraphOrBuilder: TypeAlias = AnyGraph | StateGraph[Any, Any, Any, Any]  # Any: as for AnyGraph
 """What a `langgraph.json` entry names: a compiled graph, or a `StateGraph` to compile."""
+
+Access: TypeAlias = Literal[
+    "threads.create_run", "threads.update", "threads.read", "assistants.read"
+]
+"""Why a graph is wanted; a factory's `ServerRuntime.access_context` (the official names)."""
+
+Factory: TypeAlias = Callable[..., object]
+"""A `langgraph.json` entry that builds its graph per access."""
+
+FactoryArgs: TypeAlias = Callable[[RunnableConfig, object], dict[str, object]]
+"""How to call a factory: its keyword arguments from the config and the runtime."""
 
 NAMESPACE_GRAPH = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
 """The namespace the official server derives system assistant ids from; reused for compatibility."""
@@ -162,24 +194,64 @@ def _import_variable(entry: GraphEntry) -> object:
         ) from exc
 
 
-async def _resolve(entry: GraphEntry, value: object) -> GraphOrBuilder:
-    if isinstance(value, Pregel | StateGraph):
-        return value
-    if callable(value):
-        params = inspect.signature(value).parameters
-        result: object = value({"configurable": {}}) if params else value()
-        if inspect.isawaitable(result):
-            result = await result
-        if isinstance(result, Pregel | StateGraph):
-            return result
-        raise GraphLoadError(
-            f"{entry.file}: graph {entry.graph_id!r}: factory {entry.variable!r} returned "
-            f"{type(result).__name__}, expected a compiled graph or a StateGraph"
+def _is_runtime(annotation: object) -> bool:
+    """Whether a parameter annotation names `ServerRuntime` (bare, parameterized, a concrete
+    runtime class or `Annotated[...]`), as `langgraph_api._factory_utils` tells it."""
+    if annotation is ServerRuntime:
+        return True
+    if isinstance(annotation, type):
+        return issubclass(annotation, _ExecutionRuntime | _ReadRuntime)
+    origin = typing.get_origin(annotation)
+    if origin is ServerRuntime:
+        return True
+    args = typing.get_args(annotation)
+    return origin is not None and bool(args) and _is_runtime(args[0])
+
+
+def factory_args(entry: GraphEntry, factory: Factory) -> FactoryArgs:
+    """How to call `factory`: none, one (a config, or a runtime if annotated so) or two
+    parameters (a config and a runtime, passed by keyword). Anything else is a load error."""
+    params = list(inspect.signature(factory).parameters.values())
+    try:
+        hints = typing.get_type_hints(
+            factory,
+            localns={"ServerRuntime": ServerRuntime, "RunnableConfig": RunnableConfig},
         )
+    except Exception:  # an annotation that does not resolve is just not a runtime
+        hints = {}
+    runtime = [p.name for p in params if _is_runtime(hints.get(p.name, p.annotation))]
+    names = [p.name for p in params]
+    if not params:
+        return lambda config, rt: {}
+    if len(params) == 1:
+        name = names[0]
+        if runtime:
+            return lambda config, rt: {name: rt}
+        return lambda config, rt: {name: config}
+    if len(params) == 2 and len(runtime) == 1:
+        rt_name = runtime[0]
+        cfg_name = next(n for n in names if n != rt_name)
+        return lambda config, rt: {cfg_name: config, rt_name: rt}
     raise GraphLoadError(
-        f"{entry.file}: graph {entry.graph_id!r}: {entry.variable!r} is a "
-        f"{type(value).__name__}, expected a compiled graph, a StateGraph or a factory"
+        f"{entry.file}: graph {entry.graph_id!r}: factory {entry.variable!r} must take "
+        f"no argument, a config, a `ServerRuntime`, or a config and a `ServerRuntime`; "
+        f"it takes {names}"
     )
+
+
+@contextlib.asynccontextmanager
+async def _entered(value: object) -> AsyncIterator[object]:
+    """A factory's result, awaited or entered as it needs (`langgraph_api.asyncio`)."""
+    if inspect.isawaitable(value):
+        value = await value
+    if hasattr(value, "__aenter__") and hasattr(value, "__aexit__"):
+        async with value as entered:
+            yield entered
+    elif hasattr(value, "__enter__") and hasattr(value, "__exit__"):
+        with value as entered:
+            yield entered
+    else:
+        yield value
 
 
 def _attach(
@@ -220,18 +292,80 @@ def context_keys(graph: AnyGraph) -> frozenset[str]:
 
 @dataclass
 class LoadedGraph:
-    """A graph ready to run: compiled with Trellis' checkpointer and store."""
+    """One served graph: compiled once (`static`), built per access (`factory`), or
+    unavailable (`error`). Use it through `open`."""
 
     graph_id: str
     assistant_id: uuid.UUID
-    graph: AnyGraph
     file: Path
     description: str | None
+    checkpointer: BaseCheckpointSaver[str]
+    store: BaseStore | None
+    static: AnyGraph | None = None
+    """The compiled graph, when the entry names a graph rather than a factory."""
+    factory: Factory | None = None
+    factory_args: FactoryArgs | None = None
+    error: str | None = None
+    """Why the graph could not be loaded (its file and the exception), if it could not."""
+    on_graph: Callable[[AnyGraph], None] | None = None
+    """Called with each graph a factory builds (the serializer learns its types)."""
 
-    @property
-    def takes_owner(self) -> bool:
-        """Whether the graph's context has an `owner` field, which Trellis fills in itself."""
-        return "owner" in context_keys(self.graph)
+    def unavailable(self, reason: str | None = None) -> GraphUnavailable:
+        """The error to answer for this graph, naming it and why it cannot serve."""
+        why = f"{reason} ({self.file})" if reason else self.error
+        return GraphUnavailable(f"graph {self.graph_id!r} is unavailable: {why}")
+
+    def _runtime(self, access: Access, context: object, user: BaseUser | None) -> object:
+        if access == "threads.create_run":
+            # copy.copy keeps a dataclass or pydantic context, and copies a dict.
+            return _ExecutionRuntime(
+                access_context=access,
+                user=user,
+                store=self.store,  # type: ignore[arg-type]  # None when served without one
+                context=copy.copy(context) if context is not None else None,
+            )
+        return _ReadRuntime(access_context=access, user=user, store=self.store)  # type: ignore[arg-type]
+
+    @contextlib.asynccontextmanager
+    async def open(
+        self,
+        access: Access,
+        *,
+        config: RunnableConfig | None = None,
+        context: object = None,
+        user: BaseUser | None = None,
+    ) -> AsyncIterator[AnyGraph]:
+        """The graph for one access: the compiled one, or the one the factory builds with
+        `config` and a runtime for `access` (with `context` when a run executes, and the
+        caller as `user` when known), exited after the access. `GraphUnavailable` if it
+        could not be loaded or built."""
+        if self.static is not None:
+            yield self.static
+            return
+        if self.factory is None or self.factory_args is None:
+            raise self.unavailable()
+        config = config or {"configurable": {}}
+        config.setdefault("configurable", {})
+        async with contextlib.AsyncExitStack() as stack:
+            entry = GraphEntry(self.graph_id, self.file, getattr(self.factory, "__name__", "?"))
+            try:
+                kwargs = self.factory_args(config, self._runtime(access, context, user))
+                built = await stack.enter_async_context(_entered(self.factory(**kwargs)))
+                if not isinstance(built, Pregel | StateGraph):
+                    raise GraphLoadError(
+                        f"factory returned {type(built).__name__}, expected a compiled graph "
+                        "or a StateGraph"
+                    )
+                graph = _attach(entry, built, self.checkpointer, self.store)
+            except Exception as exc:
+                log.exception(
+                    "graph factory failed",
+                    extra={"graph_id": self.graph_id, "file": str(self.file), "access": access},
+                )
+                raise self.unavailable(f"its factory failed: {type(exc).__name__}: {exc}") from exc
+            if self.on_graph is not None:
+                self.on_graph(graph)
+            yield graph
 
 
 class GraphRegistry:
@@ -248,23 +382,51 @@ class GraphRegistry:
         *,
         checkpointer: BaseCheckpointSaver[str],
         store: BaseStore | None = None,
+        on_graph: Callable[[AnyGraph], None] | None = None,
     ) -> GraphRegistry:
-        """Import and compile every graph of a `langgraph.json`; any broken entry raises."""
+        """Import and compile the graphs of a `langgraph.json` (factories are only checked:
+        they build per access). A broken `langgraph.json` raises; a broken entry is logged
+        and kept unavailable. `on_graph` sees every compiled graph, built ones included."""
         config = read_config(path)
         for key, value in config.env.items():
             os.environ.setdefault(key, value)
         add_import_paths(config)
         loaded: dict[str, LoadedGraph] = {}
         for entry in config.graphs:
-            named = await _resolve(entry, await asyncio.to_thread(_import_variable, entry))
-            graph = _attach(entry, named, checkpointer, store)
-            loaded[entry.graph_id] = LoadedGraph(
+            graph = LoadedGraph(
                 entry.graph_id,
                 system_assistant_id(entry.graph_id),
-                graph,
                 entry.file,
                 entry.description,
+                checkpointer,
+                store,
+                on_graph=on_graph,
             )
+            try:
+                named = await asyncio.to_thread(_import_variable, entry)
+                if isinstance(named, Pregel | StateGraph):
+                    graph.static = _attach(entry, named, checkpointer, store)
+                    if on_graph is not None:
+                        on_graph(graph.static)
+                elif callable(named):
+                    graph.factory_args = factory_args(entry, named)
+                    graph.factory = named
+                else:
+                    raise GraphLoadError(
+                        f"{entry.file}: graph {entry.graph_id!r}: {entry.variable!r} is a "
+                        f"{type(named).__name__}, expected a compiled graph, a StateGraph "
+                        "or a factory"
+                    )
+            except Exception as exc:
+                graph.error = str(exc) if isinstance(exc, GraphLoadError) else repr(exc)
+                log.error(
+                    "graph %r could not be loaded from %s; it answers 424 until fixed: %s",
+                    entry.graph_id,
+                    entry.file,
+                    graph.error,
+                    extra={"graph_id": entry.graph_id, "file": str(entry.file)},
+                )
+            loaded[entry.graph_id] = graph
         return cls(loaded, config)
 
     def __contains__(self, graph_id: object) -> bool:
@@ -274,10 +436,15 @@ class GraphRegistry:
         return iter(self._graphs.values())
 
     def get(self, graph_id: str) -> LoadedGraph | None:
-        """The loaded graph for `graph_id`, if served."""
+        """The loaded graph for `graph_id`, if served (perhaps unavailable: see `open`)."""
         return self._graphs.get(graph_id)
 
     @property
     def graph_ids(self) -> list[str]:
-        """Ids of all served graphs."""
+        """Ids of all served graphs (those that failed to load included)."""
         return list(self._graphs)
+
+    @property
+    def available_ids(self) -> list[str]:
+        """Ids of the served graphs that loaded (runs may be created on them)."""
+        return [graph_id for graph_id, graph in self._graphs.items() if graph.error is None]

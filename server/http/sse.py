@@ -1,4 +1,10 @@
-"""Server-sent events: a run's events on the wire, in the official framing."""
+"""Server-sent events: a run's events on the wire, in the official framing.
+
+The official server writes each frame itself (`langgraph_api.sse.json_to_sse`): `event:`,
+then `data:`, then `id:` only for a run created `stream_resumable`, each line ended by
+CRLF and the frame by a blank CRLF line. sse-starlette's `ServerSentEvent` writes `id:`
+first, so frames are written here byte for byte instead.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,25 @@ from server.runs.events import END, RunEvent
 
 log = logging.getLogger("trellis.http")
 
+SEP = "\r\n"
+"""The official server's line ending on the SSE wire."""
+
+
+def _field(value: str) -> bytes:
+    return value.replace("\r", "").replace("\n", "").encode()
+
+
+def sse_frame(event: str, data: bytes, event_id: str | None = None) -> bytes:
+    """One SSE frame as the official server writes it: event, data, then id when given."""
+    frame = b"event: " + _field(event) + b"\r\ndata: " + data + b"\r\n"
+    if event_id is not None:
+        frame += b"id: " + _field(event_id) + b"\r\n"
+    return frame + b"\r\n"
+
+
+def _heartbeat() -> ServerSentEvent:
+    return ServerSentEvent(comment="heartbeat", sep=SEP)
+
 
 def run_stream_response(
     events: AsyncIterator[RunEvent],
@@ -19,24 +44,27 @@ def run_stream_response(
     thread_id: str,
     run_id: str,
     heartbeat_seconds: float,
+    resumable: bool = False,
     end_event: bool = False,
     on_disconnect: Callable[[], Coroutine[object, object, None]] | None = None,
 ) -> EventSourceResponse:
     """An SSE response of `events`, with the headers the SDK uses to reconnect.
 
+    Frames carry their event id only when the run is `resumable`, as the official server's.
     A finished run's stream closes with an `end` event (`{"run_id", "status"}`) when
     `end_event` is set; the official server just closes it. When the client goes away
     before the run ends, `on_disconnect` runs (for `on_disconnect: cancel`).
     """
 
-    async def frames() -> AsyncIterator[ServerSentEvent]:
+    async def frames() -> AsyncIterator[bytes]:
         finished = False
         try:
             async for event in events:
+                event_id = event.id if resumable else None
                 if event.event != END:
-                    yield ServerSentEvent(data=event.data.decode(), event=event.event, id=event.id)
+                    yield sse_frame(event.event, event.data, event_id)
                 elif end_event:
-                    yield ServerSentEvent(data=event.data.decode(), event="end", id=event.id)
+                    yield sse_frame("end", event.data, event_id)
             finished = True
         finally:
             if not finished and on_disconnect is not None:
@@ -51,7 +79,8 @@ def run_stream_response(
             "Cache-Control": "no-store",
         },
         ping=heartbeat_seconds,
-        sep="\n",
+        sep=SEP,
+        ping_message_factory=_heartbeat,
     )
 
 

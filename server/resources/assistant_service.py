@@ -9,13 +9,22 @@ the official server keeps it: search and count leave it out, and reading or runn
 `NotFound` naming the missing graph. Its owner may still list its versions, re-point it
 (patch, set_latest) or delete it;
 `warn_unserved` lists such assistants in the log at startup.
+
+Deleting an assistant deletes its runs with it, as the official server's run rows
+reference their assistant `ON DELETE CASCADE`: active ones are cancelled first (as the
+official `Assistants.delete` cancels them), and `delete_threads` also deletes the caller's
+threads whose metadata names the assistant.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
+from collections.abc import AsyncIterator
+from typing import cast
 
+from langchain_core.runnables import RunnableConfig
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.core.errors import AlreadyExists, InvalidRequest, NotFound
@@ -28,9 +37,11 @@ from server.core.schemas import (
     AssistantVersions,
 )
 from server.core.types import Assistant, AssistantVersion, GraphSchema, JsonObject, Subgraphs
-from server.db import assistant_rows
+from server.db import assistant_rows, run_rows, thread_rows
 from server.graph_host.introspection import draw, schemas, subgraphs
-from server.graph_host.registry import GraphRegistry, LoadedGraph, system_assistant_id
+from server.graph_host.registry import AnyGraph, GraphRegistry, system_assistant_id
+from server.resources.thread_service import ThreadService
+from server.runs.manager import RunManager
 from server.runs.run_limits import RunLimits
 
 log = logging.getLogger("trellis")
@@ -69,10 +80,18 @@ class AssistantService:
     """Create, read, search, version and delete assistants; describe their graphs."""
 
     def __init__(
-        self, *, engine: AsyncEngine, registry: GraphRegistry, limits: RunLimits | None = None
+        self,
+        *,
+        engine: AsyncEngine,
+        registry: GraphRegistry,
+        runs: RunManager,
+        threads: ThreadService,
+        limits: RunLimits | None = None,
     ) -> None:
         self.engine = engine
         self.registry = registry
+        self.runs = runs
+        self.threads = threads
         self.limits = limits or RunLimits()
         """What its config and context may ask of the runs made with it."""
 
@@ -94,13 +113,29 @@ class AssistantService:
             raise unserved_graph(assistant_id, found["graph_id"], self.registry)
         return found
 
-    async def _graph(self, owner: str, assistant_id: str) -> LoadedGraph:
+    @contextlib.asynccontextmanager
+    async def _graph(self, owner: str, assistant_id: str) -> AsyncIterator[tuple[AnyGraph, str]]:
+        """The assistant's graph and graph id, opened to be read (a factory builds it with the
+        assistant's config, as the official server's `assistants.read` access does)."""
         async with self.engine.connect() as conn:
             assistant = await self._visible(conn, owner, assistant_id)
         loaded = self.registry.get(assistant["graph_id"])
         if loaded is None:
             raise unserved_graph(assistant_id, assistant["graph_id"], self.registry)
-        return loaded
+        base = assistant.get("config") or {}
+        config = cast(
+            RunnableConfig,
+            {
+                **base,
+                "configurable": {
+                    **(base.get("configurable") or {}),
+                    "assistant_id": assistant["assistant_id"],
+                    "graph_id": assistant["graph_id"],
+                },
+            },
+        )
+        async with loaded.open("assistants.read", config=config) as graph:
+            yield graph, loaded.graph_id
 
     async def create(self, owner: str, body: AssistantCreate) -> Assistant:
         """An assistant for a served graph; `if_exists: do_nothing` returns the existing one
@@ -174,16 +209,35 @@ class AssistantService:
             raise NotFound(f"assistant {assistant_id[:80]!r} not found")
         return updated
 
-    async def delete(self, owner: str, assistant_id: str) -> None:
-        """Delete the caller's assistant and its versions."""
+    async def delete(self, owner: str, assistant_id: str, *, delete_threads: bool = False) -> None:
+        """Delete the caller's assistant, its versions and its runs (active ones are
+        cancelled first); with `delete_threads`, also the caller's threads whose metadata
+        names it."""
         aid = self._uuid(assistant_id)
-        async with self.engine.begin() as conn:
+        async with self.engine.connect() as conn:
             if await assistant_rows.is_system(conn, aid):
                 raise InvalidRequest(
                     "system assistants come from langgraph.json and cannot be deleted"
                 )
+            if await assistant_rows.get(conn, owner=owner, assistant_id=aid) is None:
+                raise NotFound(f"assistant {assistant_id[:80]!r} not found")
+            threads = (
+                await thread_rows.ids_for_assistant(conn, owner=owner, assistant_id=aid)
+                if delete_threads
+                else []
+            )
+        for thread_id in threads:
+            await self.threads.delete(owner, thread_id)
+        async with self.engine.connect() as conn:
+            active = await run_rows.active_for_assistant(conn, aid)
+        for thread_id, run_id in active:
+            with contextlib.suppress(NotFound):  # it ended, or its thread went, meanwhile
+                await self.runs.cancel(owner, thread_id, run_id, action="interrupt", wait=True)
+        async with self.engine.begin() as conn:
             if not await assistant_rows.delete_assistant(conn, owner=owner, assistant_id=aid):
                 raise NotFound(f"assistant {assistant_id[:80]!r} not found")
+            run_ids = await run_rows.delete_for_assistant(conn, aid)
+        await self.runs.events.forget(run_ids)
 
     async def versions(
         self, owner: str, assistant_id: str, query: AssistantVersions
@@ -214,17 +268,17 @@ class AssistantService:
 
     async def drawing(self, owner: str, assistant_id: str, *, xray: int | bool) -> JsonObject:
         """The assistant's graph: nodes and edges, as LangGraph draws it."""
-        loaded = await self._graph(owner, assistant_id)
-        return await draw(loaded.graph, xray=xray)
+        async with self._graph(owner, assistant_id) as (graph, _):
+            return await draw(graph, xray=xray)
 
     async def schemas(self, owner: str, assistant_id: str) -> GraphSchema:
         """JSON Schemas of the assistant's graph."""
-        loaded = await self._graph(owner, assistant_id)
-        return schemas(loaded.graph, loaded.graph_id)
+        async with self._graph(owner, assistant_id) as (graph, graph_id):
+            return schemas(graph, graph_id)
 
     async def subgraphs(
         self, owner: str, assistant_id: str, *, namespace: str | None, recurse: bool
     ) -> Subgraphs:
         """Schemas of the assistant's subgraphs, keyed by namespace."""
-        loaded = await self._graph(owner, assistant_id)
-        return await subgraphs(loaded.graph, namespace=namespace, recurse=recurse)
+        async with self._graph(owner, assistant_id) as (graph, _):
+            return await subgraphs(graph, namespace=namespace, recurse=recurse)

@@ -41,7 +41,7 @@ from server.core.types import (
 from server.db import run_rows, thread_rows
 from server.db.checkpoints import FencedPostgresSaver, copy_thread
 from server.db.pool import Pool
-from server.graph_host.registry import GraphRegistry, LoadedGraph
+from server.graph_host.registry import AnyGraph, GraphRegistry, LoadedGraph
 from server.graph_host.snapshot import (
     bounded_values,
     empty_state,
@@ -232,7 +232,8 @@ class ThreadService:
         loaded = self._graph_of(row)
         if loaded is None:
             return row["values"]
-        state = await latest_state(loaded.graph, row["thread_id"])
+        async with loaded.open("threads.read", config=state_config(row["thread_id"])) as graph:
+            state = await latest_state(graph, row["thread_id"])
         values: JsonValue = to_jsonable(state.values)
         return values
 
@@ -287,7 +288,8 @@ class ThreadService:
         if loaded is None:
             return dumps(empty_state())
         config = state_config(thread["thread_id"])
-        return snapshot_bytes(await loaded.graph.aget_state(config, subgraphs=subgraphs))
+        async with loaded.open("threads.read", config=state_config(thread["thread_id"])) as graph:
+            return snapshot_bytes(await graph.aget_state(config, subgraphs=subgraphs))
 
     async def state_at(
         self, owner: str, thread_id: str, ref: CheckpointRef, *, subgraphs: bool
@@ -300,7 +302,8 @@ class ThreadService:
         config = state_config(thread["thread_id"], ref)
         if await self.checkpointer.aget_tuple(config) is None:
             raise NotFound(f"checkpoint {ref.checkpoint_id!r} not found")
-        return snapshot_bytes(await loaded.graph.aget_state(config, subgraphs=subgraphs))
+        async with loaded.open("threads.read", config=state_config(thread["thread_id"])) as graph:
+            return snapshot_bytes(await graph.aget_state(config, subgraphs=subgraphs))
 
     async def update_state(
         self, owner: str, thread_id: str, body: StateUpdate
@@ -318,11 +321,12 @@ class ThreadService:
             await self.checkpointer.aget_tuple(config) is None
         ):
             raise NotFound(f"checkpoint {config['configurable']['checkpoint_id']!r} not found")
-        try:
-            new_config = await loaded.graph.aupdate_state(config, body.values, as_node=body.as_node)
-        except (InvalidUpdateError, ValueError, KeyError, TypeError) as exc:
-            raise InvalidRequest(f"cannot update state: {exc}") from exc
-        state = await latest_state(loaded.graph, thread["thread_id"])
+        async with loaded.open("threads.update", config=state_config(thread["thread_id"])) as graph:
+            try:
+                new_config = await graph.aupdate_state(config, body.values, as_node=body.as_node)
+            except (InvalidUpdateError, ValueError, KeyError, TypeError) as exc:
+                raise InvalidRequest(f"cannot update state: {exc}") from exc
+            state = await latest_state(graph, thread["thread_id"])
         values, omitted = bounded_values(state.values, self.thread_values_max_bytes)
         async with self.engine.begin() as conn:
             await thread_rows.set_state(
@@ -360,13 +364,19 @@ class ThreadService:
         loaded = self._graph_of(thread)
         if loaded is None:
             return HistoryPage([], None)
+        async with loaded.open("threads.read", config=state_config(thread["thread_id"])) as graph:
+            return await self._history_page(graph, thread["thread_id"], query)
+
+    async def _history_page(
+        self, graph: AnyGraph, thread_id: str, query: HistoryQuery
+    ) -> HistoryPage:
         before = query.before
         before_config = None
         if isinstance(before, str):
-            before_config = state_config(thread["thread_id"], checkpoint_id=before)
+            before_config = state_config(thread_id, checkpoint_id=before)
         elif before is not None:
-            before_config = state_config(thread["thread_id"], before)
-        config = state_config(thread["thread_id"], query.checkpoint)
+            before_config = state_config(thread_id, before)
+        config = state_config(thread_id, query.checkpoint)
         states: list[bytes] = []
         size = 2  # the brackets
         last_id = ""
@@ -376,7 +386,7 @@ class ThreadService:
             fetched = 0
             history = cast(  # an async generator: closed when the page stops early
                 AsyncGenerator[StateSnapshot, None],
-                loaded.graph.aget_state_history(
+                graph.aget_state_history(
                     config, filter=query.metadata, before=before_config, limit=want
                 ),
             )
@@ -391,7 +401,7 @@ class ThreadService:
                     last_id = str(snapshot.config["configurable"]["checkpoint_id"])
             if fetched < want:
                 return HistoryPage(states, None)
-            before_config = state_config(thread["thread_id"], checkpoint_id=last_id)
+            before_config = state_config(thread_id, checkpoint_id=last_id)
             # As many states as the rest of the budget holds at the mean size so far.
             room = (self.history_budget - size) * len(states) // (size - 2)
             batch = max(1, min(HISTORY_BATCH, room + 1))

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Literal, cast
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.errors import GraphDrained
 from langgraph.runtime import RunControl
@@ -45,7 +46,14 @@ from server.graph_host.snapshot import LatestState, bounded_values, latest_state
 from server.runs.events import EventBus
 from server.runs.hooks import Notice, RunHooks
 from server.runs.lease import Heartbeat, sweep_expired
-from server.runs.run_config import build_config, graph_input
+from server.runs.run_config import (
+    RunUser,
+    build_config,
+    drop_unfitted,
+    fit_context,
+    graph_input,
+    run_context,
+)
 from server.runs.run_limits import RunLimits
 from server.runs.signals import DONE_CHANNEL, RUNS_CHANNEL, Completions
 from server.runs.stream import FinalCheckpoint, stream_run
@@ -301,25 +309,34 @@ class Executor:
             payload = graph_input(kwargs)
             if attempt > 1 and await self._made_progress(thread_id, run_id):
                 payload = None  # resume from the last checkpoint of this run
-            context = self.limits.clamp_context(
-                {**(assistant.get("context") or {}), **(kwargs.get("context") or {})}
-            )
-            if loaded.takes_owner:
-                context["owner"] = run["owner"]  # never what the client claims
+            context = self.limits.clamp_context(run_context(run, assistant))
             config = self.limits.clamp(build_config(run, assistant, attempt))
             limit = self.limits.timeout_for(config)
             # Measured from the run's first start: a takeover does not restart the clock.
             begun = run.get("started_at") or datetime.now(UTC)
             elapsed = max(0.0, (datetime.now(UTC) - begun).total_seconds())
             deadline = asyncio.timeout(limit - elapsed)
-            async with deadline:
+            factory_config = cast(
+                RunnableConfig, {**config, "configurable": dict(config["configurable"])}
+            )
+            async with (
+                deadline,
+                loaded.open(
+                    "threads.create_run",
+                    config=factory_config,
+                    context=context,
+                    user=RunUser.of(run),
+                ) as graph,
+            ):
+                fitted = fit_context(graph, context, run["owner"])
+                drop_unfitted(config, context, fitted)
                 async for name, data in stream_run(
-                    loaded.graph,
+                    graph,
                     payload,
                     config,
                     modes=kwargs.get("stream_mode") or ["values"],
                     subgraphs=bool(kwargs.get("stream_subgraphs")),
-                    context=context or None,
+                    context=fitted,
                     durability=kwargs.get("durability") or self.default_durability,
                     interrupt_before=kwargs.get("interrupt_before"),
                     interrupt_after=kwargs.get("interrupt_after"),
@@ -396,11 +413,13 @@ class Executor:
                     # (nothing left to run, so no interrupt either). No need to read it back.
                     state = LatestState(final.values, final.checkpoint_id, {}, False)
                 elif status != "rollback":
-                    state = await latest_state(loaded.graph, str(thread_id))
+                    async with loaded.open("threads.read") as graph:
+                        state = await latest_state(graph, str(thread_id))
                 elif (before := await self._checkpoint_before(thread_id, run_id)) is not None:
                     # The state the thread goes back to, read before anything is deleted, so
                     # that the deletions and the thread's new state commit together.
-                    state = await latest_state(loaded.graph, str(thread_id), checkpoint_id=before)
+                    async with loaded.open("threads.read") as graph:
+                        state = await latest_state(graph, str(thread_id), checkpoint_id=before)
                 else:
                     state = LatestState({}, None, {}, False)  # it wrote the first checkpoints
             except Exception:

@@ -109,8 +109,11 @@ class RunManager:
         )
         if assistant is None:
             raise NotFound(f"assistant {assistant_id[:80]!r} not found")
-        if assistant["graph_id"] not in self.registry:
+        loaded = self.registry.get(assistant["graph_id"])
+        if loaded is None:
             raise NotFound(f"graph {assistant['graph_id']!r} is not served by this server")
+        if loaded.error is not None:
+            raise loaded.unavailable()  # it failed to load: say why instead of queueing a run
         return cast(RunAssistant, assistant)
 
     async def create(
@@ -267,7 +270,7 @@ class RunManager:
                     conn,
                     owner=owner,
                     assistant_id=assistant_id,
-                    graphs=self.registry.graph_ids,
+                    graphs=self.registry.available_ids,
                     thread_id=tid,
                     run_id=uuid7(),
                     metadata=body.metadata or {},
@@ -285,6 +288,9 @@ class RunManager:
             if refused.reason == "no_assistant":
                 raise NotFound(f"assistant {body.assistant_id[:80]!r} not found") from None
             if refused.reason == "graph_not_served":
+                broken = self.registry.get(str(refused))
+                if broken is not None:
+                    raise broken.unavailable() from None  # it failed to load: say why
                 raise NotFound(f"graph {str(refused)!r} is not served by this server") from None
             if refused.reason == "no_thread" and body.if_not_exists != "create":
                 raise NotFound(f"thread {thread_id!r} not found") from None
@@ -390,9 +396,10 @@ class RunManager:
         loaded = self.registry.get(result.graph_id) if result.graph_id else None
         if loaded is None:
             return own if own is not None else {}
-        state = await latest_state(
-            loaded.graph, str(result.thread_id), checkpoint_id=result.checkpoint_id
-        )
+        async with loaded.open("threads.read") as graph:
+            state = await latest_state(
+                graph, str(result.thread_id), checkpoint_id=result.checkpoint_id
+            )
         values: JsonValue = to_jsonable(state.values)
         if not isinstance(values, dict):
             return values

@@ -66,10 +66,14 @@ async def patch_assistant(
 
 @router.delete("/{assistant_id}", status_code=204)
 async def delete_assistant(
-    assistant_id: str, assistants: AssistantsDep, owner: OwnerDep
+    assistant_id: str,
+    assistants: AssistantsDep,
+    owner: OwnerDep,
+    delete_threads: bool = False,
 ) -> Response:
-    """Delete a user-created assistant and its versions."""
-    await assistants.delete(owner, assistant_id)
+    """Delete a user-created assistant, its versions and its runs; `delete_threads=true`
+    also deletes the caller's threads whose metadata names the assistant."""
+    await assistants.delete(owner, assistant_id, delete_threads=delete_threads)
     return Response(status_code=204)
 
 

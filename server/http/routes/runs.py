@@ -48,6 +48,7 @@ async def _stream(
         thread_id=run["thread_id"],
         run_id=run["run_id"],
         heartbeat_seconds=services.settings.sse_heartbeat_seconds,
+        resumable=body.stream_resumable,
         end_event=services.settings.stream_end_event,
         on_disconnect=cancel_on_disconnect if body.on_disconnect == "cancel" else None,
     )
@@ -56,7 +57,11 @@ async def _stream(
 def _wait_response(
     runs: RunManager, thread_id: str, run_id: str, keepalive: float
 ) -> StreamingResponse:
-    """The run's final output; newlines keep the connection alive while it runs."""
+    """The run's final output; newlines keep the connection alive while it runs.
+
+    Headers as the official server's (`api/runs.py` `wait_run`, `wait_run_stateless`):
+    `Location` is where to join the run, `Content-Location` the run itself, a stateless
+    run's temporary thread included."""
 
     async def body() -> AsyncIterator[bytes]:
         waiter = asyncio.ensure_future(runs.wait(run_id))
@@ -74,7 +79,10 @@ def _wait_response(
     return StreamingResponse(
         body(),
         media_type="application/json",
-        headers={"Content-Location": f"/threads/{thread_id}/runs/{run_id}"},
+        headers={
+            "Location": f"/threads/{thread_id}/runs/{run_id}/join",
+            "Content-Location": f"/threads/{thread_id}/runs/{run_id}",
+        },
     )
 
 
@@ -206,6 +214,7 @@ async def join_stream(
         thread_id=run["thread_id"],
         run_id=run["run_id"],
         heartbeat_seconds=services.settings.sse_heartbeat_seconds,
+        resumable=bool((run.get("kwargs") or {}).get("stream_resumable")),
         end_event=services.settings.stream_end_event,
         on_disconnect=cancel if cancel_on_disconnect else None,
     )

@@ -305,3 +305,72 @@ async def test_malformed_last_event_id_is_a_client_error(
     )
     body = assert_error(response, (400, 422))
     assert "Last-Event-ID" in str(body["detail"])
+
+
+def _frames(raw: bytes) -> list[bytes]:
+    """The event frames of a raw stream (heartbeat comments left out), as bytes."""
+    return [f for f in raw.split(b"\r\n\r\n") if f and not f.startswith(b":")]
+
+
+async def test_frames_are_written_as_the_official_server_writes_them(
+    http: httpx.AsyncClient,
+) -> None:
+    """`event:`, `data:`, then `id:` only when the run is resumable, CRLF line endings
+    (`langgraph_api.sse.json_to_sse`), as in the raw captures."""
+    official = _frames((CAPTURES / "stream_resumable_with_ids.sse").read_bytes())
+    assert all(f.split(b"\r\n")[2].startswith(b"id: ") for f in official)
+    for resumable in (False, True):
+        tid = await _new_thread(http)
+        _, raw = await _stream(
+            http,
+            f"/threads/{tid}/runs/stream",
+            {
+                "assistant_id": "echo",
+                "input": {"text": "o"},
+                "stream_mode": ["values", "updates"],
+                "stream_resumable": resumable,
+            },
+        )
+        assert raw.endswith(b"\r\n\r\n")
+        frames = _frames(raw)
+        assert len(frames) >= 5
+        for frame in frames:
+            lines = frame.split(b"\r\n")
+            assert lines[0].startswith(b"event: "), frame
+            assert lines[1].startswith(b"data: "), frame
+            if resumable:
+                assert len(lines) == 3, frame
+                assert lines[2].startswith(b"id: "), frame
+            else:
+                assert len(lines) == 2, frame
+            assert b"\n" not in frame.replace(b"\r\n", b""), frame
+        first = frames[0].split(b"\r\n")
+        assert first[0] == b"event: metadata"
+
+        if resumable:
+            run_id = parse_sse(raw)[0][0].data["run_id"]
+            async with http.stream("GET", f"/threads/{tid}/runs/{run_id}/stream") as joined:
+                rejoined = _frames(await joined.aread())
+            assert rejoined == frames, "a rejoin writes the very same bytes, ids included"
+
+
+async def test_wait_answers_location_of_join_and_content_location_of_run(
+    http: httpx.AsyncClient,
+) -> None:
+    """As `api/runs.py` `wait_run` and `wait_run_stateless` of the official server."""
+    tid = await _new_thread(http)
+    response = await http.post(
+        f"/threads/{tid}/runs/wait", json={"assistant_id": "echo", "input": {"text": "l"}}
+    )
+    assert response.status_code == 200, response.text
+    runs = (await http.get(f"/threads/{tid}/runs")).json()
+    run_id = runs[0]["run_id"]
+    assert response.headers["location"] == f"/threads/{tid}/runs/{run_id}/join"
+    assert response.headers["content-location"] == f"/threads/{tid}/runs/{run_id}"
+
+    response = await http.post("/runs/wait", json={"assistant_id": "echo", "input": {"text": "s"}})
+    assert response.status_code == 200, response.text
+    location = response.headers["content-location"]
+    assert location.startswith("/threads/")
+    assert "/runs/" in location
+    assert response.headers["location"] == f"{location}/join"

@@ -1,15 +1,28 @@
-"""build_config and graph_input: what a claimed run hands its graph, without a database."""
+"""build_config, run_context, fit_context and graph_input: what a claimed run hands its
+graph, without a database."""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import cast
 
+from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command
+from langgraph_sdk.auth.types import BaseUser
+from typing_extensions import TypedDict
 
 from server.core.types import RunAssistant, RunKwargs, RunRow
-from server.runs.run_config import build_config, graph_input
+from server.graph_host.registry import AnyGraph
+from server.runs.run_config import (
+    RunUser,
+    build_config,
+    drop_unfitted,
+    fit_context,
+    graph_input,
+    run_context,
+)
 
 RUN_ID = uuid.UUID("00000000-0000-7000-8000-000000000001")
 THREAD_ID = uuid.UUID("00000000-0000-7000-8000-000000000002")
@@ -143,3 +156,84 @@ def test_a_command_becomes_a_langgraph_command() -> None:
     assert jump.goto == "second"
     assert jump.update == {"n": 1}
     assert jump.resume is None
+
+
+@dataclass
+class Knobs:
+    model: str = "small"
+    owner: str = ""
+
+
+class _S(TypedDict, total=False):
+    x: int
+
+
+def _graph(context_schema: type | None) -> AnyGraph:
+    builder = StateGraph(_S, context_schema=context_schema)
+    builder.add_node("n", lambda state: {})
+    builder.add_edge(START, "n")
+    builder.add_edge("n", END)
+    return builder.compile()
+
+
+def test_run_context_is_the_requests_over_the_assistants_and_always_a_mapping() -> None:
+    owned = assistant()
+    owned["context"] = {"model": "big", "top_k": 2}
+    assert run_context(run_row(), assistant()) == {}
+    assert run_context(run_row(context={}), assistant()) == {}
+    assert run_context(run_row(), owned) == {"model": "big", "top_k": 2}
+    assert run_context(run_row(context={"model": "huge"}), owned) == {"model": "huge", "top_k": 2}
+    # An assistant created with a configurable only has it as its context.
+    configured = assistant(configurable={"model": "from-config"})
+    assert run_context(run_row(), configured) == {"model": "from-config"}
+    assert run_context(run_row(context={"top_k": 1}), configured) == {
+        "model": "from-config",
+        "top_k": 1,
+    }
+    # Without a context, the request's configurable stands for it (as the official server).
+    assert run_context(run_row(config={"configurable": {"model": "cfg"}}), owned) == {
+        "model": "cfg",
+        "top_k": 2,
+    }
+
+
+def test_fit_context_keeps_the_schemas_fields_and_sets_the_owner() -> None:
+    context = {"model": "big", "top_k": 2, "owner": "mallory"}
+    assert fit_context(_graph(Knobs), context, "alice") == {"model": "big", "owner": "alice"}
+    assert fit_context(_graph(Knobs), {}, "alice") == {"owner": "alice"}
+    # A graph without a context schema gets the mapping as it is.
+    assert fit_context(_graph(None), context, "alice") == context
+
+
+def test_run_user_is_the_recorded_caller_as_a_base_user() -> None:
+    user = RunUser.of(run_row("alice"))
+    assert isinstance(user, BaseUser)
+    assert user.identity == "alice"
+    assert user["identity"] == "alice"
+    assert "permissions" in user
+    assert "password" not in user
+    assert set(user) == {"identity", "display_name", "is_authenticated", "permissions"}
+    # A client-supplied identity in the kwargs is not who the run belongs to.
+    claimed = run_row("alice", auth_user={"identity": "mallory", "permissions": ["admin"]})
+    assert RunUser.of(claimed).identity == "alice"
+
+
+def test_context_is_mirrored_into_configurable_as_the_graph_runs_with_it() -> None:
+    owned = assistant(configurable={"kept": 1})
+    owned["context"] = {"model": "big"}
+    run = run_row("alice", context={"top_k": 2, "owner": "mallory", "thread_id": "not-this-thread"})
+    config = build_config(run, owned, 1)
+    configurable = config["configurable"]
+    assert configurable["kept"] == 1
+    assert configurable["model"] == "big"
+    assert configurable["top_k"] == 2
+    assert configurable["thread_id"] == str(THREAD_ID), "Trellis' keys win over the context"
+
+    context = run_context(run, owned)
+    fitted = fit_context(_graph(Knobs), context, "alice")
+    drop_unfitted(config, context, fitted)
+    assert configurable["model"] == "big"
+    assert "top_k" not in configurable, "left out by the schema, so not mirrored"
+    assert configurable["owner"] == "alice", "Trellis' owner, never the client's claim"
+    assert configurable["kept"] == 1
+    assert configurable["thread_id"] == str(THREAD_ID)
