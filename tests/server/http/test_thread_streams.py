@@ -158,6 +158,11 @@ async def test_commands_answer_like_the_official_server(http: httpx.AsyncClient)
     empty = await http.post(f"/threads/{thread_id}/stream/events", json={})
     assert empty.status_code == 400
 
+    paths = (await http.get("/openapi.json")).json()["paths"]
+    assert "post" in paths["/threads/{thread_id}/commands"]
+    assert "post" in paths["/threads/{thread_id}/stream/events"]
+    assert "get" in paths["/threads/{thread_id}/stream"]
+
 
 async def test_join_thread_stream_follows_its_runs(
     client: LangGraphClient, http: httpx.AsyncClient
