@@ -233,3 +233,48 @@ async def _parts(stream: AsyncIterator[Any], count: int) -> AsyncIterator[Any]:
             n += 1
             if n == count:
                 return
+
+
+@pytest.mark.parametrize("transport", ["sse", "websocket"])
+async def test_sdk_thread_stream_interrupt_and_respond(
+    client: LangGraphClient, transport: Transport
+) -> None:
+    async with client.threads.stream(assistant_id="approval", transport=transport) as thread:
+        await thread.run.start(input={"topic": "owls"})
+        async with asyncio.timeout(30):
+            while not thread.interrupted:
+                await asyncio.sleep(0.05)
+        [pending] = thread.interrupts
+        await thread.run.respond({"approved": True, "feedback": "fine"})
+        output = await thread.output.with_timeout(30)
+        thread_id = thread.thread_id
+
+    assert pending["namespace"] == []
+    assert output["approved"] is True
+    assert output["log"] == ["draft", "review", "publish"]
+    wire = ProtocolSseTransport(client=client.http.client, thread_id=thread_id)
+    try:
+        stream = wire.open_event_stream({"channels": ["lifecycle", "input", "custom"]})
+        history = await _until_end(stream.events)
+        await stream.close()
+    finally:
+        await wire.close()
+    assert _kinds(history) == [
+        "lifecycle:running",
+        "custom",
+        "input.requested",
+        "lifecycle:interrupted",
+        "lifecycle:running",
+        "lifecycle:completed",
+    ]
+    assert history[1]["params"]["data"] == {"payload": {"progress": "drafting"}}
+    requested = history[2]["params"]["data"]
+    assert requested["interrupt_id"] == pending["interrupt_id"]
+    assert requested["payload"] == {"question": "Approve this draft?", "draft": "Draft about owls"}
+
+
+async def test_failed_run_ends_with_its_error(client: LangGraphClient) -> None:
+    async with client.threads.stream(assistant_id="approval") as thread:
+        await thread.run.start(input={"topic": "explode"})
+        with pytest.raises(RuntimeError, match="the topic exploded"):
+            await thread.output.with_timeout(30)
