@@ -242,7 +242,8 @@ async def test_sdk_thread_stream_interrupt_and_respond(
     async with client.threads.stream(assistant_id="approval", transport=transport) as thread:
         await thread.run.start(input={"topic": "owls"})
         async with asyncio.timeout(30):
-            while not thread.interrupted:
+            # The SDK offers `interrupted` as an attribute only, set by its lifecycle watcher.
+            while not thread.interrupted:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
         [pending] = thread.interrupts
         await thread.run.respond({"approved": True, "feedback": "fine"})
