@@ -51,7 +51,7 @@ SUPPORTED_CHANNELS = frozenset(
 )
 """The protocol's channels; `custom:<name>` selects one named custom stream."""
 
-RUN_STREAM_MODES = ["values", "updates", "custom", "tasks"]
+RUN_STREAM_MODES = ["values", "updates", "messages-tuple", "custom", "tasks"]
 """The stream modes a `run.start` run publishes: what the projector turns into events."""
 
 KNOWN_COMMANDS = frozenset(
@@ -193,6 +193,9 @@ class ProtocolProjector:
         self._terminal = False
         self._interrupts: set[str] = set()
         self._source: tuple[str, int] = ("", 0)
+        self._open: dict[str, tuple[list[str], str]] = {}
+        """Messages streaming now: their text so far, and their namespace key."""
+        self._closed: set[str] = set()
 
     def feed(self, item: ThreadEvent) -> list[Json]:
         """The protocol events for one run event."""
@@ -203,12 +206,16 @@ class ProtocolProjector:
             self._graph = run.graph_id or run.assistant_id
             self._terminal = False
             self._interrupts = set()
+            self._open = {}
+            self._closed = set()
             out.append(self._lifecycle("running"))
         self._source = (f"{run.run_id}:{event.id}", 0)
         name = event.event
         if name == "metadata":
             return out
         if name == END:
+            for message_id, (_, ns_key) in list(self._open.items()):
+                out.extend(self._finish_message(message_id, ns_key.split("|") if ns_key else []))
             if not self._terminal:
                 data = _loads(event.data)
                 status = data.get("status") if isinstance(data, dict) else None
@@ -241,11 +248,69 @@ class ProtocolProjector:
             cleaned = _without_interrupts(values)
             if cleaned not in (None, {}):
                 out.append(self._event("updates", namespace, cleaned, node=node))
+        elif method == "messages":
+            if isinstance(data, list) and data and isinstance(data[0], dict):
+                out.extend(self._message(namespace, data[0]))
         elif method == "custom":
             out.append(self._event("custom", namespace, {"payload": data}))
         elif method == "tasks":
             out.append(self._event("tasks", namespace, data))
         return out
+
+    def _message(self, namespace: list[str], message: Json) -> list[Json]:
+        """A `messages` part (a message chunk, or a whole message) as the protocol's
+        `message-start`, `content-block-*` and `message-finish` events (text blocks)."""
+        message_id = message.get("id")
+        if not isinstance(message_id, str) or message_id in self._closed:
+            return []
+        kind = str(message.get("type") or "ai")
+        chunk = kind.endswith("Chunk")
+        text = _text(message.get("content"))
+        out: list[Json] = []
+        if message_id not in self._open:
+            role = kind.removesuffix("MessageChunk").removesuffix("Message").lower() or "ai"
+            start: Json = {"event": "message-start", "role": role, "id": message_id}
+            if isinstance(message.get("tool_call_id"), str):
+                start["tool_call_id"] = message["tool_call_id"]
+            out.append(self._event("messages", namespace, start))
+            block = {"type": "text", "text": ""}
+            out.append(
+                self._event(
+                    "messages",
+                    namespace,
+                    {"event": "content-block-start", "index": 0, "content": block},
+                )
+            )
+            self._open[message_id] = ([], "|".join(namespace))
+        parts = self._open[message_id][0]
+        if not chunk:  # the whole message: what was not streamed of it yet
+            text = text[len("".join(parts)) :] if text.startswith("".join(parts)) else ""
+        if text:
+            parts.append(text)
+            delta = {"type": "text-delta", "text": text}
+            out.append(
+                self._event(
+                    "messages",
+                    namespace,
+                    {"event": "content-block-delta", "index": 0, "delta": delta},
+                )
+            )
+        if not chunk or message.get("chunk_position") == "last":
+            out.extend(self._finish_message(message_id, namespace))
+        return out
+
+    def _finish_message(self, message_id: str, namespace: list[str]) -> list[Json]:
+        parts, _ = self._open.pop(message_id)
+        self._closed.add(message_id)
+        block = {"type": "text", "text": "".join(parts)}
+        return [
+            self._event(
+                "messages",
+                namespace,
+                {"event": "content-block-finish", "index": 0, "content": block},
+            ),
+            self._event("messages", namespace, {"event": "message-finish"}),
+        ]
 
     def _input_requested(self, namespace: list[str], requests: list[Json]) -> list[Json]:
         out = []
@@ -303,6 +368,19 @@ class ProtocolProjector:
             "method": method,
             "params": params,
         }
+
+
+def _text(content: object) -> str:
+    """The text of a message's content: a string, or its text blocks."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            block if isinstance(block, str) else str(block.get("text") or "")
+            for block in content
+            if isinstance(block, str) or (isinstance(block, dict) and block.get("type") == "text")
+        )
+    return ""
 
 
 def _loads(data: bytes) -> object:

@@ -279,3 +279,33 @@ async def test_failed_run_ends_with_its_error(client: LangGraphClient) -> None:
         await thread.run.start(input={"topic": "explode"})
         with pytest.raises(RuntimeError, match="the topic exploded"):
             await thread.output.with_timeout(30)
+
+
+@pytest.mark.parametrize("transport", ["sse", "websocket"])
+async def test_sdk_thread_stream_messages(client: LangGraphClient, transport: Transport) -> None:
+    async with client.threads.stream(assistant_id="chat", transport=transport) as thread:
+        await thread.run.start(input={"messages": [{"role": "user", "content": "hi"}]})
+        async with asyncio.timeout(30):
+            # Each message is fed as the projection is read: read it all, then the texts.
+            messages = [message async for message in thread.messages]
+            texts = [await message.text for message in messages]
+        thread_id = thread.thread_id
+
+    assert texts == ["hello there friend"]
+    wire = ProtocolSseTransport(client=client.http.client, thread_id=thread_id)
+    try:
+        stream = wire.open_event_stream({"channels": ["lifecycle", "messages"]})
+        history = await _until_end(stream.events)
+        await stream.close()
+    finally:
+        await wire.close()
+    events = [e["params"]["data"]["event"] for e in history if e["method"] == "messages"]
+    assert events == [
+        "message-start",
+        "content-block-start",
+        *["content-block-delta"] * 5,
+        "content-block-finish",
+        "message-finish",
+    ]
+    start = next(e for e in history if e["method"] == "messages")["params"]["data"]
+    assert start["role"] == "ai"
