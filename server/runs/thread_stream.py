@@ -77,8 +77,8 @@ async def follow_thread(
     skipping = after is not None
     first = True
     while True:
-        async with runs.pool.connection() as conn:
-            found = await run_rows.thread_runs_after(conn, owner=owner, thread_id=tid, after=cursor)
+        # Shielded: a reader that goes away mid-query leaves the pooled connection clean.
+        found = await asyncio.shield(_runs_after(runs, owner, tid, cursor))
         if found is None:
             if first:
                 raise NotFound(f"thread {thread_id!r} not found")
@@ -101,6 +101,13 @@ async def follow_thread(
         first = False
         if not found:
             await asyncio.sleep(poll_seconds)
+
+
+async def _runs_after(
+    runs: RunManager, owner: str, tid: uuid.UUID, cursor: tuple[datetime, str] | None
+) -> list[ThreadRun] | None:
+    async with runs.pool.connection() as conn:
+        return await run_rows.thread_runs_after(conn, owner=owner, thread_id=tid, after=cursor)
 
 
 def _resync(thread_id: str) -> bytes:
