@@ -265,6 +265,78 @@ async def ids_for_thread(conn: Conn, thread_id: uuid.UUID) -> list[str]:
     return [str(row["run_id"]) for row in rows]
 
 
+@dataclass(frozen=True)
+class ThreadRun:
+    """A run as a thread's stream follows it: in creation order, after a cursor."""
+
+    run_id: str
+    status: RunStatus
+    graph_id: str | None
+    assistant_id: str
+    created_at: datetime
+
+
+async def thread_runs_after(
+    conn: Conn,
+    *,
+    owner: str,
+    thread_id: uuid.UUID,
+    after: tuple[datetime, str] | None,
+    limit: int = 100,
+) -> list[ThreadRun] | None:
+    """The owner's runs of a thread created after `after` (a `(created_at, run_id)` cursor),
+    oldest first; None when the thread is gone or not the owner's."""
+    rows = await fetch_all(
+        conn,
+        "SELECT r.run_id, r.status, r.kwargs->>'graph_id' AS graph_id, r.assistant_id, "
+        "r.created_at FROM threads t LEFT JOIN runs r ON r.thread_id = t.thread_id "
+        "AND r.owner = t.owner AND (%(at)s::timestamptz IS NULL "
+        "OR (r.created_at, r.run_id) > (%(at)s::timestamptz, %(rid)s::uuid)) "
+        "WHERE t.thread_id = %(tid)s AND t.owner = %(owner)s "
+        "ORDER BY r.created_at, r.run_id LIMIT %(limit)s",
+        {
+            "tid": thread_id,
+            "owner": owner,
+            "at": after[0] if after else None,
+            "rid": after[1] if after else None,
+            "limit": limit,
+        },
+    )
+    if not rows:
+        return None
+    return [
+        ThreadRun(
+            run_id=str(row["run_id"]),
+            status=row["status"],
+            graph_id=row["graph_id"],
+            assistant_id=str(row["assistant_id"]),
+            created_at=row["created_at"],
+        )
+        for row in rows
+        if row["run_id"] is not None
+    ]
+
+
+async def thread_runs_latest(conn: Conn, *, owner: str, thread_id: uuid.UUID) -> ThreadRun | None:
+    """The owner's newest run of a thread."""
+    row = await fetch_one(
+        conn,
+        "SELECT run_id, status, kwargs->>'graph_id' AS graph_id, assistant_id, created_at "
+        "FROM runs WHERE thread_id = %s AND owner = %s ORDER BY created_at DESC, run_id DESC "
+        "LIMIT 1",
+        (thread_id, owner),
+    )
+    if row is None:
+        return None
+    return ThreadRun(
+        run_id=str(row["run_id"]),
+        status=row["status"],
+        graph_id=row["graph_id"],
+        assistant_id=str(row["assistant_id"]),
+        created_at=row["created_at"],
+    )
+
+
 async def active_for_thread(conn: Conn, thread_id: uuid.UUID) -> list[ActiveRun]:
     """Pending and running runs of a thread, oldest first."""
     rows = await fetch_all(

@@ -17,7 +17,16 @@ from server.http.middleware.limits import RateLimits
 from server.http.middleware.local_only import LocalOnly
 from server.http.middleware.request_context import RequestContext
 from server.http.responses import JSONResponse
-from server.http.routes import approvals, assistants, documents, meta, runs, store, threads
+from server.http.routes import (
+    approvals,
+    assistants,
+    documents,
+    meta,
+    runs,
+    store,
+    thread_streams,
+    threads,
+)
 from server.http.routes.meta import VERSION
 from server.services import open_services
 
@@ -38,6 +47,7 @@ def create_app(settings: Settings, *, worker: bool = True) -> FastAPI:
     # Routes are matched in order, one pattern at a time: the ones every run uses go first.
     app.include_router(runs.thread_runs)
     app.include_router(threads.router)
+    app.include_router(thread_streams.router)
     app.include_router(runs.stateless_runs)
     app.include_router(assistants.router)
     app.include_router(meta.router)

@@ -134,6 +134,15 @@ _ROUTES: list[tuple[re.Pattern[str], dict[str, tuple[str, str, dict[str, bool]]]
         re.compile(rf"^/threads/{_T}/runs/{_R}/(join|stream)$"),
         {"GET": ("threads", "read", {"read": True, "streams": True})},
     ),
+    (
+        re.compile(rf"^/threads/{_T}/stream$"),
+        {"GET": ("threads", "read", {"read": True, "streams": True})},
+    ),
+    (
+        re.compile(rf"^/threads/{_T}/stream/events$"),
+        {"POST": ("threads", "read", {"read": True, "streams": True})},
+    ),
+    (re.compile(rf"^/threads/{_T}/commands$"), {"POST": ("threads", "create_run", {"runs": True})}),
     (re.compile(rf"^/threads/{_T}/runs/{_R}/cancel$"), {"POST": ("threads", "update", {})}),
     (re.compile(r"^/runs/cancel$"), {"POST": ("threads", "update", {})}),
     (re.compile(r"^/runs(/batch)?$"), {"POST": ("threads", "create_run", {"runs": True})}),

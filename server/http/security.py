@@ -59,6 +59,6 @@ def install(app: FastAPI, settings: Settings, limits: RateLimits) -> None:
         app.add_middleware(CustomAuthorize, custom=custom, engine=engine)
     app.add_middleware(BodyGuard, settings=settings)
     app.add_middleware(RateLimit, limits=limits)
-    app.add_middleware(
-        Authenticate, authenticator=build_authenticator(settings, custom, engine), limits=limits
-    )
+    authenticator = build_authenticator(settings, custom, engine)
+    app.state.authenticator = authenticator  # websockets authenticate in their route
+    app.add_middleware(Authenticate, authenticator=authenticator, limits=limits)

@@ -11,5 +11,7 @@ listener.py       Postgres LISTEN: wake-ups, completions, cancellations
 events.py         the event bus: its protocol, event ids, and the in-memory bus
 redis_events.py   the Redis event bus: Streams, one writer, a pub/sub live feed
 stream.py         graph.astream parts → run events
+thread_stream.py  a thread's stream: the events of its runs, one run after the other
+thread_protocol.py  the thread event streaming protocol: filters, protocol events, commands
 webhooks.py       run-completion webhooks
 """

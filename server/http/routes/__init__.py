@@ -3,6 +3,7 @@
 assistants.py  /assistants
 threads.py     /threads, their state and history
 runs.py        /threads/{id}/runs and stateless /runs, streamed, waited on, cancelled
+thread_streams.py  /threads/{id}/stream, /commands, /stream/events: every run of a thread
 store.py       /store: LangGraph's long-term memory, scoped to the caller
 approvals.py   /approvals: interrupts as human decisions
 documents.py   /documents: ingestion for the built-in assistant
