@@ -30,10 +30,12 @@ from starlette.responses import Response
 
 from server.auth.authenticators import Authenticator, Unauthenticated
 from server.auth.identity import Identity, set_current
+from server.core.encoding import UnsafeJson, parse_json
 from server.core.errors import InvalidRequest, NotFound
 from server.core.types import Json
 from server.http.deps import OwnerDep, RunsDep, ServicesDep
 from server.http.responses import JSONResponse
+from server.http.routes import CheckedRoute
 from server.runs.events import END, parse_event_id
 from server.runs.manager import RunManager
 from server.runs.thread_protocol import (
@@ -48,7 +50,7 @@ from server.runs.thread_stream import follow_thread, thread_exists
 
 log = logging.getLogger("trellis.http")
 
-router = APIRouter(prefix="/threads/{thread_id}", tags=["thread streams"])
+router = APIRouter(prefix="/threads/{thread_id}", tags=["thread streams"], route_class=CheckedRoute)
 
 THREAD_STREAM_MODES = ("lifecycle", "run_modes", "state_update")
 """What `GET /threads/{id}/stream` can follow (langgraph-api's `ThreadStreamMode`)."""
@@ -123,9 +125,10 @@ def _sse(frames: AsyncIterator[bytes], heartbeat: float) -> EventSourceResponse:
 
 
 async def _json_body(request: Request) -> object:
+    """The body `BodyGuard` parsed and checked (it answers 422 for what the policy refuses)."""
     try:
-        return orjson.loads(await request.body())
-    except orjson.JSONDecodeError:
+        return await request.json()
+    except ValueError:
         return _INVALID
 
 
@@ -283,12 +286,14 @@ async def thread_socket(websocket: WebSocket, thread_id: str) -> None:
     try:
         while True:
             raw = await websocket.receive_text()
-            try:
-                payload = orjson.loads(raw)
-            except orjson.JSONDecodeError:
+            try:  # the JSON policy of request bodies: nothing stored that cannot be read back
+                payload = parse_json(raw.encode("utf-8", "surrogatepass"), ("message",))
+            except UnsafeJson as exc:
                 async with sending:
                     await send(
-                        error(None, "invalid_argument", "Protocol commands must be valid JSON.")
+                        error(
+                            None, "invalid_argument", f"Protocol commands must be valid JSON: {exc}"
+                        )
                     )
                 continue
             bad = malformed(payload)
@@ -296,6 +301,7 @@ async def thread_socket(websocket: WebSocket, thread_id: str) -> None:
                 async with sending:
                     await send(bad)
                 continue
+            assert isinstance(payload, dict)  # what `malformed` lets through
             method = payload["method"]
             if method in ("run.start", "input.respond") and not _may(identity, "write"):
                 response = error(payload["id"], "forbidden", "this API key lacks 'write'")
