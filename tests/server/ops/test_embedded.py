@@ -162,7 +162,7 @@ def test_startup_failure_and_a_plain_exit_stop_it(
     data_dir: Path, pgdata: Path, tmp_path: Path
 ) -> None:
     broken = tmp_path / "langgraph.json"
-    broken.write_text(json.dumps({"graphs": {"missing": "./missing.py:graph"}}))
+    broken.write_text(json.dumps({"graphs": {}}))  # no graph at all: startup fails
     log = tmp_path / "serve.log"
     proc = serve(data_dir, log, config=broken)
     assert proc.wait(120) != 0
