@@ -498,6 +498,8 @@ class Executor:
             final = to_jsonable(state.values) if state is not None else None
             self.webhooks.send(webhook, run_payload(run, status, final), event="run.completed")
         if run.get("temporary"):
+            status_of_run = "interrupted" if status == "rollback" else status
+            self.completions.hand_over(run_id, status_of_run, output)
             await self._delete_temporary_thread(thread_id)
         await self.events.end(
             run_id,

@@ -368,6 +368,8 @@ class RunManager:
                 async with self.pool.connection() as conn:
                     found = await run_rows.result(conn, uuid.UUID(run_id))
                 if found is None:
+                    if (kept := self.completions.outcome(run_id)) is not None:
+                        return cast(WaitStatus, kept[0]), cast(JsonValue, kept[1])
                     return "deleted", None
                 if found.status in TERMINAL:
                     return found.status, await self.output(found, run_id)

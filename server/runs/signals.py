@@ -25,6 +25,8 @@ class Completions:
         """Runs someone here waits for (until they `forget` them)."""
         self._states: dict[str, tuple[str, object]] = {}
         """Final states handed over to this process's waiters: checkpoint id, values."""
+        self._outcomes: dict[str, tuple[str, object]] = {}
+        """Outcomes of runs whose record goes with their temporary thread: status, output."""
 
     def event(self, run_id: str) -> asyncio.Event:
         """The event set when `run_id` ends (create before checking the database)."""
@@ -36,6 +38,16 @@ class Completions:
         is recorded: the NOTIFY of it may wake them first); spares them reading it back."""
         if run_id in self._waited:
             self._states[run_id] = (checkpoint_id, values)
+
+    def hand_over(self, run_id: str, status: str, output: object) -> None:
+        """A stateless run's outcome for waiters here: its record goes with its temporary
+        thread right after it ends, possibly before they read it."""
+        if run_id in self._waited:
+            self._outcomes[run_id] = (status, output)
+
+    def outcome(self, run_id: str) -> tuple[str, object] | None:
+        """What `hand_over` kept for `run_id`."""
+        return self._outcomes.get(run_id)
 
     def done(self, run_id: str) -> None:
         """Signal every waiter of `run_id`."""
@@ -52,6 +64,7 @@ class Completions:
         """Drop a waiter's event and what was handed over for it, once nobody waits."""
         self._waited.discard(run_id)
         self._states.pop(run_id, None)
+        self._outcomes.pop(run_id, None)
         event = self._events.get(run_id)
         if event is not None and not event.is_set():
             self._events.pop(run_id, None)

@@ -21,3 +21,14 @@ def test_nothing_is_kept_for_a_run_nobody_waits_for() -> None:
     completions = Completions()
     completions.offer("r", "cp-2", {"messages": ["hi"]})
     assert completions.final_state("r", "cp-2") is None
+
+
+def test_a_stateless_outcome_is_kept_for_waiters_only_until_they_forget() -> None:
+    completions = Completions()
+    completions.hand_over("nobody-waits", "success", {"a": 1})
+    assert completions.outcome("nobody-waits") is None
+    completions.event("r1")
+    completions.hand_over("r1", "error", {"__error__": {"error": "E", "message": "m"}})
+    assert completions.outcome("r1") == ("error", {"__error__": {"error": "E", "message": "m"}})
+    completions.forget("r1")
+    assert completions.outcome("r1") is None

@@ -129,3 +129,23 @@ async def test_run_rows_stay_small_as_the_thread_grows(
         row = _run_row(settings, run_id)
         sizes.append(row["output_bytes"] or 0)
     assert max(sizes) == 0, sizes
+
+
+async def test_a_stateless_wait_answers_the_outcome_its_thread_took_away(
+    client: LangGraphClient,
+) -> None:
+    # The temporary thread (and the run's record with it) goes as soon as the run ends,
+    # possibly before the waiter reads the record: the outcome is handed to it in memory.
+    for _ in range(8):
+        failed = await client.http.client.post(
+            "/runs/wait", json={"assistant_id": "approval", "input": {"topic": "explode"}}
+        )
+        assert failed.status_code == 200, failed.text
+        assert failed.json() == {
+            "__error__": {"error": "ValueError", "message": "the topic exploded"}
+        }
+        done = await client.http.client.post(
+            "/runs/wait", json={"assistant_id": "echo", "input": {"text": "hi"}}
+        )
+        assert done.status_code == 200, done.text
+        assert done.json()["text"] == "hi!"
