@@ -70,7 +70,8 @@ def test_a_fatal_startup_error_is_a_record_and_one_human_line(
     lines = done.stderr.splitlines()
     human = [line for line in lines if line.startswith("trellis: could not start: ")]
     assert len(human) == 1, done.stderr[-2000:]
-    assert "langgraph.json" in human[0] and "'graphs'" in human[0]
+    assert "langgraph.json" in human[0]
+    assert "'graphs'" in human[0]
     assert len(human[0]) < 400
     if log_format == "json":
         records = [json.loads(line) for line in lines if line.startswith("{")]
