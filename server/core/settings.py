@@ -106,6 +106,17 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: LogFormat = "json"
 
+    metrics_public_addresses: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Addresses or networks (comma-separated or a JSON list) whose requests to `GET /metrics`
+    need no credentials: a Prometheus scraper's. Empty (default): `/metrics` is protected like
+    the rest of the API."""
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    """`trellis worker` only: serve this process' metrics at `http://METRICS_HOST:METRICS_PORT/`
+    (each worker exports its own; no credentials there, so bind it to a private address).
+    None (default): a worker exports none."""
+    metrics_host: str = "127.0.0.1"
+    """Where a worker's metrics port listens."""
+
     graphs_config: Path = ROOT / "langgraph.json"
     default_durability: Durability = "sync"
     run_concurrency: int = Field(default=32, ge=1, description="Runs executed at once per process.")
@@ -280,7 +291,13 @@ class Settings(BaseSettings):
             raise ValueError("DATABASE_URL must be a postgresql:// URL")
         return value
 
-    @field_validator("forwarded_allow_ips", "allowed_hosts", "shared_collections", mode="before")
+    @field_validator(
+        "forwarded_allow_ips",
+        "allowed_hosts",
+        "shared_collections",
+        "metrics_public_addresses",
+        mode="before",
+    )
     @classmethod
     def _comma_list(cls, value: object) -> object:
         if isinstance(value, str):
@@ -293,7 +310,7 @@ class Settings(BaseSettings):
             return [item.strip() for item in text.split(",") if item.strip()]
         return value
 
-    @field_validator("forwarded_allow_ips")
+    @field_validator("forwarded_allow_ips", "metrics_public_addresses")
     @classmethod
     def _addresses(cls, value: list[str]) -> list[str]:
         for item in value:

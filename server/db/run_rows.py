@@ -19,6 +19,7 @@ from psycopg.rows import TupleRow
 from sqlalchemy import Table, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from server.core.metrics import QueueStats
 from server.core.types import (
     AbandonedRun,
     ActiveRun,
@@ -427,6 +428,21 @@ async def next_due(conn: AsyncConnection) -> datetime | None:
     stmt = select(func.min(R.c.not_before)).where(R.c.status == "pending")
     value: datetime | None = (await conn.execute(stmt)).scalar()
     return value
+
+
+_QUEUE = text("""
+    SELECT count(*) FILTER (WHERE not_before <= now()) AS due,
+           count(*) FILTER (WHERE not_before > now()) AS delayed,
+           coalesce(extract(epoch FROM now() - min(not_before) FILTER (WHERE not_before <= now())),
+                    0)::float8 AS oldest
+    FROM runs WHERE status = 'pending'
+""")
+
+
+async def queue_stats(conn: AsyncConnection) -> QueueStats:
+    """The queue on the `ix_runs_pending` index: due and delayed runs, the oldest due's wait."""
+    row = (await conn.execute(_QUEUE)).one()
+    return QueueStats(due=row.due, delayed=row.delayed, oldest_age_seconds=max(0.0, row.oldest))
 
 
 async def finish(

@@ -5,8 +5,10 @@ from __future__ import annotations
 from importlib.metadata import version
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
+from server.core import metrics
+from server.db import run_rows
 from server.db.engine import ping
 from server.http.deps import ServicesDep
 from server.http.routes import CheckedRoute
@@ -22,6 +24,14 @@ async def ok(services: ServicesDep, check_db: bool = False) -> dict[str, bool]:
     if check_db:
         await ping(services.engine)
     return {"ok": True}
+
+
+@router.get("/metrics", include_in_schema=False)
+async def prometheus_metrics(services: ServicesDep) -> Response:
+    """This process' metrics in Prometheus' text format, with the run queue read now."""
+    async with services.engine.connect() as conn:
+        queue = await run_rows.queue_stats(conn)
+    return Response(metrics.render(queue), media_type=metrics.CONTENT_TYPE_LATEST)
 
 
 @router.get("/info")
