@@ -28,7 +28,16 @@ METRICS_PATH = "/metrics"
 """Prometheus metrics: authenticated, except from `METRICS_PUBLIC_ADDRESSES`."""
 
 PUBLIC_PATHS = frozenset(
-    {"/ok", "/info", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/favicon.ico"}
+    {
+        "/ok",
+        "/ready",
+        "/info",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+        "/openapi.json",
+        "/favicon.ico",
+    }
     | DOCS_ASSETS
 )
 """Paths served without authentication."""
