@@ -134,6 +134,8 @@ async def open_services(
     that end elsewhere)."""
     async with AsyncExitStack() as stack:
         await asyncio.to_thread(migrate.upgrade_trellis, settings.sqlalchemy_url)
+        slow = settings.db_slow_query_ms / 1000
+        metrics.log_slow_queries(slow or None)
         engine = create_engine(settings)
         stack.push_async_callback(engine.dispose)
         pool = await open_pool(settings)

@@ -13,8 +13,12 @@ process registered with `watch_pool`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from typing import ParamSpec, TypeVar
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -75,6 +79,70 @@ AUTH_FAILURES = Counter(
     "Requests whose credentials were missing or refused, by auth mode.",
     ["mode"],
 )
+
+
+QUERY_DURATION = Histogram(
+    "trellis_db_query_duration_seconds",
+    "Duration of the run path's named statements (claim, heartbeat, finish...).",
+    ["statement"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+_slow_log = logging.getLogger("trellis.db.slow")
+_slow_seconds: float | None = 0.5
+
+
+def log_slow_queries(threshold_seconds: float | None) -> None:
+    """Log a line for each named statement slower than `threshold_seconds` (None: never)."""
+    global _slow_seconds
+    _slow_seconds = threshold_seconds
+
+
+def _observe(name: str, started: float) -> None:
+    elapsed = time.perf_counter() - started
+    QUERY_DURATION.labels(name).observe(elapsed)
+    if _slow_seconds is not None and elapsed >= _slow_seconds:
+        # The statement's name and duration only: parameters may hold user data.
+        _slow_log.warning(
+            "slow query",
+            extra={"statement": name, "duration_ms": round(elapsed * 1000, 2)},
+        )
+
+
+def statement(name: str) -> Callable[[Callable[_P, Awaitable[_T]]], Callable[_P, Awaitable[_T]]]:
+    """Time an async database function as statement `name` (histogram, slow-query log)."""
+
+    def decorate(function: Callable[_P, Awaitable[_T]]) -> Callable[_P, Awaitable[_T]]:
+        @functools.wraps(function)
+        async def timed(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+            started = time.perf_counter()
+            try:
+                return await function(*args, **kwargs)
+            finally:
+                _observe(name, started)
+
+        return timed
+
+    return decorate
+
+
+def sync_statement(name: str) -> Callable[[Callable[_P, _T]], Callable[_P, _T]]:
+    """`statement` for a blocking database function (the lease heartbeat's thread)."""
+
+    def decorate(function: Callable[_P, _T]) -> Callable[_P, _T]:
+        @functools.wraps(function)
+        def timed(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                _observe(name, started)
+
+        return timed
+
+    return decorate
 
 
 def run_created(graph_id: str) -> None:

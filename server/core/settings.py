@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     """A pooled connection not handed out for longer than this is pinged before use; one used
     more recently is handed out as is (a ping per checkout costs a round trip per query)."""
     db_statement_timeout_ms: int = Field(default=30_000, ge=0)
+    db_slow_query_ms: float = Field(default=500.0, ge=0)
+    """A named statement of the run path slower than this is logged (its name and duration,
+    never its parameters) on `trellis.db.slow`; 0 turns the log off."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=8123, ge=1, le=65535)

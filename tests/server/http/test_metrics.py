@@ -155,6 +155,11 @@ async def test_counters_move_by_the_work_done(
         "status": "200",
     }
     assert moved("trellis_http_request_duration_seconds_count", **wait_route) == 4
+    created = moved("trellis_db_query_duration_seconds_count", statement="run.create") + moved(
+        "trellis_db_query_duration_seconds_count", statement="run.insert"
+    )
+    assert created == 5
+    assert moved("trellis_db_query_duration_seconds_count", statement="run.queue_stats") == 1
 
     # Bounded labels: templates and names, never an id.
     for (name, labels), _ in after.items():
