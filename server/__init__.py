@@ -1,6 +1,6 @@
 """Trellis' server: the LangGraph Server API over Postgres, Redis and the graphs it serves.
 
-cli.py              `trellis`: serve, worker, migrate, ingest, keys
+cli.py              `trellis`: serve, worker, migrate, ingest, keys, doctor
 worker.py           a worker process: claims and executes queued runs
 services.py         the composition root: opens every pool and service, closes them in reverse
 builtin_toolbox.py  settings → the toolbox of the built-in graph (models, Qdrant, caches)

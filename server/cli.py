@@ -1,4 +1,4 @@
-"""The `trellis` command: serve the API, run workers, manage the schema."""
+"""The `trellis` command: serve the API, run workers, manage the schema, check the setup."""
 
 from __future__ import annotations
 
@@ -139,6 +139,18 @@ def _ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from server.ops.doctor import diagnose, report
+
+    overrides = {"graphs_config": Path(args.config).resolve()} if args.config else {}
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    lines, healthy = report(asyncio.run(diagnose(settings)))
+    for line in lines:
+        print(line)
+    print("trellis: all checks passed" if healthy else "trellis: some checks failed (FAIL above)")
+    return 0 if healthy else 1
+
+
 def _setting(name: str, what: str) -> str:
     """An option's help: what it sets, its default, and the variable that sets it too."""
     default = Settings.model_fields[name].default
@@ -186,6 +198,14 @@ def parser() -> argparse.ArgumentParser:
     migrate.add_argument("action", nargs="?", choices=["upgrade", "downgrade"], default="upgrade")
     migrate.add_argument("revision", nargs="?", help="target revision (default head / -1)")
     migrate.set_defaults(func=_migrate)
+
+    doctor = sub.add_parser(
+        "doctor",
+        help="check the configuration, Postgres, Redis, Qdrant, the model endpoint, OCR and "
+        "the graphs; exits 1 when one fails",
+    )
+    doctor.add_argument("--config", help=_setting("graphs_config", "path to a langgraph.json"))
+    doctor.set_defaults(func=_doctor)
 
     from server.ops.keys import add_key_commands
 

@@ -14,6 +14,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.approvals.service import ApprovalService, ApprovalWebhook
+from server.core import metrics
 from server.core.settings import ROOT, Settings
 from server.core.types import JsonObject
 from server.db import assistant_rows, migrate
@@ -55,6 +56,23 @@ class Services:
     approvals: ApprovalService | None = None
     threads: ThreadService = field(kw_only=True)
     assistants: AssistantService = field(kw_only=True)
+
+
+def psycopg_pool_stats(pool: Pool) -> metrics.PoolStats:
+    """The psycopg pool's gauges (its own counts: open, idle, requests queued)."""
+    stats = pool.get_stats()
+    size = stats.get("pool_size", 0)
+    return metrics.PoolStats(
+        size, size - stats.get("pool_available", 0), stats.get("requests_waiting", 0)
+    )
+
+
+def engine_pool_stats(engine: AsyncEngine) -> metrics.PoolStats:
+    """The SQLAlchemy engine's pool gauges (it does not count waiters)."""
+    pool = engine.sync_engine.pool
+    in_use: int = pool.checkedout()  # type: ignore[attr-defined]
+    idle: int = pool.checkedin()  # type: ignore[attr-defined]
+    return metrics.PoolStats(in_use + idle, in_use, None)
 
 
 async def open_redis(settings: Settings, *, required: bool = False) -> Redis | None:
@@ -116,10 +134,14 @@ async def open_services(
     that end elsewhere)."""
     async with AsyncExitStack() as stack:
         await asyncio.to_thread(migrate.upgrade_trellis, settings.sqlalchemy_url)
+        slow = settings.db_slow_query_ms / 1000
+        metrics.log_slow_queries(slow or None)
         engine = create_engine(settings)
         stack.push_async_callback(engine.dispose)
         pool = await open_pool(settings)
         stack.push_async_callback(pool.close)
+        stack.callback(metrics.watch_pool("sqlalchemy", lambda: engine_pool_stats(engine)))
+        stack.callback(metrics.watch_pool("psycopg", lambda: psycopg_pool_stats(pool)))
         serde = StrictSerializer(parse_type(t) for t in settings.checkpoint_allowed_types)
         checkpointer = FencedPostgresSaver(pool, serde=serde)
         await checkpointer.setup()

@@ -8,4 +8,5 @@ schemas.py   request bodies of the API (pydantic)
 types.py     JSON aliases, status literals, resource rows as TypedDicts
 audit.py     security events
 logging.py   log set-up: JSON or text lines
+metrics.py   Prometheus metrics (`trellis_*`): definitions, pool gauges, rendering
 """

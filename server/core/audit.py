@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 from typing import Literal
 
+from server.core import metrics
+
 log = logging.getLogger("trellis.security")
 
 SecurityEvent = Literal[
@@ -30,3 +32,7 @@ a cross-site request or a foreign `Host` refused."""
 def security_event(event: SecurityEvent, **fields: object) -> None:
     """Log one security event with its fields as structured `extra` data."""
     log.warning(event, extra={"security_event": event, **fields})
+    if event == "rate_limited":
+        metrics.RATE_LIMITED.labels(str(fields.get("bucket", "unknown"))).inc()
+    elif event == "auth_failed":
+        metrics.AUTH_FAILURES.labels(str(fields.get("mode", "unknown"))).inc()

@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     """A pooled connection not handed out for longer than this is pinged before use; one used
     more recently is handed out as is (a ping per checkout costs a round trip per query)."""
     db_statement_timeout_ms: int = Field(default=30_000, ge=0)
+    db_slow_query_ms: float = Field(default=500.0, ge=0)
+    """A named statement of the run path slower than this is logged (its name and duration,
+    never its parameters) on `trellis.db.slow`; 0 turns the log off."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=8123, ge=1, le=65535)
@@ -105,6 +108,17 @@ class Settings(BaseSettings):
     `host` (comma-separated or a JSON list); any other is refused, against DNS rebinding."""
     log_level: str = "INFO"
     log_format: LogFormat = "json"
+
+    metrics_public_addresses: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Addresses or networks (comma-separated or a JSON list) whose requests to `GET /metrics`
+    need no credentials: a Prometheus scraper's. Empty (default): `/metrics` is protected like
+    the rest of the API."""
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    """`trellis worker` only: serve this process' metrics at `http://METRICS_HOST:METRICS_PORT/`
+    (each worker exports its own; no credentials there, so bind it to a private address).
+    None (default): a worker exports none."""
+    metrics_host: str = "127.0.0.1"
+    """Where a worker's metrics port listens."""
 
     graphs_config: Path = ROOT / "langgraph.json"
     default_durability: Durability = "sync"
@@ -280,7 +294,13 @@ class Settings(BaseSettings):
             raise ValueError("DATABASE_URL must be a postgresql:// URL")
         return value
 
-    @field_validator("forwarded_allow_ips", "allowed_hosts", "shared_collections", mode="before")
+    @field_validator(
+        "forwarded_allow_ips",
+        "allowed_hosts",
+        "shared_collections",
+        "metrics_public_addresses",
+        mode="before",
+    )
     @classmethod
     def _comma_list(cls, value: object) -> object:
         if isinstance(value, str):
@@ -293,7 +313,7 @@ class Settings(BaseSettings):
             return [item.strip() for item in text.split(",") if item.strip()]
         return value
 
-    @field_validator("forwarded_allow_ips")
+    @field_validator("forwarded_allow_ips", "metrics_public_addresses")
     @classmethod
     def _addresses(cls, value: list[str]) -> list[str]:
         for item in value:

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.store.postgres.aio import AsyncPostgresStore
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+VERSION_TABLE = "trellis_alembic_version"
+"""Where Alembic records Trellis' revision (`migrations/env.py` names it)."""
 
 
 def alembic_config(sqlalchemy_url: str) -> Config:
@@ -42,3 +48,18 @@ def upgrade(sqlalchemy_url: str, psycopg_url: str, revision: str = "head") -> No
 def downgrade(sqlalchemy_url: str, revision: str) -> None:
     """Revert Trellis' own schema to `revision` (LangGraph's tables are left alone)."""
     command.downgrade(alembic_config(sqlalchemy_url), revision)
+
+
+@functools.cache
+def head_revision() -> str | None:
+    """The newest revision of Trellis' migrations (what `trellis migrate` brings a database to)."""
+    return ScriptDirectory(str(MIGRATIONS)).get_current_head()
+
+
+async def current_revision(conn: AsyncConnection) -> str | None:
+    """The revision the database is at; None when it was never migrated."""
+    exists = await conn.execute(text("SELECT to_regclass(:table)"), {"table": VERSION_TABLE})
+    if exists.scalar() is None:
+        return None
+    row = (await conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}"))).first()
+    return str(row[0]) if row is not None else None

@@ -19,6 +19,8 @@ from psycopg.rows import TupleRow
 from sqlalchemy import Table, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from server.core import metrics
+from server.core.metrics import QueueStats
 from server.core.types import (
     AbandonedRun,
     ActiveRun,
@@ -59,6 +61,7 @@ _INSERT = """
 """
 
 
+@metrics.statement("run.insert")
 async def insert(
     conn: Conn,
     *,
@@ -132,6 +135,7 @@ class Refused(Exception):
         self.reason = reason
 
 
+@metrics.statement("run.create")
 async def create(
     conn: Conn,
     *,
@@ -401,6 +405,7 @@ _CLAIM = """
 """
 
 
+@metrics.statement("run.claim")
 async def claim(
     conn: Conn, *, worker: str, lease_seconds: float, limit: int = 1, per_owner: int | None = None
 ) -> list[RunRow]:
@@ -429,6 +434,23 @@ async def next_due(conn: AsyncConnection) -> datetime | None:
     return value
 
 
+_QUEUE = text("""
+    SELECT count(*) FILTER (WHERE not_before <= now()) AS due,
+           count(*) FILTER (WHERE not_before > now()) AS delayed,
+           coalesce(extract(epoch FROM now() - min(not_before) FILTER (WHERE not_before <= now())),
+                    0)::float8 AS oldest
+    FROM runs WHERE status = 'pending'
+""")
+
+
+@metrics.statement("run.queue_stats")
+async def queue_stats(conn: AsyncConnection) -> QueueStats:
+    """The queue on the `ix_runs_pending` index: due and delayed runs, the oldest due's wait."""
+    row = (await conn.execute(_QUEUE)).one()
+    return QueueStats(due=row.due, delayed=row.delayed, oldest_age_seconds=max(0.0, row.oldest))
+
+
+@metrics.statement("run.finish")
 async def finish(
     conn: Conn,
     run_id: uuid.UUID,
@@ -470,6 +492,7 @@ class Outcome:
     interrupts: Interrupts
 
 
+@metrics.statement("run.finish_with_thread")
 async def finish_with_thread(
     conn: Conn,
     run_id: uuid.UUID,
@@ -564,6 +587,7 @@ _SWEEP_ALL = text(_SWEEP.format(only=""))
 _SWEEP_ONE = text(_SWEEP.format(only="AND run_id = :run_id"))
 
 
+@metrics.statement("run.sweep")
 async def requeue_expired(
     conn: AsyncConnection, run_id: uuid.UUID | None = None
 ) -> tuple[list[uuid.UUID], list[AbandonedRun]]:
@@ -588,6 +612,7 @@ _RENEW = """
 """
 
 
+@metrics.sync_statement("run.heartbeat")
 def renew_leases(
     conn: psycopg.Connection[TupleRow],
     *,

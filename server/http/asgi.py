@@ -17,6 +17,9 @@ BODY_STATE = "trellis.body"
 """Scope-state key of the buffered request body (raw bytes), for later middlewares."""
 JSON_STATE = "trellis.json"
 """Scope-state key of the parsed JSON body (absent when it is not JSON)."""
+ROUTE_STATE = "trellis.route"
+"""Scope-state key of the matched route's path template (`/threads/{thread_id}`), for metrics:
+the state dict is shared by every copy a middleware makes of the scope."""
 
 
 async def send_json(

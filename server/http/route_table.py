@@ -24,8 +24,20 @@ DOCS_ASSETS = frozenset(
 )
 """The docs pages' assets: public like the pages, and named one by one like every public path."""
 
+METRICS_PATH = "/metrics"
+"""Prometheus metrics: authenticated, except from `METRICS_PUBLIC_ADDRESSES`."""
+
 PUBLIC_PATHS = frozenset(
-    {"/ok", "/info", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/favicon.ico"}
+    {
+        "/ok",
+        "/ready",
+        "/info",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+        "/openapi.json",
+        "/favicon.ico",
+    }
     | DOCS_ASSETS
 )
 """Paths served without authentication."""

@@ -61,4 +61,9 @@ def install(app: FastAPI, settings: Settings, limits: RateLimits) -> None:
     app.add_middleware(RateLimit, limits=limits)
     authenticator = build_authenticator(settings, custom, engine)
     app.state.authenticator = authenticator  # websockets authenticate in their route
-    app.add_middleware(Authenticate, authenticator=authenticator, limits=limits)
+    app.add_middleware(
+        Authenticate,
+        authenticator=authenticator,
+        limits=limits,
+        metrics_addresses=settings.metrics_public_addresses,
+    )

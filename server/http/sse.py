@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from server.core.metrics import SSE_OPEN
 from server.runs.events import END, RunEvent
 
 log = logging.getLogger("trellis.http")
@@ -32,6 +33,19 @@ def sse_frame(event: str, data: bytes, event_id: str | None = None) -> bytes:
     if event_id is not None:
         frame += b"id: " + _field(event_id) + b"\r\n"
     return frame + b"\r\n"
+
+
+async def counted(frames: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """`frames`, counted in `trellis_sse_streams_open` while they are being sent."""
+    SSE_OPEN.inc()
+    try:
+        async for frame in frames:
+            yield frame
+    finally:
+        SSE_OPEN.dec()
+        close = getattr(frames, "aclose", None)
+        if close is not None:  # now, as when `frames` were the response's own
+            await close()
 
 
 def _heartbeat() -> ServerSentEvent:
@@ -58,6 +72,7 @@ def run_stream_response(
 
     async def frames() -> AsyncIterator[bytes]:
         finished = False
+        SSE_OPEN.inc()
         try:
             async for event in events:
                 event_id = event.id if resumable else None
@@ -67,6 +82,7 @@ def run_stream_response(
                     yield sse_frame("end", event.data, event_id)
             finished = True
         finally:
+            SSE_OPEN.dec()
             if not finished and on_disconnect is not None:
                 task = asyncio.get_running_loop().create_task(on_disconnect())
                 task.add_done_callback(_log_failure)

@@ -28,6 +28,7 @@ from langgraph.runtime import RunControl
 from langgraph.types import Durability
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from server.core import metrics
 from server.core.encoding import dumps, to_jsonable
 from server.core.types import (
     CancelAction,
@@ -293,6 +294,7 @@ class Executor:
             "run started",
             extra={"run_id": run_id, "thread_id": str(thread_id), "attempt": attempt},
         )
+        metrics.run_started(kwargs["graph_id"])
         await self.events.publish(run_id, "metadata", dumps({"run_id": run_id, "attempt": attempt}))
         status: Ending = "success"
         error: JsonObject | None = None
@@ -507,6 +509,7 @@ class Executor:
             resumable=bool(run["kwargs"].get("stream_resumable")),
         )
         self.completions.done(run_id)
+        metrics.run_finished(run["kwargs"]["graph_id"], status, time.perf_counter() - started)
         log.info(
             "run finished",
             extra={

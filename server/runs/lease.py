@@ -18,6 +18,7 @@ import psycopg
 from psycopg.rows import TupleRow
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from server.core import metrics
 from server.core.types import AbandonedRun, CancelAction
 from server.db import checkpoints, run_rows, thread_rows
 from server.runs.events import EventBus
@@ -123,6 +124,7 @@ async def sweep_expired(
     for run in cancelled:
         await events.end(str(run["run_id"]), "interrupted", resumable=run["resumable"])
         completions.done(str(run["run_id"]))
+    metrics.LEASE_TAKEOVERS.inc(len(requeued))
     return requeued
 
 

@@ -20,6 +20,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.auth.identity import auth_user_for_run
+from server.core import metrics
 from server.core.encoding import to_jsonable
 from server.core.errors import InvalidRequest, NotFound, NothingToResume, ThreadBusy
 from server.core.ids import parse_uuid, require_uuid, uuid7
@@ -321,6 +322,7 @@ class RunManager:
             else:
                 self.executor.wake()
         run = run_rows.public(row)
+        metrics.run_created(row["kwargs"]["graph_id"])
         log.info(
             "run created",
             extra={

@@ -11,13 +11,18 @@ address is over its limit gives nothing away; it costs one indexed lookup or sig
 A custom `@auth.authenticate` handler may take guessable ones (passwords), so in `custom`
 mode an address over its limit is refused before its credentials are looked at.
 
+`GET /metrics` from an address in `METRICS_PUBLIC_ADDRESSES` (a Prometheus scraper) needs no
+credentials; from any other address it is authenticated like every route.
+
 It runs before routing, so routes stay unaware of it: every query is already scoped to
 the owner. The credential checks themselves are `server.auth.authenticators`.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+from collections.abc import Sequence
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -26,7 +31,7 @@ from server.auth.identity import set_current
 from server.core.audit import security_event
 from server.http.asgi import client_address, send_json, too_many
 from server.http.middleware.limits import RateLimits
-from server.http.route_table import PUBLIC_PATHS, classify
+from server.http.route_table import METRICS_PATH, PUBLIC_PATHS, classify
 
 log = logging.getLogger("trellis.auth")
 
@@ -34,8 +39,21 @@ log = logging.getLogger("trellis.auth")
 class Authenticate:
     """Resolves every non-public request's identity; refuses unauthenticated ones."""
 
-    def __init__(self, app: ASGIApp, *, authenticator: Authenticator, limits: RateLimits) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        authenticator: Authenticator,
+        limits: RateLimits,
+        metrics_addresses: Sequence[str] = (),
+    ) -> None:
         self.app = app
+        self.metrics_networks = [
+            ipaddress.ip_network("0.0.0.0/0" if item == "*" else item, strict=False)
+            for item in metrics_addresses
+        ]
+        if "*" in metrics_addresses:
+            self.metrics_networks.append(ipaddress.ip_network("::/0"))
         self.authenticator = authenticator
         self.limits = limits
         self.checks_credentials = authenticator.mode != "none"
@@ -46,6 +64,9 @@ class Authenticate:
             await self.app(scope, receive, send)
             return
         client = client_address(scope)
+        if scope["path"] == METRICS_PATH and self._scraper(client):
+            await self.app(scope, receive, send)
+            return
         if self.limits_before_checking:
             retry = await self.limits.exhausted("auth_failures", client)
             if retry is not None:
@@ -103,6 +124,16 @@ class Authenticate:
         state["owner"] = identity.identity
         set_current(identity)
         await self.app(scope, receive, send)
+
+    def _scraper(self, client: str) -> bool:
+        """Whether `client` is a metrics scraper `METRICS_PUBLIC_ADDRESSES` lets in."""
+        if not self.metrics_networks:
+            return False
+        try:
+            address = ipaddress.ip_address(client)
+        except ValueError:
+            return False
+        return any(address in network for network in self.metrics_networks)
 
     async def _too_many(self, send: Send, client: str, retry: float) -> None:
         security_event("rate_limited", key=f"ip:{client}", bucket="auth_failures")

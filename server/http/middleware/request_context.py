@@ -1,4 +1,5 @@
-"""ASGI middleware: request ids, access logs, and every body read as JSON (any Content-Type)."""
+"""ASGI middleware: request ids, access logs, request duration metrics, and every body read
+as JSON (any Content-Type)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,21 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from server.core.metrics import HTTP_DURATION
+from server.http.asgi import ROUTE_STATE
+
 log = logging.getLogger("trellis.http")
 
 _JSON = b"application/json"
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def route_label(scope: Scope) -> str:
+    """The route template a request matched (bounded: never the raw path); `unmatched`."""
+    template = scope.get("state", {}).get(ROUTE_STATE)
+    if template is None:
+        template = getattr(scope.get("route"), "path", None)  # routes outside `CheckedRoute`
+    return str(template) if template is not None else "unmatched"
 
 
 class RequestContext:
@@ -55,6 +68,9 @@ class RequestContext:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            elapsed = time.perf_counter() - started
+            method = scope["method"] if scope["method"] in _METHODS else "other"
+            HTTP_DURATION.labels(method, route_label(scope), str(status)).observe(elapsed)
             log.info(
                 "request",
                 extra={
@@ -62,6 +78,6 @@ class RequestContext:
                     "method": scope["method"],
                     "path": scope["path"],
                     "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "duration_ms": round(elapsed * 1000, 2),
                 },
             )

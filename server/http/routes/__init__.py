@@ -23,7 +23,7 @@ from fastapi.routing import APIRoute
 
 from server.core.encoding import UnsafeJson, parse_json
 from server.core.types import JsonValue
-from server.http.asgi import JSON_STATE
+from server.http.asgi import JSON_STATE, ROUTE_STATE
 
 AS_RETURNED = object
 """`response_model` of the routes whose annotation is a TypedDict (or a list of them): left
@@ -55,8 +55,10 @@ class CheckedRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[None, None, Response]]:
         handler = super().get_route_handler()
+        template = self.path_format
 
         async def checked(request: Request) -> Response:
+            request.scope.setdefault("state", {})[ROUTE_STATE] = template  # for metrics
             return await handler(CheckedRequest(request.scope, request.receive))
 
         return checked

@@ -1,15 +1,22 @@
-"""Server routes: health and capabilities."""
+"""Server routes: liveness, readiness, metrics and capabilities."""
 
 from __future__ import annotations
 
+import logging
 from importlib.metadata import version
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
+from server.core import metrics
+from server.db import run_rows
 from server.db.engine import ping
 from server.http.deps import ServicesDep
+from server.http.responses import JSONResponse
 from server.http.routes import CheckedRoute
+from server.ops.health import readiness
+
+log = logging.getLogger("trellis.health")
 
 router = APIRouter(tags=["meta"], route_class=CheckedRoute)
 
@@ -22,6 +29,51 @@ async def ok(services: ServicesDep, check_db: bool = False) -> dict[str, bool]:
     if check_db:
         await ping(services.engine)
     return {"ok": True}
+
+
+@router.get("/ready", response_model=None)
+async def ready(services: ServicesDep) -> JSONResponse:
+    """Readiness: Postgres answers a query, the schema is at head, Redis and Qdrant answer
+    when this process uses them, every graph loaded. 503 names what fails.
+
+    Public like `/ok` (probes carry no credentials), so the body says which component fails
+    and not why (addresses, errors): that goes to the log, and `trellis doctor` prints it."""
+    redis = services.extra_info.get("redis")
+    checks = await readiness(
+        services.settings,
+        services.engine,
+        services.registry,
+        redis_connected=isinstance(redis, dict) and bool(redis.get("connected")),
+    )
+    failing = [check.name for check in checks if not check.ok]
+    components = {check.name: "ok" if check.ok else "failing" for check in checks}
+    if not failing:
+        return JSONResponse({"status": "ready", "components": components})
+    for check in checks:
+        if not check.ok:
+            log.warning(
+                "not ready: %s: %s",
+                check.name,
+                check.detail,
+                extra={"component": check.name, "fix": check.fix},
+            )
+    return JSONResponse(
+        {
+            "detail": f"not ready: {', '.join(failing)} failing",
+            "code": "not_ready",
+            "status": "unavailable",
+            "components": components,
+        },
+        status_code=503,
+    )
+
+
+@router.get("/metrics", include_in_schema=False)
+async def prometheus_metrics(services: ServicesDep) -> Response:
+    """This process' metrics in Prometheus' text format, with the run queue read now."""
+    async with services.engine.connect() as conn:
+        queue = await run_rows.queue_stats(conn)
+    return Response(metrics.render(queue), media_type=metrics.CONTENT_TYPE_LATEST)
 
 
 @router.get("/info")

@@ -36,6 +36,7 @@ from server.core.types import Json
 from server.http.deps import OwnerDep, RunsDep, ServicesDep
 from server.http.responses import JSONResponse
 from server.http.routes import CheckedRoute
+from server.http.sse import counted
 from server.runs.events import END, parse_event_id
 from server.runs.manager import RunManager
 from server.runs.thread_protocol import (
@@ -121,7 +122,7 @@ def _frame(event: str, data: bytes, event_id: str | None) -> bytes:
 
 
 def _sse(frames: AsyncIterator[bytes], heartbeat: float) -> EventSourceResponse:
-    return EventSourceResponse(frames, headers=_SSE_HEADERS, ping=heartbeat, sep="\n")
+    return EventSourceResponse(counted(frames), headers=_SSE_HEADERS, ping=heartbeat, sep="\n")
 
 
 async def _json_body(request: Request) -> object:
