@@ -9,7 +9,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 
 from langgraph.store.postgres.aio import AsyncPostgresStore
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -81,7 +81,14 @@ async def open_redis(settings: Settings, *, required: bool = False) -> Redis | N
     `required` (a process that only executes runs): events kept in its own memory would
     reach no one, so the client is returned even while Redis does not answer yet; the event
     bus buffers until it does."""
-    redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=None)
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=settings.redis_max_connections,
+        timeout=settings.redis_pool_timeout_seconds,
+        socket_connect_timeout=2,
+        socket_timeout=None,
+    )
+    redis = Redis.from_pool(pool)  # the client owns the pool: `aclose` closes both
     try:
         await redis.ping()
     except (RedisError, OSError) as error:

@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     embedded_data_dir: Path = ROOT / ".trellis"
     """Where embedded services (Postgres when none is reachable, Qdrant) keep their data."""
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_max_connections: int = Field(default=50, ge=4)
+    """The most pooled Redis connections a process opens; past it, commands wait for one
+    (`redis_pool_timeout_seconds`) instead of opening more. Two more are kept apart: the
+    event writer's and the event feed's."""
+    redis_pool_timeout_seconds: float = Field(default=20.0, gt=0)
+    """How long a command waits for a pooled Redis connection before it fails."""
     db_pool_min_size: int = Field(default=2, ge=1)
     db_pool_max_size: int = Field(default=20, ge=1)
     db_pool_timeout_seconds: float = Field(default=10.0, gt=0)

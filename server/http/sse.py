@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 
+import orjson
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from server.core.metrics import SSE_OPEN
@@ -48,6 +49,17 @@ async def counted(frames: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
             await close()
 
 
+def stream_failed(run_id: str, exc: Exception, last: str | None) -> bytes:
+    """The `error` event that ends a stream the server could not go on with (the run itself
+    goes on): says where to resume."""
+    where = f" after event {last} (Last-Event-ID)" if last is not None else ""
+    message = (
+        f"the stream of run {run_id} was interrupted ({type(exc).__name__}); "
+        f"the run goes on: join it, or stream it again{where}"
+    )
+    return orjson.dumps({"error": "StreamInterrupted", "message": message})
+
+
 def _heartbeat() -> ServerSentEvent:
     return ServerSentEvent(comment="heartbeat", sep=SEP)
 
@@ -73,13 +85,25 @@ def run_stream_response(
     async def frames() -> AsyncIterator[bytes]:
         finished = False
         SSE_OPEN.inc()
+        last: str | None = None
         try:
-            async for event in events:
-                event_id = event.id if resumable else None
-                if event.event != END:
-                    yield sse_frame(event.event, event.data, event_id)
-                elif end_event:
-                    yield sse_frame("end", event.data, event_id)
+            try:
+                async for event in events:
+                    event_id = event.id if resumable else None
+                    last = event.id
+                    if event.event != END:
+                        yield sse_frame(event.event, event.data, event_id)
+                    elif end_event:
+                        yield sse_frame("end", event.data, event_id)
+            except Exception as exc:  # e.g. PoolTimeout: the stream has started, no 500 now
+                log.warning(
+                    "run stream failed",
+                    extra={"run_id": run_id, "error": type(exc).__name__, "detail": str(exc)},
+                )
+                finished = True  # the server ended it, not the client: no `on_disconnect`
+                resume = last if resumable else None
+                yield sse_frame("error", stream_failed(run_id, exc, resume), resume)
+                return
             finished = True
         finally:
             SSE_OPEN.dec()

@@ -54,6 +54,8 @@ class Listener:
                     for channel in self._channels():
                         await run_rows.listen(conn, channel)
                     self.ready.set()
+                    if self.completions is not None:
+                        self.completions.resync()  # completions sent while we were away
                     if self.executor is not None:
                         self.executor.wake()  # catch up on anything sent while we were away
                     async for note in conn.notifies():

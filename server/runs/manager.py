@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Literal, cast
 
+import psycopg
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -425,13 +426,32 @@ class RunManager:
         if after is None and not just_created and await self._ended_without_events(run_id):
             return
 
+        # Idle streams ask the database nothing: the run's end arrives as a signal (NOTIFY or
+        # in-process). The database is asked once, and again only if signals may have been
+        # missed (the listener reconnected).
+        ended = self.completions.watch(run_id)
+        checked: int | None = None
+
         async def finished() -> bool:
-            async with self.pool.connection() as conn:
-                found = await run_rows.status(conn, uuid.UUID(run_id))
+            nonlocal checked
+            if ended.is_set():
+                return True
+            epoch = self.completions.epoch
+            if checked == epoch:
+                return False
+            try:
+                async with self.pool.connection() as conn:
+                    found = await run_rows.status(conn, uuid.UUID(run_id))
+            except psycopg.Error:
+                return False  # unknown while the database is away: keep following the events
+            checked = epoch
             return found is None or found in TERMINAL
 
-        async for event in self.events.subscribe(run_id, after, finished):
-            yield event
+        try:
+            async for event in self.events.subscribe(run_id, after, finished):
+                yield event
+        finally:
+            self.completions.unwatch(run_id)
 
     async def _ended_without_events(self, run_id: str) -> bool:
         """A finished run whose events are no longer retained has nothing to replay."""

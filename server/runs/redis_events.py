@@ -58,6 +58,50 @@ _Entry = tuple[bytes | str, dict[bytes, bytes]]
 _StreamInfo = dict[str | bytes, _Entry | None]
 """What `_cursor` reads of `XINFO STREAM`: its `first-entry` and `last-entry`."""
 
+PAGE = 100
+"""Entries read from a stored stream per request: a reader catching up (a late joiner, a
+slow reader) holds at most one page of them at a time."""
+
+INBOX_BYTES = 256 * 1024
+"""Event data one reader may have waiting in memory; past it the reader's queued events
+are dropped and it reads the stored stream from its last id instead, a page at a time."""
+
+
+class _Inbox:
+    """A reader's live events, bounded in bytes. `None` tells the reader to go on with the
+    stored stream (its source went away, or it fell behind and its events were dropped)."""
+
+    def __init__(self, limit: int = INBOX_BYTES) -> None:
+        self._items: deque[RunEvent | None] = deque()
+        self._size = 0
+        self._limit = limit
+        self._ready = asyncio.Event()
+        self._closed = False
+
+    def put(self, item: RunEvent | None) -> None:
+        """Queue an event; a full inbox drops what it holds and closes with `None`."""
+        if self._closed:
+            return
+        if item is None or self._size + len(item.data) > self._limit:
+            self._items.clear()
+            self._size = 0
+            self._items.append(None)
+            self._closed = True
+        else:
+            self._items.append(item)
+            self._size += len(item.data)
+        self._ready.set()
+
+    async def get(self) -> RunEvent | None:
+        """The next event, waiting for one."""
+        while not self._items:
+            self._ready.clear()
+            await self._ready.wait()
+        item = self._items.popleft()
+        if item is not None:
+            self._size -= len(item.data)
+        return item
+
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
@@ -103,9 +147,9 @@ class RedisEventBus:
         self._flusher: asyncio.Task[None] | None = None
         self._executing: set[str] = set()
         """Runs executing in this process whose end marker has not been written yet."""
-        self._followers: dict[str, set[asyncio.Queue[RunEvent | None]]] = {}
+        self._followers: dict[str, set[_Inbox]] = {}
         """Local readers of those runs; `None` tells one to go on with `XREAD`."""
-        self._watchers: dict[str, set[asyncio.Queue[RunEvent | None]]] = {}
+        self._watchers: dict[str, set[_Inbox]] = {}
         """Readers of runs executing elsewhere, by stream key, fed by the pub/sub feed."""
         self._feed = _LiveFeed(redis, self._published, self._feed_lost)
         self._writer: Connection | None = None
@@ -193,8 +237,8 @@ class RedisEventBus:
 
     def _hand_over(self, run_id: str, event: RunEvent) -> None:
         """Give an event Redis now holds to this process's readers of the run."""
-        for queue in self._followers.get(run_id, ()):
-            queue.put_nowait(event)
+        for inbox in self._followers.get(run_id, ()):
+            inbox.put(event)
         if event.event == END:
             self._executing.discard(run_id)
 
@@ -258,8 +302,8 @@ class RedisEventBus:
         if any(queued[0] == run_id and queued[1] == END for queued in self._backlog):
             return  # the writer hands the end marker over, and forgets the run then
         self._executing.discard(run_id)
-        for queue in self._followers.get(run_id, ()):
-            queue.put_nowait(None)
+        for inbox in self._followers.get(run_id, ()):
+            inbox.put(None)
 
     async def has_events(self, run_id: str) -> bool:
         """Whether the run's stream is retained (assume so while Redis is unreachable)."""
@@ -291,7 +335,7 @@ class RedisEventBus:
     async def _read(self, key: str, last: str) -> list[tuple[str, str, bytes]]:
         """One XREAD after `last`; shielded, so a cancelled reader never leaves a reply pending
         on a pooled connection (the next user of it would read someone else's events)."""
-        reply = await asyncio.shield(self.redis.xread({key: last}, count=500, block=self.block_ms))
+        reply = await asyncio.shield(self.redis.xread({key: last}, count=PAGE, block=self.block_ms))
         out: list[tuple[str, str, bytes]] = []
         for _, entries in cast(
             list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]], reply or []
@@ -309,9 +353,11 @@ class RedisEventBus:
         """Events after `after` (all when None), then live ones up to the end event.
 
         A run executing in this process is followed from memory; any other through the
-        process's pub/sub feed. Either falls back to `XREAD` when its source goes away.
-        `finished` (is the run over?) is asked whenever a wait for events is in vain: a
-        run that ended without its end marker reaching Redis still closes its streams.
+        process's pub/sub feed. Either falls back to reading the stored stream (`XREAD`, a
+        page at a time) when its source goes away or the reader falls behind. `finished`
+        (is the run over?) is asked whenever a wait for events is in vain or Redis does not
+        answer: a run that ended without its end marker reaching Redis still closes its
+        streams, during a Redis outage too.
         """
         key = self.key(run_id)
         last = after or "0-0"
@@ -332,14 +378,23 @@ class RedisEventBus:
             if followed.event == END:
                 return
         delay = 0.1
+        catching_up = last != "0-0"
         while True:
             try:
+                if catching_up and await self._trimmed(key, last):
+                    yield resync_event(run_id, last)
+                    return
                 entries = await self._read(key, last)
             except (RedisError, OSError):
+                if finished is not None and await finished():
+                    # Redis is away and the run is over: end now rather than wait for Redis.
+                    yield RunEvent(last, END, b"null")
+                    return
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue
             delay = 0.1
+            catching_up = len(entries) == PAGE
             for entry_id, event, data in entries:
                 last = entry_id
                 yield RunEvent(entry_id, event, data)
@@ -347,7 +402,7 @@ class RedisEventBus:
                     return
             if not entries and finished is not None and await finished():
                 # Over, yet no end marker came: take what is left, without blocking, and stop.
-                for entry_id, event, data in await self._tail(key, last):
+                async for entry_id, event, data in self._pages(key, last):
                     last = entry_id
                     yield RunEvent(entry_id, event, data)
                     if event == END:
@@ -363,44 +418,43 @@ class RedisEventBus:
         *,
         local: bool,
     ) -> AsyncIterator[RunEvent]:
-        """What Redis holds after `after`, then what arrives: handed over by this process's
-        writer (`local`) or by the pub/sub feed. Ends with the end marker (included), or
-        early, when the source goes away (the caller goes on with `XREAD`)."""
+        """What Redis holds after `after` (in pages), then what arrives: handed over by this
+        process's writer (`local`) or by the pub/sub feed. Ends with the end marker
+        (included), or early, when the source goes away or the reader fell behind (the
+        caller goes on with `XREAD` from the last event it got)."""
         key = self.key(run_id)
-        queue: asyncio.Queue[RunEvent | None] = asyncio.Queue()
+        inbox = _Inbox()
         readers, slot = (self._followers, run_id) if local else (self._watchers, key)
-        readers.setdefault(slot, set()).add(queue)
+        readers.setdefault(slot, set()).add(inbox)
         try:
             # Registered first, then what is there: nothing falls in between.
             if not local and not await self._feed.watch(key):
                 return
             last = parse_event_id(after) or (0, 0)
-            last_id = after or "0-0"
             try:
-                written = await self._tail(key, last_id)
+                async for entry_id, event, data in self._pages(key, after or "0-0"):
+                    last = parse_event_id(entry_id) or last
+                    yield RunEvent(entry_id, event, data)
+                    if event == END:
+                        return
             except (RedisError, OSError):
                 return  # the XREAD loop waits for Redis
-            for entry_id, event, data in written:
-                last = parse_event_id(entry_id) or last
-                yield RunEvent(entry_id, event, data)
-                if event == END:
-                    return
             while True:
                 try:
                     item = await asyncio.wait_for(
-                        queue.get(), None if local else self.block_ms / 1000
+                        inbox.get(), None if local else self.block_ms / 1000
                     )
                 except TimeoutError:
                     if finished is None or not await finished():
                         continue
                     # Over, yet no end marker came: take what is left and stop.
                     try:
-                        left = await self._tail(key, f"{last[0]}-{last[1]}")
+                        async for entry_id, event, data in self._pages(key, f"{last[0]}-{last[1]}"):
+                            if event != END:
+                                last = parse_event_id(entry_id) or last
+                                yield RunEvent(entry_id, event, data)
                     except (RedisError, OSError):
                         return  # the XREAD loop waits for Redis
-                    for entry_id, event, data in left:
-                        if event != END:
-                            yield RunEvent(entry_id, event, data)
                     yield RunEvent(f"{last[0]}-{last[1]}", END, b"null")
                     return
                 if item is None:
@@ -415,7 +469,7 @@ class RedisEventBus:
         finally:
             group = readers.get(slot)
             if group is not None:
-                group.discard(queue)
+                group.discard(inbox)
                 if not group:
                     readers.pop(slot, None)
             if not local:
@@ -424,21 +478,41 @@ class RedisEventBus:
     def _published(self, channel: str, payload: bytes) -> None:
         """An event the feed received: to this process's readers of that stream."""
         entry_id, event, data = payload.split(b"\n", 2)
-        for queue in self._watchers.get(channel, ()):
-            queue.put_nowait(RunEvent(entry_id.decode(), event.decode(), data))
+        for inbox in self._watchers.get(channel, ()):
+            inbox.put(RunEvent(entry_id.decode(), event.decode(), data))
 
     def _feed_lost(self) -> None:
         """The pub/sub connection dropped: its readers go on with `XREAD`."""
         for group in self._watchers.values():
-            for queue in group:
-                queue.put_nowait(None)
+            for inbox in group:
+                inbox.put(None)
 
-    async def _tail(self, key: str, last: str) -> list[tuple[str, str, bytes]]:
-        entries = cast(
-            list[tuple[bytes, dict[bytes, bytes]]],
-            await self.redis.xrange(key, min=f"({last}", max="+"),
-        )
-        return [(i.decode(), f[b"e"].decode(), f[b"d"]) for i, f in entries]
+    async def _pages(self, key: str, last: str) -> AsyncIterator[tuple[str, str, bytes]]:
+        """What the stream holds after `last`, read `PAGE` entries at a time (without blocking)."""
+        while True:
+            entries = cast(
+                list[tuple[bytes, dict[bytes, bytes]]],
+                await self.redis.xrange(key, min=f"({last}", max="+", count=PAGE),
+            )
+            for entry_id, fields in entries:
+                last = entry_id.decode()
+                yield last, fields[b"e"].decode(), fields[b"d"]
+            if len(entries) < PAGE:
+                return
+
+    async def _trimmed(self, key: str, last: str) -> bool:
+        """Whether events after `last` were deleted from the stream (trimmed before this reader
+        got them): Redis records the highest id it deleted. A stream that is gone (expired,
+        or Redis restarted empty) is not counted: what is appended again follows `last`."""
+        try:
+            info = cast(dict[str | bytes, object], await self.redis.xinfo_stream(key))
+        except ResponseError:  # no such key
+            return False
+        deleted = info.get("max-deleted-entry-id") or info.get(b"max-deleted-entry-id")
+        if not isinstance(deleted, str | bytes):
+            return False
+        gone, cursor = parse_event_id(_text(deleted)), parse_event_id(last)
+        return gone is not None and cursor is not None and gone > cursor
 
     async def close(self) -> None:
         """Flush what is buffered (briefly) and stop; the Redis client belongs to the caller."""

@@ -27,6 +27,33 @@ class Completions:
         """Final states handed over to this process's waiters: checkpoint id, values."""
         self._outcomes: dict[str, tuple[str, object]] = {}
         """Outcomes of runs whose record goes with their temporary thread: status, output."""
+        self._watchers: dict[str, int] = {}
+        """Streams here following each run (until they `unwatch` it)."""
+        self.epoch = 0
+        """Bumped whenever signals may have been missed (the listener (re)connected): a
+        watcher that last asked the database in an older epoch asks it again."""
+
+    def resync(self) -> None:
+        """Signals may have been missed (the listener was away): watchers ask again."""
+        self.epoch += 1
+
+    def watch(self, run_id: str) -> asyncio.Event:
+        """The event set when `run_id` ends, for a stream following it (create before
+        checking the database); any number of streams may watch the same run."""
+        self._watchers[run_id] = self._watchers.get(run_id, 0) + 1
+        return self._events.setdefault(run_id, asyncio.Event())
+
+    def unwatch(self, run_id: str) -> None:
+        """One stream of `run_id` fewer."""
+        left = self._watchers.get(run_id, 0) - 1
+        if left > 0:
+            self._watchers[run_id] = left
+            return
+        self._watchers.pop(run_id, None)
+        if run_id not in self._waited:
+            event = self._events.get(run_id)
+            if event is not None and not event.is_set():
+                self._events.pop(run_id, None)
 
     def event(self, run_id: str) -> asyncio.Event:
         """The event set when `run_id` ends (create before checking the database)."""
@@ -66,5 +93,5 @@ class Completions:
         self._states.pop(run_id, None)
         self._outcomes.pop(run_id, None)
         event = self._events.get(run_id)
-        if event is not None and not event.is_set():
+        if event is not None and not event.is_set() and run_id not in self._watchers:
             self._events.pop(run_id, None)

@@ -38,7 +38,7 @@ def fault_cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     redis = RedisServer(logs)
     redis.start()
     try:
-        env = {"REDIS_URL": redis.url, "RUN_EVENT_MAX_LENGTH": "100"}
+        env = {"REDIS_URL": redis.url, "RUN_EVENT_MAX_LENGTH": "100", "REDIS_MAX_CONNECTIONS": "16"}
         with cluster(logs, workers=2, env=env) as c:
             c.redis = redis  # type: ignore[attr-defined]
             yield c

@@ -31,6 +31,7 @@ class State(TypedDict, total=False):
     block: float
     events: int
     pause: float
+    pad: int
     log: Annotated[list[str], _append]
     total: int
 
@@ -131,7 +132,8 @@ blocking_builder.add_edge("after", END)
 blocking = blocking_builder.compile()
 
 
-# chatty: c1 -> c2 -> c3, each writing `events` custom events `pause` seconds apart ------------
+# chatty: c1 -> c2 -> c3, each writing `events` custom events (`pad` bytes of filler each)
+# `pause` seconds apart ------------------------------------------------------------------
 
 CHATTY = ("c1", "c2", "c3")
 
@@ -139,8 +141,9 @@ CHATTY = ("c1", "c2", "c3")
 def _chatty(name: str) -> Any:
     async def node(state: State) -> State:
         write = get_stream_writer()
+        pad = "x" * int(state.get("pad", 0))  # bytes of filler per event
         for i in range(int(state.get("events", 10))):
-            write({"node": name, "i": i})
+            write({"node": name, "i": i, "pad": pad} if pad else {"node": name, "i": i})
             await asyncio.sleep(float(state.get("pause", 0.01)))
         return {"log": [name]}
 
