@@ -6,11 +6,11 @@ from __future__ import annotations
 import select
 import time
 import weakref
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow, dict_row
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from psycopg_pool.base import AttemptWithBackoff
 
 from server.core.settings import Settings
@@ -68,7 +68,34 @@ class QuickAttempt(AttemptWithBackoff):
 
 
 class TrellisPool(AsyncConnectionPool[AsyncConnection[DictRow]]):
-    """psycopg's pool, recovering within half a second of the database's return."""
+    """psycopg's pool, recovering within half a second of the database's return, and failing
+    at once (not after its whole timeout) while the database refuses connections."""
+
+    FAIL_FAST_SECONDS = 1.0
+    """A checkout with no idle connection fails at once when the last attempt to connect,
+    this recent, failed (the pool retries in the background every <=0.5 s meanwhile)."""
+
+    # Overrides keep psycopg_pool's signatures (a `timeout` argument: ASYNC109 is theirs).
+    # Any: the arguments pass through to psycopg_pool's constructor unchanged.
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._failed_at: float | None = None
+
+    async def _connect(self, timeout: float | None = None) -> AsyncConnection[DictRow]:  # noqa: ASYNC109
+        try:
+            conn = await super()._connect(timeout)
+        except Exception:
+            self._failed_at = time.monotonic()
+            raise
+        self._failed_at = None
+        return conn
+
+    async def getconn(self, timeout: float | None = None) -> AsyncConnection[DictRow]:  # noqa: ASYNC109
+        if not self._pool and self._refusing():
+            # A request would wait the whole timeout for a database that is not there: the
+            # caller answers 503 (the API) or retries shortly (workers) instead.
+            raise PoolTimeout("the database refuses connections")
+        return await super().getconn(timeout)
 
     async def _add_connection(
         self, attempt: AttemptWithBackoff | None, growing: bool = False
@@ -80,18 +107,34 @@ class TrellisPool(AsyncConnectionPool[AsyncConnection[DictRow]]):
     async def _getconn_with_check_loop(self, deadline: float) -> AsyncConnection[DictRow]:
         # The parent sleeps 1 s, 2 s, 4 s... between connections that failed their check:
         # after a restart every idle connection fails it, so the nth checkout would wait
-        # for the nth backoff. Dead connections are dropped at once; the next is tried.
+        # for the nth backoff. Dead connections are dropped at once; the next is tried. Once
+        # one failed, a wait for a fresh one gives up early if connecting fails meanwhile.
+        failed_check = False
         while True:
-            conn = await self._getconn_unchecked(deadline - time.monotonic())
+            remaining = deadline - time.monotonic()
+            wait = min(remaining, self.FAIL_FAST_SECONDS) if failed_check else remaining
+            try:
+                conn = await self._getconn_unchecked(wait)
+            except PoolTimeout:
+                if wait >= remaining or self._refusing():
+                    raise
+                failed_check = False  # connecting is merely slow: wait for the rest
+                continue
             try:
                 await self._check_connection(conn)
             except Exception:
                 await self._putconn(conn, from_getconn=True)
+                failed_check = True
                 continue
             except BaseException:
                 await self._putconn(conn, from_getconn=True)
                 raise
             return conn
+
+    def _refusing(self) -> bool:
+        """Whether the last attempt to connect failed, recently."""
+        failed_at = self._failed_at
+        return failed_at is not None and time.monotonic() - failed_at < self.FAIL_FAST_SECONDS
 
 
 async def open_pool(settings: Settings) -> Pool:
