@@ -226,6 +226,8 @@ async def open_services(
                 default_durability=settings.default_durability,
                 lease_seconds=settings.run_lease_seconds,
                 sweep_seconds=settings.run_sweep_seconds,
+                fault_attempts=settings.run_fault_attempts,
+                fault_backoff_seconds=settings.run_fault_backoff_seconds,
                 hooks=approvals,
                 webhooks=webhooks,
                 thread_values_max_bytes=settings.thread_values_max_bytes,

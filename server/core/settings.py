@@ -144,6 +144,13 @@ class Settings(BaseSettings):
     """How long a worker's claim on a run lasts without a heartbeat; takeover happens after it."""
     run_sweep_seconds: float = Field(default=1.0, gt=0)
     """How often workers look for runs whose worker died."""
+    run_fault_attempts: int = Field(default=6, ge=1, le=100)
+    """How many times a run is attempted when an infrastructure fault (a lost database
+    connection, a restart, a serialization failure, a pool timeout) interrupts it; then it
+    ends `error` naming the fault. Faults raised by a graph's own code fail it at once."""
+    run_fault_backoff_seconds: float = Field(default=0.5, ge=0)
+    """How long a run interrupted by an infrastructure fault waits before it is claimed
+    again (doubled per attempt, at most 10 s)."""
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     """On SIGTERM, how long running steps may take to finish before their leases are released."""
     run_event_retention_seconds: int = Field(default=3600, ge=1)

@@ -1,7 +1,8 @@
 """Persistence: every SQL statement Trellis runs lives here.
 
 engine.py            the SQLAlchemy engine (Trellis' tables), hot-SQL helpers, `ping`
-pool.py              the psycopg pool of LangGraph's checkpointer and store
+pool.py              the psycopg pool of LangGraph's checkpointer and store (quick recovery)
+outages.py           which errors are infrastructure faults (retry the run, answer 503)
 tables.py            Trellis' tables (SQLAlchemy Core)
 migrate.py           Alembic migrations plus LangGraph's own `setup()`
 migrations/          Alembic revisions (with the run queue's SQL functions)

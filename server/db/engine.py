@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from server.core.settings import Settings
+from server.db.pool import peer_spoke
 
 _PASSWORD_IN_URL = re.compile(r"^(?P<head>[^:/]+://[^:@/]*):[^@/]*@")
 
@@ -103,7 +104,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
 
 def _ping_when_idle(engine: AsyncEngine, idle_seconds: float) -> None:
     """Ping a connection at checkout only when it sat in the pool longer than `idle_seconds`
-    (what `pool_pre_ping` does on every checkout); a dead one is replaced transparently."""
+    or the server closed it meanwhile (what `pool_pre_ping` does on every checkout); a dead
+    one is replaced transparently."""
     pool, dialect = engine.sync_engine.pool, engine.sync_engine.dialect
 
     @event.listens_for(pool, "checkin")
@@ -114,7 +116,9 @@ def _ping_when_idle(engine: AsyncEngine, idle_seconds: float) -> None:
     def _check(dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry, _: object) -> None:
         returned = record.info.get("returned_at")
         if returned is not None and time.monotonic() - returned <= idle_seconds:
-            return
+            driver_conn = cast(psycopg.AsyncConnection[object], record.driver_connection)
+            if not peer_spoke(driver_conn.pgconn.socket):
+                return  # recently used, and the server has not closed it since
         try:
             dialect.do_ping(dbapi_connection)
         except Exception as error:

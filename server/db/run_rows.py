@@ -554,13 +554,30 @@ async def cancel_pending(conn: Conn, run_id: uuid.UUID) -> bool:
     return row is not None
 
 
-async def release(conn: AsyncConnection, run_id: uuid.UUID, *, worker: str) -> None:
-    """Give a running run back to the queue (graceful shutdown): it resumes elsewhere."""
-    await conn.execute(
-        update(R)
-        .where(R.c.run_id == run_id, R.c.lease_owner == worker, R.c.status == "running")
-        .values(status="pending", lease_owner=None, lease_expires_at=None, updated_at=func.now())
-    )
+async def release(
+    conn: AsyncConnection,
+    run_id: uuid.UUID,
+    *,
+    worker: str,
+    epoch: int | None = None,
+    delay_seconds: float = 0.0,
+) -> bool:
+    """Give a running run back to the queue (graceful shutdown, or an infrastructure fault:
+    then fenced on `epoch`, and claimable again after `delay_seconds`): it resumes from its
+    last checkpoint. False when this worker no longer held it."""
+    conditions = [R.c.run_id == run_id, R.c.lease_owner == worker, R.c.status == "running"]
+    if epoch is not None:
+        conditions.append(R.c.lease_epoch == epoch)
+    values: dict[str, object] = {
+        "status": "pending",
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "updated_at": func.now(),
+    }
+    if delay_seconds > 0:
+        values["not_before"] = func.now() + func.make_interval(0, 0, 0, 0, 0, 0, delay_seconds)
+    result = await conn.execute(update(R).where(*conditions).values(**values))
+    return result.rowcount > 0
 
 
 async def request_cancel(conn: Conn, run_id: uuid.UUID, action: CancelAction) -> bool:

@@ -1,6 +1,7 @@
 """The one mapping of errors to HTTP responses: the domain tree of `server.core.errors`,
-request validation, Starlette's own HTTP errors, rejected checkpoints and anything unexpected,
-each as a JSON body `{"detail": ..., "code": ...}`.
+request validation, Starlette's own HTTP errors, rejected checkpoints, an unreachable
+database (503 with `Retry-After`) and anything unexpected, each as a JSON body
+`{"detail": ..., "code": ...}`.
 
 A 404 whose id exists under another owner is also logged as a `cross_owner_access`
 security event (someone probing other tenants' ids).
@@ -11,6 +12,8 @@ from __future__ import annotations
 import logging
 import uuid
 
+import psycopg
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -19,10 +22,23 @@ from server.core.audit import security_event
 from server.core.errors import NotFound, TrellisError, error_body
 from server.db import owners
 from server.db.checkpoint_serde import CheckpointRejected
+from server.db.outages import infrastructure_fault
 from server.http.responses import JSONResponse
 from server.services import Services
 
 log = logging.getLogger("trellis.errors")
+
+RETRY_AFTER_SECONDS = 1
+"""What a 503 for an unreachable database asks clients to wait: the pools reconnect within
+half a second of its return."""
+
+_STORE_ERRORS: tuple[type[Exception], ...] = (
+    psycopg.OperationalError,  # also psycopg_pool.PoolTimeout
+    sqlalchemy.exc.DBAPIError,
+    sqlalchemy.exc.TimeoutError,
+    sqlalchemy.exc.DisconnectionError,
+)
+"""Errors that may mean the database is unreachable (`infrastructure_fault` decides)."""
 
 
 def install(app: FastAPI) -> None:
@@ -53,6 +69,22 @@ def install(app: FastAPI) -> None:
         return JSONResponse(
             error_body("internal error; see the server log", "internal_error"), status_code=500
         )
+
+    async def _store_error(request: Request, exc: Exception) -> JSONResponse:
+        # Handled here (not by the catch-all, which re-raises after answering), so the
+        # client's keep-alive connection stays usable for its retry.
+        fault = infrastructure_fault(exc)
+        if fault is None:
+            return await _unexpected(request, exc)
+        log.warning("database unavailable", extra={"path": request.url.path, "error": fault})
+        return JSONResponse(
+            error_body("the database is unavailable; retry shortly", "database_unavailable"),
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+
+    for error in _STORE_ERRORS:
+        app.add_exception_handler(error, _store_error)
 
     @app.exception_handler(NotFound)
     async def _not_found(request: Request, exc: NotFound) -> JSONResponse:

@@ -17,9 +17,9 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from typing import Literal, cast
+from typing import Literal, TypeVar, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -32,6 +32,7 @@ from server.core import metrics
 from server.core.encoding import dumps, to_jsonable
 from server.core.types import (
     CancelAction,
+    Interrupts,
     JsonObject,
     JsonValue,
     RunAssistant,
@@ -41,6 +42,7 @@ from server.core.types import (
 from server.db import checkpoints, run_rows, thread_rows
 from server.db.checkpoint_deltas import remember_lists
 from server.db.checkpoints import CURRENT_FENCE, Fence, LeaseLost
+from server.db.outages import infrastructure_fault
 from server.db.pool import Pool
 from server.graph_host.registry import GraphRegistry, LoadedGraph
 from server.graph_host.snapshot import LatestState, bounded_values, latest_state
@@ -71,6 +73,15 @@ Ending = Literal["success", "error", "timeout", "interrupted", "rollback"]
 FAILED: tuple[Ending, ...] = ("error", "timeout")
 """Endings whose output is the error (the thread's status becomes `error`)."""
 
+FINISH_RETRY_SECONDS = 60.0
+"""How long recording a run's outcome is retried through infrastructure faults; after that
+the run's lease lapses and another worker resumes it (from its last checkpoint)."""
+
+MAX_FAULT_BACKOFF = 10.0
+"""The longest wait before a run interrupted by an infrastructure fault is claimed again."""
+
+T = TypeVar("T")
+
 
 class Executor:
     """Claims runs and executes them, at most `concurrency` at a time."""
@@ -89,6 +100,8 @@ class Executor:
         default_durability: Durability,
         lease_seconds: float = 4.0,
         sweep_seconds: float = 1.0,
+        fault_attempts: int = 6,
+        fault_backoff_seconds: float = 0.5,
         hooks: RunHooks | None = None,
         webhooks: WebhookSender | None = None,
         thread_values_max_bytes: int = 16_384,
@@ -113,6 +126,9 @@ class Executor:
         self.default_durability = default_durability
         self.lease_seconds = lease_seconds
         self.sweep_seconds = sweep_seconds
+        self.fault_attempts = fault_attempts
+        """Attempts a run gets through infrastructure faults before it ends `error`."""
+        self.fault_backoff_seconds = fault_backoff_seconds
         self.worker_id = f"worker-{uuid.uuid4().hex[:12]}"
         self._heartbeat = Heartbeat(conninfo, self)
         self._wake = asyncio.Event()
@@ -237,9 +253,15 @@ class Executor:
                 timeout = max(0.01, next_sweep - time.monotonic())
                 if due is not None:
                     timeout = max(0.01, min(timeout, (due - datetime.now(UTC)).total_seconds()))
-            except Exception:
-                log.exception("claim loop error")
-                timeout = 1.0
+            except Exception as exc:
+                # A database restart: retry soon (the pools validate and reconnect quickly),
+                # so claims resume within a fraction of a second of its return.
+                if (fault := infrastructure_fault(exc)) is not None:
+                    log.warning("claim loop: database unavailable", extra={"error": fault})
+                    timeout = 0.2
+                else:
+                    log.exception("claim loop error")
+                    timeout = 1.0
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
@@ -365,11 +387,22 @@ class Executor:
                 raise
             status = "rollback" if action == "rollback" else "interrupted"
         except Exception as exc:
+            fault = infrastructure_fault(exc)
             if isinstance(exc, TimeoutError) and deadline is not None and deadline.expired():
                 status = "timeout"
                 error = {
                     "error": "RunTimeout",
                     "message": f"the run exceeded its time limit of {limit:g} s",
+                }
+            elif fault is not None and attempt < self.fault_attempts:
+                await self._retry_later(run_id, attempt, fault)
+                return
+            elif fault is not None:
+                status = "error"
+                error = {
+                    "error": "InfrastructureFault",
+                    "message": f"gave up after {attempt} attempts interrupted by an "
+                    f"infrastructure fault (not an error of the graph): {fault}",
                 }
             else:
                 status = "error"
@@ -378,7 +411,8 @@ class Executor:
                 "run failed",
                 extra={"run_id": run_id, "thread_id": str(thread_id), "error": error},
             )
-            await self.events.publish(run_id, "error", dumps(error))
+        # The `error` event is published once the outcome is recorded (`_finish`): a run
+        # that is retried instead never tells its readers it failed.
         await self._finish(run, loaded, status, error, started, final)
 
     async def _made_progress(self, thread_id: uuid.UUID, run_id: str) -> bool:
@@ -386,6 +420,51 @@ class Executor:
             {"configurable": {"thread_id": str(thread_id), "checkpoint_ns": ""}}
         )
         return latest is not None and str(latest.metadata.get("run_id")) == run_id
+
+    async def _retry_later(self, run_id: str, attempt: int, fault: str) -> None:
+        """Requeue a run an infrastructure fault interrupted: the same run resumes from its
+        last checkpoint after a backoff, as attempt + 1. While the database stays down the
+        release cannot be written either; then the run's lease lapses (no heartbeat renews
+        it once this task ends) and the sweep requeues it when the database is back."""
+        delay = min(MAX_FAULT_BACKOFF, self.fault_backoff_seconds * 2 ** (attempt - 1))
+        epoch = self._epochs.get(run_id, -1)
+        log.warning(
+            "run interrupted by an infrastructure fault; retrying",
+            extra={"run_id": run_id, "attempt": attempt, "error": fault, "delay_s": delay},
+        )
+        self._ending.add(run_id)  # not to be cancelled while handing it back
+
+        async def release() -> bool:
+            async with self.engine.begin() as conn:
+                released = await run_rows.release(
+                    conn, uuid.UUID(run_id), worker=self.worker_id, epoch=epoch,
+                    delay_seconds=delay,
+                )  # fmt: skip
+                await run_rows.notify(conn, RUNS_CHANNEL)
+                return released
+
+        try:
+            await self._persistently(release, self.lease_seconds)
+        except Exception as exc:
+            log.warning(
+                "could not requeue the run; its lease will lapse",
+                extra={"run_id": run_id, "error": infrastructure_fault(exc) or repr(exc)},
+            )
+
+    async def _persistently(self, write: Callable[[], Awaitable[T]], seconds: float) -> T:
+        """`write()`, retried through infrastructure faults for up to `seconds`."""
+        deadline = time.monotonic() + seconds
+        pause = 0.1
+        while True:
+            try:
+                return await write()
+            except Exception as exc:
+                fault = infrastructure_fault(exc)
+                if fault is None or time.monotonic() + pause > deadline:
+                    raise
+                log.info("database unavailable; retrying a write", extra={"error": fault})
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 1.0)
 
     async def _requeue(self, run_id: str) -> None:
         """Hand a run back to the queue so another worker resumes it now."""
@@ -405,25 +484,13 @@ class Executor:
     ) -> None:
         run_id = str(run["run_id"])
         thread_id = run["thread_id"]
-        epoch = self._epochs.get(run_id, -1)
         state: LatestState | None = None
-        notices: list[Notice] = []
         if loaded is not None:
             try:
-                if status == "success" and final and final.next == [] and final.values is not None:
-                    # It ran to the end: the graph's last checkpoint is the state, in memory
-                    # (nothing left to run, so no interrupt either). No need to read it back.
-                    state = LatestState(final.values, final.checkpoint_id, {}, False)
-                elif status != "rollback":
-                    async with loaded.open("threads.read") as graph:
-                        state = await latest_state(graph, str(thread_id))
-                elif (before := await self._checkpoint_before(thread_id, run_id)) is not None:
-                    # The state the thread goes back to, read before anything is deleted, so
-                    # that the deletions and the thread's new state commit together.
-                    async with loaded.open("threads.read") as graph:
-                        state = await latest_state(graph, str(thread_id), checkpoint_id=before)
-                else:
-                    state = LatestState({}, None, {}, False)  # it wrote the first checkpoints
+                state = await self._persistently(
+                    functools.partial(self._final_state, loaded, run, status, final),
+                    FINISH_RETRY_SECONDS,
+                )
             except Exception:
                 log.exception("could not read the final state", extra={"run_id": run_id})
         interrupts = state.interrupts if state is not None else {}
@@ -451,48 +518,40 @@ class Executor:
             )
         self._ending.add(run_id)
         if status == "rollback":
-            async with self.engine.begin() as conn:
-                await thread_rows.lock(conn, thread_id)  # before the run row, as creation does
-                fenced = await run_rows.finish(
-                    conn, run["run_id"], status="interrupted", worker=self.worker_id, epoch=epoch
-                )
-                if fenced:
-                    await checkpoints.rollback_checkpoints(conn, thread_id, run_id)
-                    await run_rows.delete_run(conn, owner=run["owner"], run_id=run["run_id"])
-                    queued = await thread_rows.set_state(
-                        conn,
-                        thread_id,
-                        status=thread_status,
-                        values=values,
-                        values_omitted=omitted,
-                        interrupts=interrupts,
-                        error=error,
-                        busy_if_queued=True,
-                    )
-                    if self.hooks is not None:  # approvals commit with the state
-                        notices = await self.hooks.on_run_finished(
-                            conn, run, interrupts if values is not None else None
-                        )
-                    await run_rows.notify(conn, DONE_CHANNEL, run_id)
-                    if queued:
-                        await run_rows.notify(conn, RUNS_CHANNEL)
-        else:
-            fenced, notices = await self._record_outcome(
-                run,
-                run_rows.Outcome(
-                    status,
-                    error,
-                    output,
-                    checkpoint_id,
-                    thread_status,
-                    values,
-                    omitted,
-                    interrupts,
+            fenced, notices = await self._persistently(
+                functools.partial(
+                    self._record_rollback, run, thread_status, values, omitted, interrupts, error
                 ),
+                FINISH_RETRY_SECONDS,
             )
+        else:
+            # A run whose steps all finished must not fail because this write met a dead
+            # connection: it is retried (fenced: a write that did commit before its
+            # connection broke makes the retry find the lease gone, see below).
+            fenced, notices = await self._persistently(
+                functools.partial(
+                    self._record_outcome,
+                    run,
+                    run_rows.Outcome(
+                        status,
+                        error,
+                        output,
+                        checkpoint_id,
+                        thread_status,
+                        values,
+                        omitted,
+                        interrupts,
+                    ),
+                ),
+                FINISH_RETRY_SECONDS,
+            )
+        if not fenced and status != "rollback" and await self._recorded(run_id, status):
+            fenced = True  # a retried write whose first try committed before the connection broke
         if not fenced:
             log.error("run ended without its lease; outcome discarded", extra={"run_id": run_id})
             return
+        if status in FAILED and error is not None:
+            await self.events.publish(run_id, "error", dumps(error))
         if self.hooks is not None:
             self.hooks.notify(notices)
         webhook = run["kwargs"].get("webhook")
@@ -520,6 +579,66 @@ class Executor:
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2),
             },
         )
+
+    async def _final_state(
+        self, loaded: LoadedGraph, run: RunRow, status: Ending, final: FinalCheckpoint | None
+    ) -> LatestState:
+        """The thread's state after the run (for a rollback: the state it goes back to)."""
+        thread_id, run_id = run["thread_id"], str(run["run_id"])
+        if status == "success" and final and final.next == [] and final.values is not None:
+            # It ran to the end: the graph's last checkpoint is the state, in memory
+            # (nothing left to run, so no interrupt either). No need to read it back.
+            return LatestState(final.values, final.checkpoint_id, {}, False)
+        if status != "rollback":
+            async with loaded.open("threads.read") as graph:
+                return await latest_state(graph, str(thread_id))
+        if (before := await self._checkpoint_before(thread_id, run_id)) is not None:
+            # The state the thread goes back to, read before anything is deleted, so
+            # that the deletions and the thread's new state commit together.
+            async with loaded.open("threads.read") as graph:
+                return await latest_state(graph, str(thread_id), checkpoint_id=before)
+        return LatestState({}, None, {}, False)  # it wrote the first checkpoints
+
+    async def _record_rollback(
+        self,
+        run: RunRow,
+        thread_status: ThreadStatus,
+        values: JsonValue,
+        omitted: list[str],
+        interrupts: Interrupts,
+        error: JsonObject | None,
+    ) -> tuple[bool, list[Notice]]:
+        """End a run as rolled back: its checkpoints and row deleted, its thread's state
+        restored, in one transaction fenced on the lease. Returns (fenced, notices)."""
+        run_id, thread_id = str(run["run_id"]), run["thread_id"]
+        epoch = self._epochs.get(run_id, -1)
+        notices: list[Notice] = []
+        async with self.engine.begin() as conn:
+            await thread_rows.lock(conn, thread_id)  # before the run row, as creation does
+            fenced = await run_rows.finish(
+                conn, run["run_id"], status="interrupted", worker=self.worker_id, epoch=epoch
+            )
+            if fenced:
+                await checkpoints.rollback_checkpoints(conn, thread_id, run_id)
+                await run_rows.delete_run(conn, owner=run["owner"], run_id=run["run_id"])
+                queued = await thread_rows.set_state(
+                    conn,
+                    thread_id,
+                    status=thread_status,
+                    values=values,
+                    values_omitted=omitted,
+                    interrupts=interrupts,
+                    error=error,
+                    busy_if_queued=True,
+                )
+                if self.hooks is not None:  # approvals commit with the state
+                    notices = await self.hooks.on_run_finished(
+                        conn, run, interrupts if values is not None else None
+                    )
+                await run_rows.notify(conn, DONE_CHANNEL, run_id)
+                if queued:
+                    await run_rows.notify(conn, RUNS_CHANNEL)
+        return fenced, notices
 
     def _own_output(
         self, run: RunRow, state: LatestState | None, checkpoint_id: str | None
@@ -567,6 +686,14 @@ class Executor:
             if await finish(conn, supersede_approvals=False) is None:
                 return False, []
             return True, await self.hooks.on_run_finished(conn, run, outcome.interrupts)
+
+    async def _recorded(self, run_id: str, status: Ending) -> bool:
+        """Whether the run's row already shows `status` with no lease (its outcome written)."""
+        try:
+            async with self.pool.connection() as conn:
+                return await run_rows.status(conn, uuid.UUID(run_id)) == status
+        except Exception:
+            return False
 
     async def _checkpoint_before(self, thread_id: uuid.UUID, run_id: str) -> str | None:
         """The thread's latest checkpoint that `run_id` did not write: where a rollback

@@ -64,7 +64,7 @@ class Listener:
                 raise
             except Exception:
                 log.exception("listener connection lost; reconnecting")
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(0.25)  # a restarted database accepts again within ~1 s
 
     def _channels(self) -> list[str]:
         channels = [DONE_CHANNEL] if self.completions is not None else []

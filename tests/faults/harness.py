@@ -7,6 +7,7 @@ their tails are printed when a test fails. Every wait is bounded.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -20,6 +21,7 @@ from typing import Any
 
 import psycopg
 
+from tests.support import pg_cluster
 from tests.support.servers import ROOT, free_port, scratch_database, wait_ready
 
 GRAPHS = Path(__file__).resolve().parent / "graphs" / "langgraph.json"
@@ -211,10 +213,12 @@ def cluster(
     env: dict[str, str] | None = None,
     concurrency: int | None = None,
     config: Path = GRAPHS,
+    database: str | None = None,
 ) -> Iterator[Cluster]:
-    """A scratch database with the fault tables, an API process and `workers` workers."""
+    """A scratch database (or `database`) with the fault tables, an API process and `workers`
+    workers."""
     logs.mkdir(parents=True, exist_ok=True)
-    with scratch_database() as db:
+    with contextlib.nullcontext(database) if database else scratch_database() as db:
         c = Cluster(db, logs, env or {}, config)
         try:
             c.migrate()
@@ -321,3 +325,68 @@ async def sse_events(response: Any) -> Any:
             event[name] = value
     if data or event:
         yield SSE(event=event.get("event", "message"), data="\n".join(data), id=event.get("id"))
+
+
+class PrivatePostgres:
+    """A Postgres cluster of the test's own (the pgserver wheel's binaries) on a free loopback
+    port, so a test may restart or stop it without disturbing anyone else's database."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.port = free_port()
+
+    @property
+    def admin_url(self) -> str:
+        return f"postgresql://postgres:{pg_cluster.PASSWORD}@127.0.0.1:{self.port}/postgres"
+
+    def database_url(self, name: str) -> str:
+        return self.admin_url.rsplit("/", 1)[0] + f"/{name}"
+
+    def _pg_ctl(self, action: str, mode: str = "fast") -> float:
+        """Run `pg_ctl action`; returns the wall-clock time it returned (the server up/down)."""
+        subprocess.run(
+            pg_cluster.pg_ctl_command(self.base, action, self.port, mode),
+            user=pg_cluster.cluster_user(),
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        return time.time()
+
+    def init(self) -> None:
+        subprocess.run(
+            pg_cluster.initdb_command(self.base),
+            user=pg_cluster.cluster_user(),
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        # Room for two workers, the API and the graphs' own connections.
+        with (self.base / "data" / "postgresql.conf").open("a") as conf:
+            conf.write("\nmax_connections = 200\nfsync = off\n")
+        self.start()
+
+    def create_database(self, name: str) -> str:
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.database_url(name)
+
+    def start(self) -> float:
+        return self._pg_ctl("start")
+
+    def stop(self, mode: str = "fast") -> float:
+        return self._pg_ctl("stop", mode)
+
+    def restart(self, mode: str = "fast") -> float:
+        """`pg_ctl restart -m <mode>`: every backend terminated; returns when it accepts again."""
+        return self._pg_ctl("restart", mode)
+
+    def close(self) -> None:
+        if (self.base / "data" / "postmaster.pid").exists():
+            subprocess.run(
+                pg_cluster.pg_ctl_command(self.base, "stop", self.port, "immediate"),
+                user=pg_cluster.cluster_user(),
+                check=False,
+                capture_output=True,
+                timeout=60,
+            )

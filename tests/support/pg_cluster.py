@@ -39,10 +39,12 @@ def initdb_command(base: Path) -> list[str]:
             "--auth=scram-sha-256", f"--pwfile={pwfile}"]  # fmt: skip
 
 
-def pg_ctl_command(base: Path, action: str, port: int) -> list[str]:
-    """`pg_ctl start` on 127.0.0.1:`port` (socket in `base`), or `stop` (immediate)."""
+def pg_ctl_command(base: Path, action: str, port: int, mode: str = "immediate") -> list[str]:
+    """`pg_ctl start` (or `restart`) on 127.0.0.1:`port` (socket in `base`), or `stop`
+    (`mode`: immediate, fast or smart; also the shutdown of a restart)."""
     command = [pg_bin("pg_ctl"), "-D", str(base / "data"), "-w"]
-    if action == "start":
-        return [*command, "-l", str(base / "log"), "-o", f"-h 127.0.0.1 -p {port} -k {base}",
-                "start"]  # fmt: skip
-    return [*command, "-m", "immediate", "stop"]
+    if action in ("start", "restart"):
+        shutdown = ["-m", mode] if action == "restart" else []
+        return [*command, "-l", str(base / "log"), *shutdown,
+                "-o", f"-h 127.0.0.1 -p {port} -k {base}", action]  # fmt: skip
+    return [*command, "-m", mode, "stop"]

@@ -159,3 +159,28 @@ for _a, _b in itertools.pairwise(CHATTY):
     chatty_builder.add_edge(_a, _b)
 chatty_builder.add_edge(CHATTY[-1], END)
 chatty = chatty_builder.compile()
+
+
+# ticks: t1 -> ... -> t10, each sleeping `delay`; no database of its own ----------------------
+# (for database faults: everything it writes goes through Trellis' checkpointer)
+
+TICKS = tuple(f"t{i}" for i in range(1, 11))
+
+
+def _tick(name: str) -> Any:
+    async def node(state: State) -> State:
+        await asyncio.sleep(float(state.get("delay", 0.2)))
+        return {"log": [name], "total": state.get("total", 0) + 1}
+
+    node.__name__ = name
+    return node
+
+
+ticks_builder = StateGraph(State)
+for _name in TICKS:
+    ticks_builder.add_node(_name, _tick(_name))
+ticks_builder.add_edge(START, TICKS[0])
+for _a, _b in itertools.pairwise(TICKS):
+    ticks_builder.add_edge(_a, _b)
+ticks_builder.add_edge(TICKS[-1], END)
+ticks = ticks_builder.compile()
