@@ -28,12 +28,13 @@ def _field(value: str) -> bytes:
     return value.replace("\r", "").replace("\n", "").encode()
 
 
-def sse_frame(event: str, data: bytes, event_id: str | None = None) -> bytes:
-    """One SSE frame as the official server writes it: event, data, then id when given."""
-    frame = b"event: " + _field(event) + b"\r\ndata: " + data + b"\r\n"
+def sse_frame(event: str, data: bytes, event_id: str | None = None, sep: bytes = b"\r\n") -> bytes:
+    """One SSE frame as the official server writes it: event, data, then id when given
+    (run streams end lines with CRLF; the thread-stream protocol with `\\n`)."""
+    frame = b"event: " + _field(event) + sep + b"data: " + data + sep
     if event_id is not None:
-        frame += b"id: " + _field(event_id) + b"\r\n"
-    return frame + b"\r\n"
+        frame += b"id: " + _field(event_id) + sep
+    return frame + sep
 
 
 async def counted(frames: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

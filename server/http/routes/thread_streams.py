@@ -36,7 +36,7 @@ from server.core.types import Json
 from server.http.deps import OwnerDep, RunsDep, ServicesDep
 from server.http.responses import JSONResponse
 from server.http.routes import CheckedRoute
-from server.http.sse import counted
+from server.http.sse import counted, sse_frame
 from server.runs.events import END, parse_event_id
 from server.runs.manager import RunManager
 from server.runs.thread_protocol import (
@@ -114,11 +114,7 @@ _EVENTS_BODY = {
 
 
 def _frame(event: str, data: bytes, event_id: str | None) -> bytes:
-    """An SSE frame, its fields in the official order: event, data, id."""
-    frame = b"event: " + event.encode() + b"\ndata: " + data + b"\n"
-    if event_id is not None:
-        frame += b"id: " + event_id.encode() + b"\n"
-    return frame + b"\n"
+    return sse_frame(event, data, event_id, sep=b"\n")
 
 
 def _sse(frames: AsyncIterator[bytes], heartbeat: float) -> EventSourceResponse:

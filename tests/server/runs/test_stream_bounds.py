@@ -10,7 +10,6 @@ import uuid
 from collections.abc import AsyncIterator
 
 import orjson
-import pytest
 import redis.asyncio
 from redis.asyncio import BlockingConnectionPool, Redis
 
@@ -19,24 +18,8 @@ from server.runs.events import END, RunEvent, end_data, parse_event_id
 from server.runs.redis_events import INBOX_BYTES, PAGE, RedisEventBus, _Inbox
 from server.runs.signals import Completions
 from server.services import open_redis
+from tests.server.runs.conftest import REDIS_URL
 from tests.support.servers import free_port
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[redis.asyncio.Redis]:
-    connection: redis.asyncio.Redis = redis.asyncio.Redis.from_url(REDIS_URL)
-    prefix = f"trellis-test-{uuid.uuid4().hex}"
-    connection.test_prefix = prefix  # type: ignore[attr-defined]
-    connection.test_buses = []  # type: ignore[attr-defined]
-    yield connection
-    for made in connection.test_buses:  # type: ignore[attr-defined]
-        await made.close()
-    keys = [key async for key in connection.scan_iter(match=prefix + "*")]
-    if keys:
-        await connection.delete(*keys)
-    await connection.aclose()
 
 
 def bus(client: redis.asyncio.Redis, **kwargs: int) -> RedisEventBus:
