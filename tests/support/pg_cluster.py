@@ -6,6 +6,11 @@ from __future__ import annotations
 import importlib.util
 import os
 import pwd
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 PASSWORD = "right-pw"
@@ -48,3 +53,21 @@ def pg_ctl_command(base: Path, action: str, port: int, mode: str = "immediate") 
         return [*command, "-l", str(base / "log"), *shutdown,
                 "-o", f"-h 127.0.0.1 -p {port} -k {base}", action]  # fmt: skip
     return [*command, "-m", mode, "stop"]
+
+
+@contextmanager
+def private_cluster(port: int, prefix: str) -> Iterator[Path]:
+    """A started cluster on `port` (its base directory), stopped and removed afterwards."""
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+
+    def run(command: list[str]) -> None:
+        subprocess.run(command, user=cluster_user(), check=True, capture_output=True, timeout=120)
+
+    try:
+        run(initdb_command(base))
+        run(pg_ctl_command(base, "start", port))
+        yield base
+    finally:
+        if (base / "data" / "postmaster.pid").exists():
+            run(pg_ctl_command(base, "stop", port))
+        shutil.rmtree(base, ignore_errors=True)

@@ -9,19 +9,16 @@ password.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
 
 from server.db.engine import check_connection, connect_problem, redact_url
-from tests.support.pg_cluster import PASSWORD, cluster_user, initdb_command, pg_ctl_command
+from tests.support.pg_cluster import PASSWORD, private_cluster
 from tests.support.servers import ADMIN_URL, ROOT, free_port
 
 BASE = ADMIN_URL.rsplit("/", 1)[0]  # postgresql://postgres@127.0.0.1:5432
@@ -86,20 +83,9 @@ def test_redact_url() -> None:
 @pytest.fixture(scope="module")
 def password_cluster() -> Iterator[int]:
     """A Postgres on a free loopback port that wants the password `right-pw` for `postgres`."""
-    base = Path(tempfile.mkdtemp(prefix="trellis-pw-"))
     port = free_port()
-
-    def run(command: list[str]) -> None:
-        subprocess.run(command, user=cluster_user(), check=True, capture_output=True, timeout=120)
-
-    try:
-        run(initdb_command(base))
-        run(pg_ctl_command(base, "start", port))
+    with private_cluster(port, "trellis-pw-"):
         yield port
-    finally:
-        if (base / "data" / "postmaster.pid").exists():
-            run(pg_ctl_command(base, "stop", port))
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_a_wrong_password(password_cluster: int) -> None:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +12,7 @@ import psycopg
 import pytest
 
 from server.http.app import create_app
-from tests.support.pg_cluster import PASSWORD, cluster_user, initdb_command, pg_ctl_command
+from tests.support.pg_cluster import PASSWORD, cluster_user, pg_ctl_command, private_cluster
 from tests.support.security import security_settings, serve_app, trellis
 from tests.support.servers import free_port
 
@@ -70,20 +68,9 @@ async def test_a_schema_behind_head_is_named(security_db: str) -> None:
 @pytest.fixture
 def private_postgres() -> Iterator[tuple[int, Path]]:
     """A Postgres cluster of this test's own, which it may stop."""
-    base = Path(tempfile.mkdtemp(prefix="trellis-ready-"))
     port = free_port()
-
-    def run(command: list[str]) -> None:
-        subprocess.run(command, user=cluster_user(), check=True, capture_output=True, timeout=120)
-
-    try:
-        run(initdb_command(base))
-        run(pg_ctl_command(base, "start", port))
+    with private_cluster(port, "trellis-ready-") as base:
         yield port, base
-    finally:
-        if (base / "data" / "postmaster.pid").exists():
-            run(pg_ctl_command(base, "stop", port))
-        shutil.rmtree(base, ignore_errors=True)
 
 
 async def test_a_stopped_postgres_is_named(private_postgres: tuple[int, Path]) -> None:
