@@ -10,7 +10,6 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from server.core.encoding import check_json
 from server.core.types import Json, MultitaskStrategy, ThreadStatus
 
 IfExists = Literal["raise", "do_nothing"]
@@ -38,15 +37,13 @@ Offset = Annotated[int, Field(ge=0, le=MAX_OFFSET)]
 
 
 class Body(BaseModel):
-    """Base of request bodies: unknown fields are ignored, as the official server does."""
+    """Base of request bodies: unknown fields are ignored, as the official server does.
+
+    What they may hold (no NUL, lone surrogates, out-of-range numbers, deep nesting) is
+    checked once where the JSON is parsed: `BodyGuard` for HTTP, the thread-stream
+    websocket for its commands; bodies built in code come from values already checked."""
 
     model_config = ConfigDict(extra="ignore")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _refuse_unstorable(cls, data: object) -> object:
-        check_json(data)  # the edge's policy (`BodyGuard`), for bodies built elsewhere too
-        return data
 
 
 class AssistantCreate(Body):
