@@ -12,7 +12,8 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[redis.asyncio.Redis]:
+async def redis_client() -> AsyncIterator[redis.asyncio.Redis]:
+    """The machine's Redis, for event-bus tests; their keys are removed afterwards."""
     connection: redis.asyncio.Redis = redis.asyncio.Redis.from_url(REDIS_URL)
     prefix = f"trellis-test-{uuid.uuid4().hex}"
     connection.test_prefix = prefix  # type: ignore[attr-defined]

@@ -8,10 +8,16 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator
 
+import pytest
 import redis.asyncio
 
 from server.runs.events import END, RunEvent, end_data, parse_event_id
 from server.runs.redis_events import RedisEventBus
+
+
+@pytest.fixture
+def client(redis_client: redis.asyncio.Redis) -> redis.asyncio.Redis:
+    return redis_client  # this module's tests talk to Redis, not to the API
 
 
 def bus(client: redis.asyncio.Redis) -> RedisEventBus:

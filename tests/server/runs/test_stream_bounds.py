@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import orjson
+import pytest
 import redis.asyncio
 from redis.asyncio import BlockingConnectionPool, Redis
 
@@ -20,6 +21,11 @@ from server.runs.signals import Completions
 from server.services import open_redis
 from tests.server.runs.conftest import REDIS_URL
 from tests.support.servers import free_port
+
+
+@pytest.fixture
+def client(redis_client: redis.asyncio.Redis) -> redis.asyncio.Redis:
+    return redis_client  # this module's tests talk to Redis, not to the API
 
 
 def bus(client: redis.asyncio.Redis, **kwargs: int) -> RedisEventBus:
