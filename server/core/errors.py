@@ -115,6 +115,14 @@ class InvalidRequest(TrellisError):
     code = "invalid_request"
 
 
+class BadRequest(TrellisError):
+    """Raise for a request the official server refuses with 400 (a run with both
+    `config.configurable` and `context`)."""
+
+    status = 400
+    code = "bad_request"
+
+
 class NothingToResume(InvalidRequest):
     """Raise when `command.resume` targets a thread with no pending interrupt."""
 

@@ -102,8 +102,10 @@ def run_stream_response(
                     extra={"run_id": run_id, "error": type(exc).__name__, "detail": str(exc)},
                 )
                 finished = True  # the server ended it, not the client: no `on_disconnect`
+                # No `id:` on it, as the official `sse.py` `stream_response` writes it: the
+                # frame is no event of the run, so a client must not resume after it.
                 resume = last if resumable else None
-                yield sse_frame("error", stream_failed(run_id, exc, resume), resume)
+                yield sse_frame("error", stream_failed(run_id, exc, resume))
                 return
             finished = True
         finally:

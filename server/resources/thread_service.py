@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.approvals.service import ApprovalService
 from server.core.encoding import dumps, to_jsonable
-from server.core.errors import AlreadyExists, Conflict, InvalidRequest, NotFound
+from server.core.errors import AlreadyExists, BadRequest, Conflict, InvalidRequest, NotFound
 from server.core.ids import parse_uuid, require_uuid, uuid7
 from server.core.schemas import (
     CheckpointRef,
@@ -66,6 +66,17 @@ class HistoryPage:
     def body(self) -> bytes:
         """The page as a JSON array."""
         return b"[" + b",".join(self.states) + b"]"
+
+
+def no_graph_detail(thread_id: str) -> str:
+    """The official 400 for a state update on a thread that has no graph yet
+    (`langgraph_runtime_inmem` `ops.py` `Threads.State.post`)."""
+    return (
+        f"Thread '{thread_id}' has no assigned graph ID. This usually occurs when no runs have "
+        "been made on this particular thread. This operation requires a graph ID. Please ensure "
+        "a run has been made for the thread or manually update the thread metadata (by setting "
+        "the 'graph_id' field) before running this operation."
+    )
 
 
 def state_config(
@@ -313,6 +324,8 @@ class ThreadService:
         thread = await self._row(owner, thread_id)
         if thread["status"] == "busy":
             raise Conflict(f"thread {thread_id} is busy; wait for its run to finish")
+        if not (thread.get("metadata") or {}).get("graph_id"):
+            raise BadRequest(no_graph_detail(thread["thread_id"]))
         loaded = self._graph_of(thread)
         if loaded is None:
             raise InvalidRequest(f"thread {thread_id} has not run a graph yet; nothing to update")

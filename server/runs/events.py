@@ -64,6 +64,10 @@ class EventBus(Protocol):
 
     async def has_events(self, run_id: str) -> bool: ...
 
+    async def newest(self, run_id: str) -> str | None:
+        """The id of the run's newest retained event (None when none is): where a join with
+        an unknown or malformed `Last-Event-ID` starts, as the official server's does."""
+
     def attach(self, run_id: str) -> None:
         """This process starts executing the run: its readers here may follow it from memory."""
 
@@ -191,6 +195,12 @@ class MemoryEventBus:
         self._collect()
         channel = self._channels.get(run_id)
         return channel is not None and (bool(channel.events) or channel.ended_at is not None)
+
+    async def newest(self, run_id: str) -> str | None:
+        """The id of the run's newest retained event."""
+        self._collect()
+        channel = self._channels.get(run_id)
+        return channel.events[-1].id if channel is not None and channel.events else None
 
     async def subscribe(
         self,

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from server.auth.identity import auth_user_for_run
 from server.core import metrics
 from server.core.encoding import to_jsonable
-from server.core.errors import InvalidRequest, NotFound, NothingToResume, ThreadBusy
+from server.core.errors import BadRequest, InvalidRequest, NotFound, NothingToResume, ThreadBusy
 from server.core.ids import parse_uuid, require_uuid, uuid7
 from server.core.schemas import RunCreate
 from server.core.types import (
@@ -41,7 +41,7 @@ from server.db.engine import Conn
 from server.db.pool import Pool
 from server.graph_host.registry import GraphRegistry, system_assistant_id
 from server.graph_host.snapshot import latest_state
-from server.runs.events import EventBus, RunEvent
+from server.runs.events import EventBus, RunEvent, parse_event_id
 from server.runs.executor import Executor
 from server.runs.hooks import Notice, RunHooks
 from server.runs.lease import sweep_expired
@@ -51,6 +51,12 @@ from server.runs.signals import CANCEL_CHANNEL, RUNS_CHANNEL, Completions
 log = logging.getLogger("trellis.runs")
 
 TERMINAL = ("success", "error", "timeout", "interrupted")
+
+CONTEXT_AND_CONFIGURABLE = (
+    "Cannot specify both configurable and context. Prefer setting context alone. Context was "
+    "introduced in LangGraph 0.6.0 and is the long term planned replacement for configurable."
+)
+"""The official server's 400 for a run with both (`models/run.py` `create_valid_run`)."""
 
 WaitStatus = RunStatus | Literal["deleted"]
 """How a run a caller waited for ended: its status, or `deleted` (it is gone)."""
@@ -135,6 +141,8 @@ class RunManager:
         `server.approvals.service`). `waited`: the request waits for the output, so the run's
         events matter only to whoever joins meanwhile.
         """
+        if (body.config or {}).get("configurable") and body.context:
+            raise BadRequest(CONTEXT_AND_CONFIGURABLE)
         self.limits.check(body.config, body.context)
         to_cancel: list[str] = []
         notices: list[Notice] = []
@@ -452,6 +460,25 @@ class RunManager:
                 yield event
         finally:
             self.completions.unwatch(run_id)
+
+    async def resume_point(self, run_id: str, after: str | None) -> str | None:
+        """Where a join of the run with `Last-Event-ID: after` starts. An id the run's stream
+        may hold: after it (a trimmed one gets the bus's resync error). A malformed one, or
+        one past the newest event: after the newest event, replaying nothing, as the official
+        server's join does (`langgraph_runtime_inmem` `Runs.Stream.join`, whose
+        `restore_messages` yields only stored ids greater than the one given)."""
+        if after is None or after == "":
+            return None
+        try:
+            cursor = parse_event_id(after)
+        except InvalidRequest:
+            cursor = None
+        newest = await self.events.newest(run_id)
+        if newest is None:
+            return None  # nothing retained yet (or any more): from the start, which is now
+        if cursor is not None and cursor <= (parse_event_id(newest) or (0, 0)):
+            return after
+        return newest
 
     async def _ended_without_events(self, run_id: str) -> bool:
         """A finished run whose events are no longer retained has nothing to replay."""

@@ -22,6 +22,7 @@ from redis.asyncio.connection import Connection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
+from server.core.errors import Unavailable
 from server.runs.events import END, RunEvent, end_data, parse_event_id, resync_event
 
 log = logging.getLogger("trellis.events")
@@ -313,6 +314,17 @@ class RedisEventBus:
             return bool(await self.redis.exists(self.key(run_id)))
         except (RedisError, OSError):
             return True
+
+    async def newest(self, run_id: str) -> str | None:
+        """The id of the newest event the run's stream holds (`XREVRANGE ... COUNT 1`; events
+        still queued here get later ids). `Unavailable` while Redis is unreachable."""
+        try:
+            entries = cast(
+                list[_Entry], await self.redis.xrevrange(self.key(run_id), "+", "-", count=1)
+            )
+        except (RedisError, OSError) as exc:
+            raise Unavailable(f"run events are unreachable: {type(exc).__name__}") from exc
+        return _text(entries[0][0]) if entries else None
 
     async def _cursor(self, key: str, after: str) -> str | None:
         """Where a reader's `after` stands: "gone" when the stream expired or events after it

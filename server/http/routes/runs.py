@@ -19,7 +19,6 @@ from server.http.deps import OwnerDep, RunsDep, ServicesDep
 from server.http.middleware.limits import RateLimits, rate_key
 from server.http.routes import AS_RETURNED, CheckedRoute
 from server.http.sse import run_stream_response
-from server.runs.events import parse_event_id
 from server.runs.manager import RunManager
 from server.services import Services
 
@@ -202,15 +201,16 @@ async def join_stream(
     last_event_id: str | None = Header(default=None),
     cancel_on_disconnect: bool = False,
 ) -> EventSourceResponse:
-    """Follow a run's events; with `Last-Event-ID`, only those after it."""
+    """Follow a run's events; with `Last-Event-ID`, only those after it (an unknown or
+    malformed one: those after the newest event, as the official server)."""
     run = await runs.get(owner, thread_id, run_id)
-    parse_event_id(last_event_id)
+    after = await runs.resume_point(run["run_id"], last_event_id)
 
     async def cancel() -> None:
         await runs.cancel(owner, thread_id, run_id, action="interrupt", wait=False)
 
     return run_stream_response(
-        runs.stream(run["run_id"], last_event_id),
+        runs.stream(run["run_id"], after),
         thread_id=run["thread_id"],
         run_id=run["run_id"],
         heartbeat_seconds=services.settings.sse_heartbeat_seconds,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -37,7 +38,7 @@ from server.http.deps import OwnerDep, RunsDep, ServicesDep
 from server.http.responses import JSONResponse
 from server.http.routes import CheckedRoute
 from server.http.sse import counted, sse_frame
-from server.runs.events import END, parse_event_id
+from server.runs.events import END
 from server.runs.manager import RunManager
 from server.runs.thread_protocol import (
     EventFilter,
@@ -113,6 +114,23 @@ _EVENTS_BODY = {
 }
 
 
+_STREAM_ID = re.compile(r"^\d{1,16}(-(\d{1,16}|\*))?$")
+"""A `Last-Event-ID` the official thread stream accepts (`utils.validate_stream_id`, which
+takes any number of digits; Trellis' ids have at most 16)."""
+
+
+def _stream_cursor(last_event_id: str | None) -> str | None:
+    """The thread stream's cursor from `Last-Event-ID`: refused with the official 422
+    (`api/threads.py` `join_thread_stream`) unless it is a Redis stream id; `-` (from the
+    start) is no cursor, and `<ms>` or `<ms>-*` stand for `<ms>-0`."""
+    if last_event_id is None or last_event_id == "-":
+        return None
+    if not _STREAM_ID.match(last_event_id):
+        raise InvalidRequest("Invalid last-event-id: must be a valid Redis stream ID")
+    ms, _, seq = last_event_id.partition("-")
+    return f"{ms}-{seq if seq not in ('', '*') else 0}"
+
+
 def _frame(event: str, data: bytes, event_id: str | None) -> bytes:
     return sse_frame(event, data, event_id, sep=b"\n")
 
@@ -150,13 +168,13 @@ async def join_thread_stream(
     for mode in sorted(modes):
         if mode not in THREAD_STREAM_MODES:
             raise InvalidRequest(f"Invalid stream mode: {mode}")
-    parse_event_id(last_event_id or None)
+    after = _stream_cursor(last_event_id or None)
     if not await thread_exists(runs, owner, thread_id):
         raise NotFound(f"thread {thread_id!r} not found")
 
     async def frames() -> AsyncIterator[bytes]:
         async for run, event in follow_thread(
-            runs, owner, thread_id, history=False, after=last_event_id or None
+            runs, owner, thread_id, history=last_event_id == "-", after=after
         ):
             if event.event == END:
                 data = orjson.dumps({"status": "run_done", "run_id": run.run_id})

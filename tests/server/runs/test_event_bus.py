@@ -202,3 +202,19 @@ async def test_readers_arriving_together_share_one_feed_connection(
         pool.make_connection = make_connection  # type: ignore[method-assign]
     assert watched == [True] * len(channels)
     assert len(made) == 1
+
+
+async def test_newest_is_the_id_of_the_newest_event_redis_holds(
+    client: redis.asyncio.Redis,
+) -> None:
+    events = bus(client)
+    run_id = str(uuid.uuid4())
+    assert await events.newest(run_id) is None
+    await events.publish(run_id, "values", b"1")
+    await events.end(run_id, "success")
+    await asyncio.sleep(0.1)  # the writer has appended both
+    received = await asyncio.wait_for(collect(events.subscribe(run_id)), 5)
+    assert await events.newest(run_id) == received[-1].id
+    assert received[-1].event == END
+    # Subscribing after it replays nothing: the run is over.
+    assert await asyncio.wait_for(collect(events.subscribe(run_id, received[-1].id)), 5) == []

@@ -172,3 +172,17 @@ async def test_a_reader_left_behind_by_trimming_gets_a_resync_error() -> None:
     assert behind.event == "error"
     assert behind.id == "1-0"
     assert b"ResyncRequired" in behind.data
+
+
+async def test_newest_is_the_id_of_the_newest_retained_event() -> None:
+    bus = MemoryEventBus(max_events=2)
+    assert await bus.newest("r") is None
+    await bus.publish("r", "values", b"1")
+    assert await bus.newest("r") == "1-0"
+    await bus.publish("r", "values", b"2")
+    await bus.publish("r", "values", b"3")  # the first is trimmed; the newest stays
+    assert await bus.newest("r") == "3-0"
+    await bus.end("r", "success")
+    assert await bus.newest("r") == "4-0"
+    await bus.forget(["r"])
+    assert await bus.newest("r") is None
