@@ -63,6 +63,8 @@ class Route:
     """Long-lived responses (SSE, wait, join) that the request timeout must not cut."""
     counts: bool = False
     """`/count` answers an integer, so an impossible filter answers 0 rather than []."""
+    commands: bool = False
+    """`POST /threads/{id}/commands`: a protocol command, whose `params` are the run's."""
 
     @property
     def rate_class(self) -> RateClass:
@@ -154,7 +156,10 @@ _ROUTES: list[tuple[re.Pattern[str], dict[str, tuple[str, str, dict[str, bool]]]
         re.compile(rf"^/threads/{_T}/stream/events$"),
         {"POST": ("threads", "read", {"read": True, "streams": True})},
     ),
-    (re.compile(rf"^/threads/{_T}/commands$"), {"POST": ("threads", "create_run", {"runs": True})}),
+    (
+        re.compile(rf"^/threads/{_T}/commands$"),
+        {"POST": ("threads", "create_run", {"runs": True, "commands": True})},
+    ),
     (re.compile(rf"^/threads/{_T}/runs/{_R}/cancel$"), {"POST": ("threads", "update", {})}),
     (re.compile(r"^/runs/cancel$"), {"POST": ("threads", "update", {})}),
     (re.compile(r"^/runs(/batch)?$"), {"POST": ("threads", "create_run", {"runs": True})}),
@@ -203,5 +208,6 @@ def classify(method: str, path: str, query_string: bytes = b"") -> Route:
             creates_runs=flags.get("runs", False),
             streams=streams,
             counts=flags.get("count", False),
+            commands=flags.get("commands", False),
         )
     return Route(reads_only=method == "GET")

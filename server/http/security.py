@@ -20,7 +20,7 @@ from server.auth.custom import CustomAuth, load_custom_auth
 from server.auth.jwt_bearer import JwtVerifier
 from server.core.settings import Settings
 from server.http.middleware.authenticate import Authenticate
-from server.http.middleware.authorize import CustomAuthorize
+from server.http.middleware.authorize import CustomAuthorize, ThreadAuthorizer
 from server.http.middleware.limits import BodyGuard, RateLimit, RateLimits, RequestTimeout
 from server.services import Services
 
@@ -55,8 +55,11 @@ def install(app: FastAPI, settings: Settings, limits: RateLimits) -> None:
 
     # Added innermost first: Starlette wraps each new middleware around the previous ones.
     app.add_middleware(RequestTimeout, seconds=settings.request_timeout_seconds)
+    app.state.thread_authorizer = None  # the thread websocket runs the handlers itself
     if custom is not None:
         app.add_middleware(CustomAuthorize, custom=custom, engine=engine)
+        if custom.has_handlers:
+            app.state.thread_authorizer = ThreadAuthorizer(custom, engine)
     app.add_middleware(BodyGuard, settings=settings)
     app.add_middleware(RateLimit, limits=limits)
     authenticator = build_authenticator(settings, custom, engine)

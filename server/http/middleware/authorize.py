@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode
 
 import orjson
@@ -129,6 +130,74 @@ def _value(
     return {"thread_id": thread_id, "run_id": _uuid_or_raw(route.run_id)}
 
 
+def command_item(body: object) -> Json:
+    """What the `threads.create_run` handler reads of a protocol command (`POST .../commands`,
+    a websocket's `run.start` / `input.respond`): its `params`, the run's arguments as the
+    official server hands them to `Runs.put` (`event_streaming/service.py`
+    `_create_or_resume_run`: `assistant_id`, `input`, `config`, `metadata`), so a handler sees
+    the command's input and its changes to `metadata` reach the run. The object returned is
+    the command's own `params` (created empty when the command has none)."""
+    if not isinstance(body, dict):
+        return {}
+    params = body.get("params")
+    if not isinstance(params, dict):
+        params = body["params"] = {}
+    return params
+
+
+Verdict = tuple[int, str, str]
+"""A refusal: HTTP status, detail, error code."""
+
+
+@dataclass
+class ThreadAuthorizer:
+    """The `@auth.on` handlers of the thread websocket, which no middleware sees:
+    `threads.read` as it opens, `threads.create_run` for each command that starts a run."""
+
+    custom: CustomAuth
+    engine: Callable[[], AsyncEngine]
+
+    async def check(
+        self, identity: Identity, action: str, thread_id: str, item: Json | None = None
+    ) -> Verdict | None:
+        """None when the handler allows `action` on the thread; else why not. Changes the
+        handler makes to `value["metadata"]` are written back to `item`."""
+        route = Route(resource="threads", actions=(action,), thread_id=thread_id)
+        value = _value(route, action, item if item is not None else {}, {}, cancel=False)
+        try:
+            result = await self.custom.authorize(identity, "threads", action, value)
+        except AuthDenied as exc:
+            security_event("forbidden", owner=identity.identity, reason=str(exc), path=thread_id)
+            return 403, "Forbidden", "forbidden"
+        except AuthHTTPException as exc:
+            code = "forbidden" if exc.status_code == 403 else "auth_error"
+            return exc.status_code, str(exc.detail), code
+        except UnsupportedFilter as exc:
+            return 500, f"authorization filter not supported: {exc}", "auth_error"
+        if item is not None and isinstance(value.get("metadata"), dict):
+            item["metadata"] = value["metadata"]
+        if result is None:
+            return None
+        try:
+            wanted = to_containment(result)
+            tid = uuid.UUID(thread_id)
+        except UnsupportedFilter as exc:
+            return 500, f"authorization filter not supported: {exc}", "auth_error"
+        except ValueError:
+            return 404, "thread not found", "not_found"
+        async with self.engine().connect() as conn:
+            metadata = await owners.metadata_of(conn, "thread", tid, identity.identity)
+        if metadata is not None and not contains(metadata, wanted):
+            security_event(
+                "forbidden",
+                owner=identity.identity,
+                reason=f"threads.{action} filtered out",
+                path=thread_id,
+            )
+            return 404, "thread not found", "not_found"
+        return None
+
+
 class CustomAuthorize:
     """Applies `@auth.on` handlers: False → 403, a filter → narrower results or 404,
     and changes a handler makes to `value["metadata"]` (or a store namespace) → the request."""
@@ -153,6 +222,8 @@ class CustomAuthorize:
             return
         body = state.get(JSON_STATE)
         items: list[object] = body if isinstance(body, list) else [body if body is not None else {}]
+        if route.commands:  # the handler reads the command's run arguments, and writes them
+            items = [command_item(body)]
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
         cancel = scope["path"].endswith("/cancel")
         changed = False

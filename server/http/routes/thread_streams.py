@@ -35,6 +35,7 @@ from server.core.encoding import UnsafeJson, parse_json
 from server.core.errors import InvalidRequest, NotFound
 from server.core.types import Json
 from server.http.deps import OwnerDep, RunsDep, ServicesDep
+from server.http.middleware.authorize import ThreadAuthorizer, command_item
 from server.http.responses import JSONResponse
 from server.http.routes import CheckedRoute
 from server.http.sse import counted, sse_frame
@@ -253,6 +254,17 @@ async def _authenticate(websocket: WebSocket) -> Identity | None:
     return identity
 
 
+async def _deny(websocket: WebSocket, status: int, detail: str, code: str) -> None:
+    """Refuse the handshake: an HTTP `status` with a JSON error where the server can send
+    one (the ASGI denial-response extension), else a close before accept (a 403)."""
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(
+            JSONResponse({"detail": detail, "code": code}, status_code=status)
+        )
+    else:
+        await websocket.close(code=1008, reason=detail[:120])
+
+
 def _may(identity: Identity, permission: str) -> bool:
     if identity.kind != "api_key":
         return True
@@ -277,6 +289,14 @@ async def thread_socket(websocket: WebSocket, thread_id: str) -> None:
     except InvalidRequest:
         await websocket.close(code=1008, reason="thread not found")
         return
+    # Custom auth: `threads.read` before the socket opens (the official server's thread
+    # stream checks it as it joins, `Threads.Stream.check_thread_stream_auth`).
+    authorizer: ThreadAuthorizer | None = getattr(websocket.app.state, "thread_authorizer", None)
+    if authorizer is not None:
+        refused = await authorizer.check(identity, "read", thread_id)
+        if refused is not None:
+            await _deny(websocket, *refused)
+            return
     await websocket.accept()
     commands = ThreadCommands(runs, owner, thread_id)
     buffer: deque[Json] = deque(maxlen=REPLAY_BUFFER)
@@ -300,7 +320,20 @@ async def thread_socket(websocket: WebSocket, thread_id: str) -> None:
     source = asyncio.create_task(pump())
     try:
         while True:
-            raw = await websocket.receive_text()
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+            raw = message.get("text")
+            if raw is None:  # a binary frame: say so, and keep the socket
+                async with sending:
+                    await send(
+                        error(
+                            None,
+                            "invalid_argument",
+                            "Protocol commands must be JSON text frames, not binary frames.",
+                        )
+                    )
+                continue
             try:  # the JSON policy of request bodies: nothing stored that cannot be read back
                 payload = parse_json(raw.encode("utf-8", "surrogatepass"), ("message",))
             except UnsafeJson as exc:
@@ -318,8 +351,17 @@ async def thread_socket(websocket: WebSocket, thread_id: str) -> None:
                 continue
             assert isinstance(payload, dict)  # what `malformed` lets through
             method = payload["method"]
+            refused = None
+            if method in ("run.start", "input.respond") and authorizer is not None:
+                # `threads.create_run` on the command's run arguments, as for `POST .../commands`.
+                refused = await authorizer.check(
+                    identity, "create_run", thread_id, command_item(payload)
+                )
             if method in ("run.start", "input.respond") and not _may(identity, "write"):
                 response = error(payload["id"], "forbidden", "this API key lacks 'write'")
+            elif refused is not None:
+                status, detail, code = refused
+                response = error(payload["id"], "forbidden" if status == 403 else code, detail)
             elif method == "subscription.subscribe":
                 async with sending:
                     response = await commands.handle(payload)

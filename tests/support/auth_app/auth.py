@@ -32,6 +32,14 @@ async def owner_only(ctx: Auth.types.AuthContext, value: dict[str, Any]) -> Any:
     return {"owner": ctx.user.identity}
 
 
+@auth.on.threads.read
+async def reads(ctx: Auth.types.AuthContext, value: dict[str, Any]) -> Any:
+    """Reads are filtered by owner, as every other action; the user `banned` reads nothing."""
+    if ctx.user.identity == "banned":
+        return False
+    return {"owner": ctx.user.identity}
+
+
 @auth.on.threads.update
 async def updates(ctx: Auth.types.AuthContext, value: dict[str, Any]) -> Any:
     """Updates may change metadata freely (so a test can move a thread out of the filter)."""
