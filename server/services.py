@@ -32,7 +32,7 @@ from server.runs.listener import Listener
 from server.runs.manager import RunManager
 from server.runs.redis_events import RedisEventBus
 from server.runs.run_limits import RunLimits
-from server.runs.signals import Completions
+from server.runs.signals import Completions, ThreadRuns
 from server.runs.webhooks import WebhookPolicy, WebhookSender
 
 log = logging.getLogger("trellis")
@@ -203,6 +203,7 @@ async def open_services(
         )
         stack.push_async_callback(approvals.aclose)  # after the executor stops: its last notices
         completions = Completions()
+        thread_runs = ThreadRuns()
         webhooks = WebhookSender(
             WebhookPolicy(
                 timeout=settings.webhook_timeout_seconds,
@@ -238,6 +239,7 @@ async def open_services(
             settings.psycopg_url,
             completions=completions if api else None,
             executor=executor,
+            thread_runs=thread_runs if api else None,
         )
         await listener.start()
         stack.push_async_callback(listener.stop)
@@ -255,6 +257,7 @@ async def open_services(
             hooks=approvals,
             lease_seconds=settings.run_lease_seconds,
             limits=run_limits,
+            thread_runs=thread_runs,
         )
         threads = ThreadService(
             engine=engine,

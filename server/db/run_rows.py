@@ -53,11 +53,16 @@ PUBLIC = [
 ]
 _PUBLIC = columns(*PUBLIC)
 
-_INSERT = """
-    SELECT * FROM trellis_insert_run(
+THREAD_RUNS_CHANNEL = "trellis_thread_runs"
+"""NOTIFYed with a thread's id when a run is created on it (in the statement that inserts
+the run, so delivered on its commit): thread streams learn of the thread's next run."""
+
+_INSERT = f"""
+    SELECT r.*, pg_notify('{THREAD_RUNS_CHANNEL}', r.thread_id::text) AS notified
+    FROM trellis_insert_run(
         %(run_id)s, %(thread_id)s, %(assistant_id)s, %(owner)s, %(metadata)s, %(kwargs)s,
         %(strategy)s, %(temporary)s, %(after)s, %(worker)s, %(lease)s,
-        %(thread_metadata)s, %(wake)s)
+        %(thread_metadata)s, %(wake)s) r
 """
 
 
@@ -106,11 +111,13 @@ async def insert(
         },
     )
     assert row is not None
+    row.pop("notified", None)
     return cast(RunRow, row)
 
 
-_CREATE = """
-    SELECT r.*, trellis_run_assistant(r.assistant_id) AS assistant
+_CREATE = f"""
+    SELECT r.*, trellis_run_assistant(r.assistant_id) AS assistant,
+           pg_notify('{THREAD_RUNS_CHANNEL}', r.thread_id::text) AS notified
     FROM trellis_create_run(
         %(owner)s, %(assistant_id)s, %(graphs)s, %(thread_id)s, %(run_id)s, %(metadata)s,
         %(kwargs)s, %(strategy)s, %(after)s, %(resume)s, %(worker)s, %(lease)s, %(wake)s) r
@@ -187,6 +194,7 @@ async def create(
             raise
         raise Refused(reason, str(exc.diag.message_primary)) from exc
     assert row is not None
+    row.pop("notified", None)
     return cast(RunRow, row)
 
 

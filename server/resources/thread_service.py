@@ -272,6 +272,9 @@ class ThreadService:
             run_ids = await run_rows.ids_for_thread(conn, tid)
             if not await thread_rows.delete_thread(conn, owner=owner, thread_id=tid):
                 return
+            # Its streams, here and in other processes, look again now and end.
+            await run_rows.notify(conn, run_rows.THREAD_RUNS_CHANNEL, str(tid))
+        self.runs.thread_runs.created(str(tid))
         await self.runs.events.forget(run_ids)
 
     async def copy(self, owner: str, thread_id: str) -> Thread | None:

@@ -46,7 +46,7 @@ from server.runs.executor import Executor
 from server.runs.hooks import Notice, RunHooks
 from server.runs.lease import sweep_expired
 from server.runs.run_limits import RunLimits
-from server.runs.signals import CANCEL_CHANNEL, RUNS_CHANNEL, Completions
+from server.runs.signals import CANCEL_CHANNEL, RUNS_CHANNEL, Completions, ThreadRuns
 
 log = logging.getLogger("trellis.runs")
 
@@ -78,8 +78,12 @@ class RunManager:
         hooks: RunHooks | None = None,
         lease_seconds: float = 4.0,
         limits: RunLimits | None = None,
+        thread_runs: ThreadRuns | None = None,
     ) -> None:
         self.engine = engine
+        self.thread_runs = thread_runs or ThreadRuns()
+        """Signals of new runs on threads (for thread streams): those created here directly,
+        the others by NOTIFY (`Listener`)."""
         self.limits = limits or RunLimits()
         """What a run's config and context may ask (422 beyond it)."""
         self.pool = pool
@@ -331,6 +335,7 @@ class RunManager:
             else:
                 self.executor.wake()
         run = run_rows.public(row)
+        self.thread_runs.created(str(row["thread_id"]))  # streams here; elsewhere by NOTIFY
         metrics.run_created(row["kwargs"]["graph_id"])
         log.info(
             "run created",

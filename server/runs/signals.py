@@ -2,13 +2,26 @@
 
 A run's creation wakes executors (`RUNS_CHANNEL`), its end wakes whoever waits for it
 (`DONE_CHANNEL`), a cancellation reaches the process executing it (`CANCEL_CHANNEL`,
-payload `<run_id>:<action>`). `Listener` turns these into calls on `Executor` and
-`Completions`; a process signals itself directly, without a round trip.
+payload `<run_id>:<action>`), a run created on a thread reaches the streams following
+that thread (`THREAD_RUNS_CHANNEL`, payload the thread id). `Listener` turns these into
+calls on `Executor`, `Completions` and `ThreadRuns`; a process signals itself directly,
+without a round trip.
 """
 
 from __future__ import annotations
 
 import asyncio
+
+from server.db.run_rows import THREAD_RUNS_CHANNEL
+
+__all__ = [
+    "CANCEL_CHANNEL",
+    "DONE_CHANNEL",
+    "RUNS_CHANNEL",
+    "THREAD_RUNS_CHANNEL",
+    "Completions",
+    "ThreadRuns",
+]
 
 # Migration 0004's `trellis_finish_run` names the first two too.
 RUNS_CHANNEL = "trellis_runs"
@@ -95,3 +108,36 @@ class Completions:
         event = self._events.get(run_id)
         if event is not None and not event.is_set() and run_id not in self._watchers:
             self._events.pop(run_id, None)
+
+
+class ThreadRuns:
+    """In-process signals that a thread has a new run, fed locally and by Postgres NOTIFY
+    (`THREAD_RUNS_CHANNEL`): what a thread's stream waits on between its runs."""
+
+    def __init__(self) -> None:
+        self._watchers: dict[str, set[asyncio.Event]] = {}
+
+    def watch(self, thread_id: str) -> asyncio.Event:
+        """An event set whenever a run is created on the thread (clear it, then look)."""
+        event = asyncio.Event()
+        self._watchers.setdefault(thread_id, set()).add(event)
+        return event
+
+    def unwatch(self, thread_id: str, event: asyncio.Event) -> None:
+        """Stop signalling `event`."""
+        group = self._watchers.get(thread_id)
+        if group is not None:
+            group.discard(event)
+            if not group:
+                del self._watchers[thread_id]
+
+    def created(self, thread_id: str) -> None:
+        """A run was created on the thread."""
+        for event in self._watchers.get(thread_id, ()):
+            event.set()
+
+    def resync(self) -> None:
+        """Signals may have been missed (the listener was away): every follower looks again."""
+        for group in self._watchers.values():
+            for event in group:
+                event.set()

@@ -2,8 +2,10 @@
 
 The event bus keys events by run (`server.runs.events`); a thread's stream is the
 runs of the thread in creation order, each followed to its end marker through the
-bus, with new runs found by polling the runs table. Both work across API processes
-and workers, so any process can follow any thread.
+bus. Between runs it waits for the signal that the thread has a new one (created in
+this process, or NOTIFYed by whichever process created it: `ThreadRuns`), and looks
+at the runs table only then, or every `POLL_SECONDS` should a signal be lost. Both
+work across API processes and workers, so any process can follow any thread.
 
 `follow_thread` is what `GET /threads/{id}/stream` and the protocol event streams
 (`server.runs.thread_protocol`) read.
@@ -12,6 +14,7 @@ and workers, so any process can follow any thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -26,8 +29,9 @@ from server.runs.manager import TERMINAL, RunManager
 
 __all__ = ["ThreadEvent", "ThreadRun", "follow_thread", "thread_exists"]
 
-POLL_SECONDS = 0.25
-"""How often a follower with nothing to read looks for the thread's next run."""
+POLL_SECONDS = 30.0
+"""How often a follower with nothing to read looks for the thread's next run without being
+told of one (a fallback: new runs are signalled)."""
 
 
 class ThreadEvent(NamedTuple):
@@ -73,10 +77,29 @@ async def follow_thread(
     if after is not None:
         parse_event_id(after)
         history = True
+    signal = runs.thread_runs.watch(str(tid))
+    try:
+        async for item in _follow(runs, owner, tid, signal, history, after, poll_seconds):
+            yield item
+    finally:
+        runs.thread_runs.unwatch(str(tid), signal)
+
+
+async def _follow(
+    runs: RunManager,
+    owner: str,
+    tid: uuid.UUID,
+    signal: asyncio.Event,
+    history: bool,
+    after: str | None,
+    poll_seconds: float,
+) -> AsyncIterator[ThreadEvent]:
+    thread_id = str(tid)
     cursor: tuple[datetime, str] | None = None
     skipping = after is not None
     first = True
     while True:
+        signal.clear()  # before looking: a run created from now on sets it again
         # Shielded: a reader that goes away mid-query leaves the pooled connection clean.
         found = await asyncio.shield(_runs_after(runs, owner, tid, cursor))
         if found is None:
@@ -100,7 +123,8 @@ async def follow_thread(
                 yield ThreadEvent(run, RunEvent(after or "", "error", _resync(thread_id)))
         first = False
         if not found:
-            await asyncio.sleep(poll_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(signal.wait(), poll_seconds)
 
 
 async def _runs_after(
