@@ -25,8 +25,11 @@ StreamMode = Literal[
     "tasks",
     "checkpoints",
     "events",
+    "tools",
+    "lifecycle",
 ]
-"""Stream modes a client may ask for; `messages-tuple` is LangGraph's `messages` as tuples."""
+"""Stream modes a client may ask for; `messages-tuple` is LangGraph's `messages` as tuples.
+`tools` and `lifecycle` only for the protocol's runs (`__event_streaming_v2`)."""
 
 SortOrder = Literal["asc", "desc"]
 

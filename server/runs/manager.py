@@ -58,6 +58,10 @@ CONTEXT_AND_CONFIGURABLE = (
 )
 """The official server's 400 for a run with both (`models/run.py` `create_valid_run`)."""
 
+V2_MARKER = "__event_streaming_v2"
+"""The `configurable` key marking a run the thread protocol started (langgraph-api's
+`EVENT_STREAMING_V2_CONFIG_KEY`)."""
+
 WaitStatus = RunStatus | Literal["deleted"]
 """How a run a caller waited for ended: its status, or `deleted` (it is gone)."""
 
@@ -145,8 +149,16 @@ class RunManager:
         `server.approvals.service`). `waited`: the request waits for the output, so the run's
         events matter only to whoever joins meanwhile.
         """
-        if (body.config or {}).get("configurable") and body.context:
+        configurable = (body.config or {}).get("configurable")
+        if configurable and body.context:
             raise BadRequest(CONTEXT_AND_CONFIGURABLE)
+        v2_only = sorted({"tools", "lifecycle"}.intersection(body.stream_modes))
+        if v2_only and not (isinstance(configurable, dict) and configurable.get(V2_MARKER)):
+            # As the official `create_valid_run`: these come from the protocol's runs only.
+            raise InvalidRequest(
+                f"stream_mode entries {v2_only!r} are only supported on the v2 event "
+                "streaming endpoints."
+            )
         self.limits.check(body.config, body.context)
         to_cancel: list[str] = []
         notices: list[Notice] = []

@@ -32,7 +32,8 @@ def _lg_modes(modes: Sequence[StreamMode]) -> list[GraphStreamMode]:
     out: list[GraphStreamMode] = []
     for mode in modes:
         lg = "messages" if mode in ("messages", "messages-tuple") else mode
-        if lg != "events" and lg not in out:
+        # `events` is astream_events; `lifecycle` the protocol's own (synthesized) events.
+        if lg not in ("events", "lifecycle") and lg not in out:
             out.append(cast(GraphStreamMode, lg))
     return out
 

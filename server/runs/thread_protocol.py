@@ -26,6 +26,32 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import orjson
+from langchain_core.language_models._compat_bridge import (
+    CompatBlock,
+    _accumulate,
+    _accumulate_usage,
+    _build_message_finish,
+    _build_message_start,
+    _finalize_and_build_finish,
+    _iter_protocol_blocks,
+    _start_skeleton,
+    _to_content_delta,
+    message_to_events,
+)
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    ChatMessage,
+    ChatMessageChunk,
+    HumanMessage,
+    HumanMessageChunk,
+    SystemMessage,
+    SystemMessageChunk,
+)
+from langchain_core.utils._merge import merge_dicts
+from langchain_protocol.protocol import UsageInfo
+from pydantic import ValidationError
 
 from server.core.errors import InvalidRequest, NotFound, TrellisError
 from server.core.ids import require_uuid
@@ -33,7 +59,7 @@ from server.core.schemas import RunCommand, RunCreate
 from server.core.types import Json, MultitaskStrategy
 from server.db import run_rows, thread_rows
 from server.runs.events import END
-from server.runs.manager import RunManager
+from server.runs.manager import V2_MARKER, RunManager
 from server.runs.thread_stream import ThreadEvent
 
 SUPPORTED_CHANNELS = frozenset(
@@ -51,7 +77,15 @@ SUPPORTED_CHANNELS = frozenset(
 )
 """The protocol's channels; `custom:<name>` selects one named custom stream."""
 
-RUN_STREAM_MODES = ["values", "updates", "messages-tuple", "custom", "tasks"]
+RUN_STREAM_MODES = [
+    "values",
+    "updates",
+    "messages-tuple",
+    "custom",
+    "tasks",
+    "checkpoints",
+    "tools",
+]
 """The stream modes a `run.start` run publishes: what the projector turns into events."""
 
 KNOWN_COMMANDS = frozenset(
@@ -193,9 +227,11 @@ class ProtocolProjector:
         self._terminal = False
         self._interrupts: set[str] = set()
         self._source: tuple[str, int] = ("", 0)
-        self._open: dict[str, tuple[list[str], str]] = {}
-        """Messages streaming now: their text so far, and their namespace key."""
+        self._open: dict[str, _OpenMessage] = {}
+        """Messages streaming now, by id."""
         self._closed: set[str] = set()
+        self._checkpoints: set[tuple[str, str]] = set()
+        """Checkpoints sent, by namespace key and id."""
 
     def feed(self, item: ThreadEvent) -> list[Json]:
         """The protocol events for one run event."""
@@ -208,14 +244,15 @@ class ProtocolProjector:
             self._interrupts = set()
             self._open = {}
             self._closed = set()
+            self._checkpoints = set()
             out.append(self._lifecycle("running"))
         self._source = (f"{run.run_id}:{event.id}", 0)
         name = event.event
         if name == "metadata":
             return out
         if name == END:
-            for message_id, (_, ns_key) in list(self._open.items()):
-                out.extend(self._finish_message(message_id, ns_key.split("|") if ns_key else []))
+            for message_id in list(self._open):
+                out.extend(self._finish_message(message_id))
             if not self._terminal:
                 data = _loads(event.data)
                 status = data.get("status") if isinstance(data, dict) else None
@@ -255,62 +292,150 @@ class ProtocolProjector:
             out.append(self._event("custom", namespace, {"payload": data}))
         elif method == "tasks":
             out.append(self._event("tasks", namespace, data))
+        elif method == "checkpoints":
+            out.extend(self._checkpoint(namespace, data))
+        elif method == "tools" and isinstance(data, dict):
+            raw_node = data.pop("__node", None)
+            node = raw_node if isinstance(raw_node, str) and raw_node else None
+            out.append(self._event("tools", namespace, data, node=node))
+            out.extend(self._tool_message(namespace, data))
         return out
 
-    def _message(self, namespace: list[str], message: Json) -> list[Json]:
+    def _message(self, namespace: list[str], raw: Json) -> list[Json]:
         """A `messages` part (a message chunk, or a whole message) as the protocol's
-        `message-start`, `content-block-*` and `message-finish` events (text blocks)."""
-        message_id = message.get("id")
-        if not isinstance(message_id, str) or message_id in self._closed:
+        `message-start`, `content-block-*` and `message-finish` events, built by
+        langchain-core's bridge (`chunks_to_events` for chunks, `message_to_events` for a
+        whole message) as the official v2 stream does: text, reasoning and tool-call blocks.
+        Tool results are not messages here: they come on the `tools` channel, mirrored
+        (`_tool_message`)."""
+        if raw.get("type") in ("tool", "ToolMessageChunk"):
             return []
-        kind = str(message.get("type") or "ai")
-        chunk = kind.endswith("Chunk")
-        text = _text(message.get("content"))
+        message = _message_of(raw)
+        if message is None or not message.id or message.id in self._closed:
+            return []
+        message_id = message.id
+        if not isinstance(message, AIMessageChunk):
+            if message_id in self._open:  # the whole message after its chunks: close them
+                return self._finish_message(message_id)
+            self._closed.add(message_id)
+            return [
+                self._event("messages", namespace, dict(data))
+                for data in message_to_events(message)
+            ]
         out: list[Json] = []
-        if message_id not in self._open:
-            role = kind.removesuffix("MessageChunk").removesuffix("Message").lower() or "ai"
-            start: Json = {"event": "message-start", "role": role, "id": message_id}
-            if isinstance(message.get("tool_call_id"), str):
-                start["tool_call_id"] = message["tool_call_id"]
-            out.append(self._event("messages", namespace, start))
-            block = {"type": "text", "text": ""}
+        state = self._open.get(message_id)
+        if state is None:
+            state = self._open[message_id] = _OpenMessage(namespace)
             out.append(
-                self._event(
-                    "messages",
-                    namespace,
-                    {"event": "content-block-start", "index": 0, "content": block},
-                )
+                self._event("messages", namespace, dict(_build_message_start(message, None)))
             )
-            self._open[message_id] = ([], "|".join(namespace))
-        parts = self._open[message_id][0]
-        if not chunk:  # the whole message: what was not streamed of it yet
-            text = text[len("".join(parts)) :] if text.startswith("".join(parts)) else ""
-        if text:
-            parts.append(text)
-            delta = {"type": "text-delta", "text": text}
-            out.append(
-                self._event(
-                    "messages",
-                    namespace,
-                    {"event": "content-block-delta", "index": 0, "delta": delta},
-                )
+        if message.response_metadata:
+            state.response_metadata.update(message.response_metadata)
+        if message.additional_kwargs:
+            state.additional_kwargs = merge_dicts(
+                state.additional_kwargs, message.additional_kwargs
             )
-        if not chunk or message.get("chunk_position") == "last":
-            out.extend(self._finish_message(message_id, namespace))
+        for key, block in _iter_protocol_blocks(message):
+            if key not in state.blocks:
+                index = len(state.blocks)
+                state.blocks[key] = (index, dict(block))
+                start = {"event": "content-block-start", "index": index}
+                start["content"] = _start_skeleton(block)
+                out.append(self._event("messages", namespace, start))
+            else:
+                index, existing = state.blocks[key]
+                state.blocks[key] = (index, _accumulate(existing, block))
+            delta = _to_content_delta(block)
+            if delta is not None:
+                data = {"event": "content-block-delta", "index": index, "delta": delta}
+                out.append(self._event("messages", namespace, data))
+        if message.usage_metadata:
+            state.usage = _accumulate_usage(state.usage, message.usage_metadata)
+        if message.chunk_position == "last":
+            out.extend(self._finish_message(message_id))
         return out
 
-    def _finish_message(self, message_id: str, namespace: list[str]) -> list[Json]:
-        parts, _ = self._open.pop(message_id)
+    def _finish_message(self, message_id: str) -> list[Json]:
+        state = self._open.pop(message_id)
         self._closed.add(message_id)
-        block = {"type": "text", "text": "".join(parts)}
-        return [
-            self._event(
-                "messages",
-                namespace,
-                {"event": "content-block-finish", "index": 0, "content": block},
-            ),
-            self._event("messages", namespace, {"event": "message-finish"}),
+        out = [
+            self._event("messages", state.namespace, dict(_finalize_and_build_finish(i, block)))
+            for i, block in state.blocks.values()
         ]
+        finish = _build_message_finish(
+            usage=state.usage,
+            response_metadata=state.response_metadata,
+            additional_kwargs=state.additional_kwargs,
+        )
+        out.append(self._event("messages", state.namespace, dict(finish)))
+        return out
+
+    def _tool_message(self, namespace: list[str], data: Json) -> list[Json]:
+        """A finished tool's result, mirrored on the `messages` channel as a `tool` message
+        in the `tools:<tool_call_id>` namespace (langgraph-api `session.py`
+        `_emit_tool_output_message`)."""
+        output = data.get("output")
+        if data.get("event") != "tool-finished" or not isinstance(output, dict):
+            return []
+        tool_call_id = data.get("tool_call_id")
+        if not isinstance(tool_call_id, str):
+            raw_id = output.get("tool_call_id")
+            tool_call_id = raw_id if isinstance(raw_id, str) else None
+        raw_message_id = output.get("id")
+        if isinstance(raw_message_id, str) and raw_message_id:
+            message_id = raw_message_id
+        elif tool_call_id is not None:
+            message_id = f"tool-{tool_call_id}"
+        else:
+            return []
+        content = output.get("content")
+        if not isinstance(content, str):
+            content = "" if content is None else orjson.dumps(content).decode()
+        start: Json = {"event": "message-start", "role": "tool", "id": message_id}
+        if tool_call_id is not None:
+            start["tool_call_id"] = tool_call_id
+        where = [*namespace, f"tools:{tool_call_id}"] if tool_call_id is not None else namespace
+        text = {"type": "text", "text": content}
+        return [
+            self._event("messages", where, data)
+            for data in (
+                start,
+                {
+                    "event": "content-block-start",
+                    "index": 0,
+                    "content": {"type": "text", "text": ""},
+                },
+                {"event": "content-block-delta", "index": 0, "content": text},
+                {"event": "content-block-finish", "index": 0, "content": text},
+                {"event": "message-finish", "metadata": {}},
+            )
+        ]
+
+    def _checkpoint(self, namespace: list[str], data: object) -> list[Json]:
+        """A `checkpoints` part (LangGraph's `get_state()` shape) as the protocol's
+        `Checkpoint` envelope `{id, parent_id?, step, source}`, once per checkpoint
+        (langgraph-api `session.py` `_emit_checkpoint_envelope`)."""
+        if not isinstance(data, dict):
+            return []
+        checkpoint_id = _checkpoint_id(data.get("config"))
+        if checkpoint_id is None:
+            return []
+        ns_key = "|".join(namespace)
+        if (ns_key, checkpoint_id) in self._checkpoints:
+            return []
+        self._checkpoints.add((ns_key, checkpoint_id))
+        envelope: Json = {"id": checkpoint_id}
+        parent = _checkpoint_id(data.get("parent_config"))
+        if parent is not None:
+            envelope["parent_id"] = parent
+        metadata = data.get("metadata")
+        if isinstance(metadata, dict):
+            if isinstance(metadata.get("step"), int):
+                envelope["step"] = metadata["step"]
+            if isinstance(metadata.get("source"), str):
+                envelope["source"] = metadata["source"]
+        event_id = f"synth:{self._run_id}:checkpoint|{ns_key}|{checkpoint_id}"
+        return [self._event("checkpoints", namespace, envelope, event_id=event_id)]
 
     def _input_requested(self, namespace: list[str], requests: list[Json]) -> list[Json]:
         out = []
@@ -370,17 +495,45 @@ class ProtocolProjector:
         }
 
 
-def _text(content: object) -> str:
-    """The text of a message's content: a string, or its text blocks."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            block if isinstance(block, str) else str(block.get("text") or "")
-            for block in content
-            if isinstance(block, str) or (isinstance(block, dict) and block.get("type") == "text")
-        )
-    return ""
+@dataclass
+class _OpenMessage:
+    """A message streaming in chunks: its blocks so far (wire index, accumulated block, by
+    the bridge's block key), and what its `message-finish` reports."""
+
+    namespace: list[str]
+    blocks: dict[object, tuple[int, CompatBlock]] = field(default_factory=dict)
+    usage: UsageInfo | None = None
+    response_metadata: dict[str, object] = field(default_factory=dict)
+    additional_kwargs: dict[str, object] = field(default_factory=dict)
+
+
+_MESSAGE_CLASSES: dict[str, type[BaseMessage]] = {
+    "ai": AIMessage,
+    "AIMessageChunk": AIMessageChunk,
+    "human": HumanMessage,
+    "HumanMessageChunk": HumanMessageChunk,
+    "system": SystemMessage,
+    "SystemMessageChunk": SystemMessageChunk,
+    "chat": ChatMessage,
+    "ChatMessageChunk": ChatMessageChunk,
+}
+
+
+def _message_of(raw: Json) -> BaseMessage | None:
+    """The message a `messages` part carries (as the run published it), or None."""
+    cls = _MESSAGE_CLASSES.get(str(raw.get("type")))
+    if cls is None:
+        return None
+    try:
+        return cls.model_validate(raw)
+    except ValidationError:
+        return None
+
+
+def _checkpoint_id(config: object) -> str | None:
+    configurable = config.get("configurable") if isinstance(config, dict) else None
+    found = configurable.get("checkpoint_id") if isinstance(configurable, dict) else None
+    return found if isinstance(found, str) else None
 
 
 def _loads(data: bytes) -> object:
@@ -496,7 +649,14 @@ class ThreadCommands:
         *,
         resume: bool,
     ) -> Json:
-        config = params.get("config") if isinstance(params.get("config"), dict) else None
+        config: Json = dict(params["config"]) if isinstance(params.get("config"), dict) else {}
+        # The official `_create_or_resume_run` marks the run as the protocol's: its config
+        # carries `__event_streaming_v2`, which lets it stream `tools`.
+        configurable = config.get("configurable")
+        config["configurable"] = {
+            **(configurable if isinstance(configurable, dict) else {}),
+            V2_MARKER: True,
+        }
         metadata = params.get("metadata") if isinstance(params.get("metadata"), dict) else None
         strategy = params.get("multitaskStrategy")
         try:

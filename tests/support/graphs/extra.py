@@ -1,5 +1,5 @@
-"""More graphs that know nothing about Trellis: slow steps, a streaming chat model, a subgraph,
-and a conditional edge. Used by the integration tests."""
+"""More graphs that know nothing about Trellis: slow steps, a streaming chat model, a tool
+call, a subgraph, and a conditional edge. Used by the integration tests."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from typing import Annotated, Any, TypedDict
 
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
+from langchain_core.tools import tool
 from langgraph.graph import END, START, MessagesState, StateGraph
+from langgraph.prebuilt import ToolNode
 
 
 def _append(left: list[str], right: list[str]) -> list[str]:
@@ -72,6 +74,36 @@ chat_builder.add_node("model", model)
 chat_builder.add_edge(START, "model")
 chat_builder.add_edge("model", END)
 chat = chat_builder.compile()
+
+
+# tooler: a model turn asking for a tool, the tool (a ToolNode), then the answer ---------------
+
+
+@tool
+def add(a: int, b: int) -> int:
+    """Add two integers."""
+    return a + b
+
+
+def ask_tool(state: MessagesState) -> dict[str, Any]:
+    call = {"name": "add", "args": {"a": 2, "b": 3}, "id": "call_add"}
+    return {"messages": [AIMessage(content="", id="ask-add", tool_calls=[call])]}
+
+
+async def answer(state: MessagesState) -> dict[str, Any]:
+    llm = GenericFakeChatModel(messages=iter([AIMessage(content="the sum is 5")]))
+    return {"messages": [await llm.ainvoke(state["messages"])]}
+
+
+tooler_builder = StateGraph(MessagesState)
+tooler_builder.add_node("ask", ask_tool)
+tooler_builder.add_node("tools", ToolNode([add]))
+tooler_builder.add_node("answer", answer)
+tooler_builder.add_edge(START, "ask")
+tooler_builder.add_edge("ask", "tools")
+tooler_builder.add_edge("tools", "answer")
+tooler_builder.add_edge("answer", END)
+tooler = tooler_builder.compile()
 
 
 # nested: a parent graph with a compiled subgraph as its node `child` -----------------------
