@@ -162,12 +162,13 @@ class ThreadAuthorizer:
     ) -> Verdict | None:
         """None when the handler allows `action` on the thread; else why not. Changes the
         handler makes to `value["metadata"]` are written back to `item`."""
+        where = f"/threads/{thread_id}/stream/events"
         route = Route(resource="threads", actions=(action,), thread_id=thread_id)
         value = _value(route, action, item if item is not None else {}, {}, cancel=False)
         try:
             result = await self.custom.authorize(identity, "threads", action, value)
         except AuthDenied as exc:
-            security_event("forbidden", owner=identity.identity, reason=str(exc), path=thread_id)
+            security_event("forbidden", owner=identity.identity, reason=str(exc), path=where)
             return 403, "Forbidden", "forbidden"
         except AuthHTTPException as exc:
             code = "forbidden" if exc.status_code == 403 else "auth_error"
@@ -192,7 +193,7 @@ class ThreadAuthorizer:
                 "forbidden",
                 owner=identity.identity,
                 reason=f"threads.{action} filtered out",
-                path=thread_id,
+                path=where,
             )
             return 404, "thread not found", "not_found"
         return None
