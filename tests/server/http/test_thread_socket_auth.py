@@ -117,6 +117,43 @@ async def test_run_start_over_the_socket_asks_threads_create_run(url: str) -> No
     assert runs[0]["metadata"]["k"] == 1
 
 
+async def test_input_respond_over_the_socket_asks_threads_create_run(url: str) -> None:
+    thread_id = await _thread(url, "sam")
+    async with connect(_ws(url, thread_id), additional_headers=_headers("sam")) as socket:
+        start = {
+            "id": 1,
+            "method": "run.start",
+            "params": {"assistant_id": "approval", "input": {"topic": "cats"}},
+        }
+        await socket.send(orjson.dumps(start).decode())
+        started = await _response(socket, 1)
+        assert started["type"] == "success"
+        run_id = started["result"]["run_id"]
+        async with httpx.AsyncClient(base_url=url, headers=_headers("sam"), timeout=20) as http:
+            joined = await http.get(f"/threads/{thread_id}/runs/{run_id}/join")  # to its interrupt
+            assert joined.status_code == 200, joined.text
+            state = (await http.get(f"/threads/{thread_id}/state")).json()
+        interrupt_id = state["interrupts"][0]["id"]
+        respond: dict[str, Any] = {
+            "id": 2,
+            "method": "input.respond",
+            "params": {"interrupt_id": interrupt_id, "response": "forbidden"},
+        }
+        await socket.send(orjson.dumps(respond).decode())
+        refused = await _response(socket, 2)
+        assert refused["type"] == "error"
+        assert refused["error"] == "forbidden"
+        assert len(await _runs(url, "sam", thread_id)) == 1  # no resume run
+
+        respond["id"] = 3
+        respond["params"]["response"] = {"approved": True}
+        await socket.send(orjson.dumps(respond).decode())
+        assert (await _response(socket, 3))["type"] == "success"
+    runs = await _runs(url, "sam", thread_id)
+    assert len(runs) == 2
+    assert all(run["metadata"]["owner"] == "sam" for run in runs)
+
+
 async def test_post_commands_runs_create_run_on_the_commands_arguments(url: str) -> None:
     thread_id = await _thread(url, "sam")
     async with httpx.AsyncClient(base_url=url, headers=_headers("sam"), timeout=20) as http:

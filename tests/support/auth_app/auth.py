@@ -58,12 +58,15 @@ async def assistants(ctx: Auth.types.AuthContext, value: dict[str, Any]) -> None
 
 @auth.on.threads.create_run
 async def runs(ctx: Auth.types.AuthContext, value: dict[str, Any]) -> Any:
-    """Denies runs whose input says "forbidden"; stamps the owner on the others (a value with
-    no run arguments at all has nothing to stamp: it is how a body the server could not read
-    reached handlers, allowed, before the body guard refused such bodies)."""
+    """Denies runs whose input (or protocol answer) says "forbidden"; stamps the owner on
+    the others (a value with no run arguments at all has nothing to stamp: it is how a body
+    the server could not read reached handlers, allowed, before the body guard refused such
+    bodies)."""
     kwargs = value["kwargs"]
     run_input = kwargs.get("input")
     if isinstance(run_input, dict) and run_input.get("text") == "forbidden":
+        return False
+    if kwargs.get("response") == "forbidden":  # a protocol `input.respond` answer
         return False
     if kwargs:
         value["metadata"]["owner"] = ctx.user.identity
