@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -180,3 +181,40 @@ def assert_effects_match(c: Cluster, thread_id: str, runs: list[Execution]) -> d
         performed = sum(1 for e in runs if e.step == name and e.finished_at is not None)
         assert counts.get(name, 0) == performed, (name, counts, runs)
     return counts
+
+
+def attempt_segments(events: list[dict[str, Any]]) -> list[tuple[int, list[dict[str, Any]]]]:
+    """A run's stream cut at its `metadata` events: (the attempt it names, the events after it).
+
+    Each attempt at a run starts by publishing `metadata` with its `attempt`: the marker a
+    client reads to tell events a re-executed step published again from the first ones.
+    """
+    segments: list[tuple[int, list[dict[str, Any]]]] = []
+    for event in events:
+        if event["event"] == "metadata":
+            segments.append((int(json.loads(event["data"])["attempt"]), []))
+        else:
+            assert segments, f"{event['event']} event before any metadata marker"
+            segments[-1][1].append(event)
+    attempts = [attempt for attempt, _ in segments]
+    assert attempts == sorted(set(attempts)), f"attempt markers out of order: {attempts}"
+    return segments
+
+
+def assert_repeats_are_marked(
+    events: list[dict[str, Any]], key: Callable[[dict[str, Any]], Any]
+) -> int:
+    """No event (identified by `key`) is published twice by one attempt: every repeat follows a
+    later attempt marker than its first copy. Returns how many events were repeated."""
+    seen: dict[Any, int] = {}
+    repeated = 0
+    for attempt, segment in attempt_segments(events):
+        for event in segment:
+            ident = key(event)
+            if ident in seen:
+                assert seen[ident] < attempt, (
+                    f"{ident} published twice by attempt {attempt} with no marker between"
+                )
+                repeated += 1
+            seen[ident] = attempt
+    return repeated

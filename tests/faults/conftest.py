@@ -2,7 +2,9 @@
 
 Each test gets it back healthy (two live, unpaused workers and Redis up), so the
 order of the tests does not matter. On failure the tails of every process log
-are printed.
+are printed. The tests that stop or restart Postgres, or count its transactions, use
+another one (`pg_trellis`): two API processes and two workers on a Postgres cluster of
+their own.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 
-from tests.faults.harness import Cluster, RedisServer, cluster
+from tests.faults.harness import Cluster, PrivatePostgres, RedisServer, cluster
 
 HERE = Path(__file__).resolve().parent
 
@@ -48,6 +50,37 @@ def fault_cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
             print(f"\nfault test logs kept in {logs}")
         else:
             shutil.rmtree(logs, ignore_errors=True)
+
+
+PG_ENV = {"SSE_HEARTBEAT_SECONDS": "2"}
+"""Idle streams wake every 2 s: whatever a heartbeat asked of Postgres would show at once."""
+
+
+@pytest.fixture(scope="session")
+def pg_trellis(request: pytest.FixtureRequest) -> Iterator[tuple[Cluster, PrivatePostgres]]:
+    """Two API processes and two workers on a Postgres cluster of their own (and Redis)."""
+    base = Path(tempfile.mkdtemp(prefix="trellis-pg-faults-"))
+    base.chmod(0o755)  # the cluster's user (not root) must reach its directory below
+    logs = base / "logs"
+    logs.mkdir()
+    pg = PrivatePostgres(base / "pg")
+    (base / "pg").mkdir()
+    redis = RedisServer(logs)
+    try:
+        pg.init()
+        db = pg.create_database("trellis")
+        redis.start()
+        env = {"REDIS_URL": redis.url, **PG_ENV}
+        with cluster(logs, workers=2, env=env, database=db) as c:
+            c.add_api()
+            yield c, pg
+    finally:
+        redis.kill()
+        pg.close()
+        if request.session.testsfailed:
+            print(f"\npostgres fault test logs kept in {logs}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -97,6 +97,8 @@ class Cluster:
         self.env.setdefault("PYTHONPYCACHEPREFIX", PYCACHE)
         self.url = ""
         self.api: subprocess.Popen[bytes] | None = None
+        self.more_apis: list[subprocess.Popen[bytes]] = []
+        self.more_urls: list[str] = []
         self.workers: list[subprocess.Popen[bytes]] = []
         self.retired: list[subprocess.Popen[bytes]] = []
         self._n = 0
@@ -130,6 +132,25 @@ class Cluster:
         self.url = f"http://127.0.0.1:{port}"
         if wait:
             self.wait_api()
+
+    def add_api(self) -> str:
+        """Start one more API process on the same database; its base URL once it is ready."""
+        port = free_port()
+        proc = _popen(
+            ["serve", "--no-worker", "--config", str(self.config), "--port", str(port)],
+            self.env,
+            self.logs / f"api{len(self.more_apis) + 2}.log",
+        )
+        self.more_apis.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url, timeout=180, proc=proc)
+        self.more_urls.append(url)
+        return url
+
+    @property
+    def urls(self) -> list[str]:
+        """Every API process's base URL, the first one's first."""
+        return [self.url, *self.more_urls]
 
     def wait_api(self) -> None:
         assert self.api is not None
@@ -182,7 +203,7 @@ class Cluster:
         return sent
 
     def close(self) -> None:
-        for proc in [*self.workers, *([self.api] if self.api else [])]:
+        for proc in [*self.workers, *([self.api] if self.api else []), *self.more_apis]:
             stop_process(proc)
 
     def dump_logs(self, lines: int = 40) -> str:

@@ -184,3 +184,34 @@ for _a, _b in itertools.pairwise(TICKS):
     ticks_builder.add_edge(_a, _b)
 ticks_builder.add_edge(TICKS[-1], END)
 ticks = ticks_builder.compile()
+
+
+# marked: m1 (one quick step) -> m2, which writes `events` custom events `pause` seconds apart,
+# each naming the attempt that wrote it (what the run's own config says), after recording its
+# execution; for duplicates: m2 is slow enough to be interrupted mid-step and run again -----
+
+MARKED = ("m1", "m2")
+
+
+async def m1(state: State, config: RunnableConfig) -> State:
+    return {"log": ["m1"]}
+
+
+async def m2(state: State, config: RunnableConfig) -> State:
+    row = await _begin(config, "m2")
+    _, _, attempt = _ids(config)
+    write = get_stream_writer()
+    for i in range(int(state.get("events", 10))):
+        write({"node": "m2", "i": i, "run_attempt": attempt})
+        await asyncio.sleep(float(state.get("pause", 0.2)))
+    await _effect(config, "m2", row)
+    return {"log": ["m2"]}
+
+
+marked_builder = StateGraph(State)
+marked_builder.add_node("m1", m1)
+marked_builder.add_node("m2", m2)
+marked_builder.add_edge(START, "m1")
+marked_builder.add_edge("m1", "m2")
+marked_builder.add_edge("m2", END)
+marked = marked_builder.compile()
