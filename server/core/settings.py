@@ -125,6 +125,9 @@ class Settings(BaseSettings):
     None (default): a worker exports none."""
     metrics_host: str = "127.0.0.1"
     """Where a worker's metrics port listens."""
+    metrics_enabled: bool = True
+    """Off: `GET /metrics` answers 404, a worker serves no metrics port, and runs, requests
+    and Redis commands are not measured (no callback handler, no timers)."""
 
     graphs_config: Path = ROOT / "langgraph.json"
     default_durability: Durability = "sync"

@@ -70,7 +70,10 @@ async def ready(services: ServicesDep) -> JSONResponse:
 
 @router.get("/metrics", include_in_schema=False)
 async def prometheus_metrics(services: ServicesDep) -> Response:
-    """This process' metrics in Prometheus' text format, with the run queue read now."""
+    """This process' metrics in Prometheus' text format, with the run queue read now
+    (404 with `METRICS_ENABLED=false`)."""
+    if not services.settings.metrics_enabled:
+        return JSONResponse({"detail": "metrics are disabled", "code": "not_found"}, 404)
     async with services.engine.connect() as conn:
         queue = await run_rows.queue_stats(conn)
     return Response(metrics.render(queue), media_type=metrics.CONTENT_TYPE_LATEST)

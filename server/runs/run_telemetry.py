@@ -1,0 +1,159 @@
+"""Run telemetry: node steps and model calls, measured by a LangChain callback handler
+attached to each run, and the tools layer's hooks (`tools.telemetry`) turned into metrics.
+
+A `RunTelemetry` handler is added to a run's callbacks when metrics are on; LangChain hands
+it to every runnable the graph calls (nodes, chat models), so graphs need no code of their
+own. Labels stay bounded: graph and node names, provider and model names, prompt versions.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, LLMResult
+from langgraph.errors import GraphBubbleUp
+
+from server.core import metrics
+from tools import telemetry
+
+_MAX_LABEL = 64
+"""Longest label value kept (a model name is the client's choice in a graph)."""
+
+
+def _label(value: object, default: str = "unknown") -> str:
+    text = str(value) if value not in (None, "") else default
+    return text[:_MAX_LABEL]
+
+
+class RunTelemetry(BaseCallbackHandler):
+    """Times the node steps and chat model calls of one run of graph `graph_id`."""
+
+    run_inline = True  # called in the run's own task: no thread hop per event
+    raise_error = False
+
+    def __init__(self, graph_id: str) -> None:
+        self.graph_id = graph_id
+        self._nodes: dict[uuid.UUID, tuple[str, float]] = {}
+        self._models: dict[uuid.UUID, tuple[tuple[str, str, str], float]] = {}
+
+    # nodes ---------------------------------------------------------------------------
+
+    def on_chain_start(
+        self,
+        serialized: dict[str, Any] | None,
+        inputs: Any,
+        *,
+        run_id: uuid.UUID,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """A node's step starts when the runnable LangGraph names after the node starts."""
+        node = (metadata or {}).get("langgraph_node")
+        if node is not None and kwargs.get("name") == node:
+            self._nodes[run_id] = (str(node), time.perf_counter())
+
+    def on_chain_end(self, outputs: Any, *, run_id: uuid.UUID, **kwargs: Any) -> None:
+        """A node's step ended."""
+        self._node_ended(run_id, "ok")
+
+    def on_chain_error(self, error: BaseException, *, run_id: uuid.UUID, **kwargs: Any) -> None:
+        """A node's step raised (an interrupt is an ending of its own)."""
+        self._node_ended(run_id, "interrupt" if isinstance(error, GraphBubbleUp) else "error")
+
+    def _node_ended(self, run_id: uuid.UUID, outcome: str) -> None:
+        started = self._nodes.pop(run_id, None)
+        if started is not None:
+            node, began = started
+            metrics.NODE_DURATION.labels(self.graph_id, _label(node), outcome).observe(
+                time.perf_counter() - began
+            )
+
+    # chat models ---------------------------------------------------------------------
+
+    def on_chat_model_start(
+        self,
+        serialized: dict[str, Any] | None,
+        messages: list[list[BaseMessage]],
+        *,
+        run_id: uuid.UUID,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """A chat model call starts: its provider, model and prompt version from metadata."""
+        meta: Mapping[str, Any] = metadata or {}
+        params: Mapping[str, Any] = kwargs.get("invocation_params") or {}
+        labels = (
+            _label(meta.get("ls_provider")),
+            _label(meta.get("ls_model_name") or params.get("model") or params.get("model_name")),
+            _label(meta.get("prompt_version"), "none"),
+        )
+        self._models[run_id] = (labels, time.perf_counter())
+
+    def on_llm_end(self, response: LLMResult, *, run_id: uuid.UUID, **kwargs: Any) -> None:
+        """A model call answered: its latency and the tokens the provider reported."""
+        started = self._models.pop(run_id, None)
+        if started is None:
+            return
+        labels, began = started
+        metrics.MODEL_DURATION.labels(*labels).observe(time.perf_counter() - began)
+        metrics.MODEL_CALLS.labels(*labels, "ok").inc()
+        tokens_in = tokens_out = 0
+        for generations in response.generations:
+            for generation in generations:
+                message = generation.message if isinstance(generation, ChatGeneration) else None
+                usage = message.usage_metadata if isinstance(message, AIMessage) else None
+                if usage:
+                    tokens_in += usage.get("input_tokens", 0)
+                    tokens_out += usage.get("output_tokens", 0)
+        if tokens_in:
+            metrics.MODEL_TOKENS.labels(*labels, "in").inc(tokens_in)
+        if tokens_out:
+            metrics.MODEL_TOKENS.labels(*labels, "out").inc(tokens_out)
+
+    def on_llm_error(self, error: BaseException, *, run_id: uuid.UUID, **kwargs: Any) -> None:
+        """A model call failed."""
+        started = self._models.pop(run_id, None)
+        if started is not None:
+            labels, began = started
+            metrics.MODEL_DURATION.labels(*labels).observe(time.perf_counter() - began)
+            metrics.MODEL_CALLS.labels(*labels, "error").inc()
+
+
+class ToolsTelemetry:
+    """The tools layer's hooks as metrics (installed with `tools.telemetry.install`)."""
+
+    def retried(self, operation: str) -> None:
+        """Count a retry."""
+        metrics.TOOL_RETRIES.labels(_label(operation)).inc()
+
+    def fell_back(self, operation: str, fallback: str) -> None:
+        """Count a fallback."""
+        metrics.TOOL_FALLBACKS.labels(_label(operation), _label(fallback)).inc()
+
+    def retrieved(self, collection: str, seconds: float, hits: int) -> None:
+        """Time a retrieval and count its hits."""
+        metrics.RETRIEVAL_DURATION.labels(_label(collection)).observe(seconds)
+        metrics.RETRIEVAL_HITS.labels(_label(collection)).inc(hits)
+
+    def cache_lookup(self, cache: str, result: telemetry.CacheResult) -> None:
+        """Count a cache hit or miss."""
+        metrics.CACHE_LOOKUPS.labels(_label(cache), result).inc()
+
+
+def with_telemetry(config: Mapping[str, Any], graph_id: str) -> dict[str, Any]:
+    """`config` with a `RunTelemetry` handler added to its callbacks."""
+    handler = RunTelemetry(graph_id)
+    callbacks = config.get("callbacks")
+    if callbacks is None:
+        merged: Any = [handler]
+    elif isinstance(callbacks, list):
+        merged = [*callbacks, handler]
+    else:  # a callback manager
+        merged = callbacks.copy()
+        merged.add_handler(handler, inherit=True)
+    return {**config, "callbacks": merged}
