@@ -337,6 +337,7 @@ class RunManager:
             extra={
                 "run_id": run["run_id"],
                 "thread_id": run["thread_id"],
+                "assistant_id": run["assistant_id"],
                 "graph_id": row["kwargs"]["graph_id"],
             },
         )
