@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
 
@@ -322,12 +322,19 @@ def serve(host: str, port: int) -> Callable[[], None]:
     return stop
 
 
-def render(queue: QueueStats | None = None) -> bytes:
-    """The process' metrics in Prometheus' text format, with the queue's when given."""
+def render(queue: QueueStats | None = None, up: Mapping[str, bool] | None = None) -> bytes:
+    """The process' metrics in Prometheus' text format, with the queue's when given, and
+    `trellis_<dependency>_up` for each dependency checked now (`up`: redis, qdrant)."""
     text = generate_latest(REGISTRY)
-    if queue is None:
-        return text
     scrape = CollectorRegistry(auto_describe=False)
+    for dependency, ok in sorted((up or {}).items()):
+        Gauge(
+            f"trellis_{dependency}_up",
+            f"Whether {dependency} answered a check during this scrape (1) or not (0).",
+            registry=scrape,
+        ).set(int(ok))
+    if queue is None:
+        return text + generate_latest(scrape)
     depth = Gauge(
         "trellis_run_queue_depth",
         "Pending runs in the queue (due: may start now; delayed: not before a later time).",

@@ -22,7 +22,7 @@ from server.core.logging import fields
 from server.core.settings import Settings
 from tests.server.http.test_metrics import Samples, parse, scrape, value, wait_run
 from tests.support.security import security_settings, trellis
-from tests.support.servers import ROOT, TEST_GRAPHS
+from tests.support.servers import ROOT, TEST_GRAPHS, free_port
 
 _SUPPORT = ROOT / "tests" / "support" / "graphs"
 
@@ -120,6 +120,20 @@ async def test_redis_commands_are_timed_by_name(served: httpx.AsyncClient) -> No
     # A resumable stream is read back from its Redis stream (XREAD or XRANGE).
     assert moved & {"XREAD", "XRANGE"}, moved
     assert all(command.isupper() and len(command) <= 32 for command in moved)
+
+
+async def test_dependencies_up_are_checked_on_each_scrape(
+    served: httpx.AsyncClient, telemetry_settings: Settings
+) -> None:
+    samples = await scrape(served)
+    assert value(samples, "trellis_redis_up") == 1
+    assert ("trellis_qdrant_up", ()) not in samples  # no QDRANT_URL: not used, not reported
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    broken = telemetry_settings.model_copy(update={"qdrant_url": closed})
+    async with trellis(broken) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
+        samples = await scrape(http)
+    assert value(samples, "trellis_qdrant_up") == 0
+    assert ("trellis_qdrant_up", ()) in samples
 
 
 async def test_a_write_after_the_lease_moved_on_is_counted_as_fenced(
