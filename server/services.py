@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.approvals.service import ApprovalService, ApprovalWebhook
-from server.core import metrics
+from server.core import metrics, tracing
 from server.core.settings import ROOT, Settings
 from server.core.types import JsonObject
 from server.db import assistant_rows, migrate
@@ -174,6 +174,7 @@ async def open_services(
         stack.push_async_callback(pool.close)
         stack.callback(metrics.watch_pool("sqlalchemy", lambda: engine_pool_stats(engine)))
         stack.callback(metrics.watch_pool("psycopg", lambda: psycopg_pool_stats(pool)))
+        stack.callback(tracing.configure(settings))
         if settings.metrics_enabled:
             tools_telemetry.install(ToolsTelemetry())
             stack.callback(tools_telemetry.uninstall)

@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from typing import Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Literal, TypeVar, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -28,7 +28,7 @@ from langgraph.runtime import RunControl
 from langgraph.types import Durability
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.core import metrics
+from server.core import metrics, tracing
 from server.core.encoding import dumps, to_jsonable
 from server.core.logging import bind_run, install_context
 from server.core.types import (
@@ -63,6 +63,9 @@ from server.runs.run_telemetry import with_telemetry
 from server.runs.signals import DONE_CHANNEL, RUNS_CHANNEL, Completions
 from server.runs.stream import FinalCheckpoint, stream_run
 from server.runs.webhooks import WebhookSender, run_payload
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 log = logging.getLogger("trellis.runs")
 
@@ -312,6 +315,27 @@ class Executor:
     # execution ------------------------------------------------------------
 
     async def _execute(self, run: RunRow, assistant: RunAssistant | None) -> None:
+        tracer = tracing.current()
+        if tracer is None:
+            await self._execute_run(run, assistant, None)
+            return
+        kwargs = run["kwargs"]
+        with tracer.span(
+            f"run {kwargs['graph_id']}",
+            parent=tracer.extract(kwargs.get("traceparent")),
+            attributes={
+                "trellis.run_id": str(run["run_id"]),
+                "trellis.thread_id": str(run["thread_id"]),
+                "trellis.assistant_id": str(run["assistant_id"]),
+                "trellis.graph_id": kwargs["graph_id"],
+                "trellis.attempt": int(run["attempt"]),
+            },
+        ) as span:
+            await self._execute_run(run, assistant, span)
+
+    async def _execute_run(
+        self, run: RunRow, assistant: RunAssistant | None, span: Span | None
+    ) -> None:
         run_id = str(run["run_id"])
         thread_id = run["thread_id"]
         kwargs = run["kwargs"]
@@ -348,8 +372,11 @@ class Executor:
                 payload = None  # resume from the last checkpoint of this run
             context = self.limits.clamp_context(run_context(run, assistant))
             config = self.limits.clamp(build_config(run, assistant, attempt))
-            if self.measure:
-                config = cast(RunnableConfig, with_telemetry(config, kwargs["graph_id"]))
+            if self.measure or span is not None:
+                config = cast(
+                    RunnableConfig,
+                    with_telemetry(config, kwargs["graph_id"], measure=self.measure, span=span),
+                )
             limit = self.limits.timeout_for(config)
             # Measured from the run's first start: a takeover does not restart the clock.
             begun = run.get("started_at") or datetime.now(UTC)
@@ -433,6 +460,10 @@ class Executor:
                 "run failed",
                 extra={"run_id": run_id, "thread_id": str(thread_id), "error": error},
             )
+        if span is not None:
+            span.set_attribute("trellis.status", status)
+            if error is not None:
+                span.set_attribute("trellis.error", str(error.get("error")))
         # The `error` event is published once the outcome is recorded (`_finish`): a run
         # that is retried instead never tells its readers it failed.
         await self._finish(run, loaded, status, error, started, final)

@@ -10,6 +10,7 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from server.core import tracing
 from server.core.logging import RequestInfo, serving
 from server.core.metrics import HTTP_DURATION
 from server.http.asgi import ROUTE_STATE
@@ -73,12 +74,34 @@ class RequestContext:
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
             await send(message)
 
+        span = None
+        if (tracer := tracing.current()) is not None:
+            span = tracer.start(
+                f"{scope['method']} request",
+                parent=tracer.extract(traceparent),
+                kind=tracer.server,
+                attributes={
+                    "http.request.method": scope["method"],
+                    "trellis.request_id": request_id,
+                },
+            )
+            traceparent = tracer.traceparent(span)  # the runs it creates join its trace
         try:
             with serving(RequestInfo(request_id, traceparent)):
                 await self.app(scope, receive, send_with_id)
+        except BaseException as error:
+            if span is not None:
+                tracing.failed(span, error)
+            raise
         finally:
             elapsed = time.perf_counter() - started
             method = scope["method"] if scope["method"] in _METHODS else "other"
+            if span is not None:
+                route = route_label(scope)
+                span.update_name(f"{scope['method']} {route}")
+                span.set_attribute("http.route", route)
+                span.set_attribute("http.response.status_code", status)
+                span.end()
             if self.measure:
                 HTTP_DURATION.labels(method, route_label(scope), str(status)).observe(elapsed)
             log.info(
