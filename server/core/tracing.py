@@ -177,11 +177,8 @@ def describe(settings: Settings) -> tuple[bool, str, str | None]:
     to do when it is not."""
     exporter = settings.otel_traces_exporter
     if exporter == "none":
-        return (
-            True,
-            "off (OTEL_TRACES_EXPORTER=none)",
-            None,
-        )
+        hint = "" if available() else f"; to trace, {_INSTALL_HINT}"
+        return True, f"off (set OTEL_TRACES_EXPORTER=otlp or console to trace){hint}", None
     if not available():
         return False, f"OTEL_TRACES_EXPORTER={exporter} but OpenTelemetry is missing", _INSTALL_HINT
     if exporter == "console":
