@@ -8,7 +8,6 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
 
 from langgraph.store.postgres.aio import AsyncPostgresStore
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -83,7 +82,7 @@ class MeteredRedis(Redis):
     """A Redis client whose commands are timed (`trellis_redis_command_duration_seconds`, by
     command name: a bounded set). Pipelines are not: they are timed as a whole nowhere."""
 
-    async def execute_command(self, *args: Any, **options: Any) -> Any:
+    async def execute_command(self, *args: object, **options: object) -> object:
         """Run one command, timed."""
         started = time.perf_counter()
         outcome = "error"

@@ -373,10 +373,7 @@ class Executor:
             context = self.limits.clamp_context(run_context(run, assistant))
             config = self.limits.clamp(build_config(run, assistant, attempt))
             if self.measure or span is not None:
-                config = cast(
-                    RunnableConfig,
-                    with_telemetry(config, kwargs["graph_id"], measure=self.measure, span=span),
-                )
+                config = with_telemetry(config, kwargs["graph_id"], measure=self.measure, span=span)
             limit = self.limits.timeout_for(config)
             # Measured from the run's first start: a takeover does not restart the clock.
             begun = run.get("started_at") or datetime.now(UTC)

@@ -12,11 +12,12 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.callbacks import BaseCallbackHandler, Callbacks
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, LLMResult
+from langchain_core.runnables import RunnableConfig
 from langgraph.errors import GraphBubbleUp
 
 from server.core import metrics, tracing
@@ -84,13 +85,13 @@ class RunTelemetry(BaseCallbackHandler):
 
     def on_chain_start(
         self,
-        serialized: dict[str, Any] | None,
-        inputs: Any,
+        serialized: dict[str, object] | None,
+        inputs: object,
         *,
         run_id: uuid.UUID,
         parent_run_id: uuid.UUID | None = None,
-        metadata: dict[str, Any] | None = None,
-        **kwargs: Any,
+        metadata: dict[str, object] | None = None,
+        **kwargs: object,
     ) -> None:
         """A node's step starts when the runnable LangGraph names after the node starts."""
         node = (metadata or {}).get("langgraph_node")
@@ -110,13 +111,13 @@ class RunTelemetry(BaseCallbackHandler):
             elif (parent := self._parent(parent_run_id)) is not None:
                 self._under[run_id] = parent
 
-    def on_chain_end(self, outputs: Any, *, run_id: uuid.UUID, **kwargs: Any) -> None:
+    def on_chain_end(self, outputs: object, *, run_id: uuid.UUID, **kwargs: object) -> None:
         """A node's step ended."""
         self._node_ended(run_id, "ok")
         if self._tracer is not None:
             self._close(run_id)
 
-    def on_chain_error(self, error: BaseException, *, run_id: uuid.UUID, **kwargs: Any) -> None:
+    def on_chain_error(self, error: BaseException, *, run_id: uuid.UUID, **kwargs: object) -> None:
         """A node's step raised (an interrupt is an ending of its own)."""
         self._node_ended(run_id, "interrupt" if isinstance(error, GraphBubbleUp) else "error")
         if self._tracer is not None:
@@ -134,17 +135,18 @@ class RunTelemetry(BaseCallbackHandler):
 
     def on_chat_model_start(
         self,
-        serialized: dict[str, Any] | None,
+        serialized: dict[str, object] | None,
         messages: list[list[BaseMessage]],
         *,
         run_id: uuid.UUID,
         parent_run_id: uuid.UUID | None = None,
-        metadata: dict[str, Any] | None = None,
-        **kwargs: Any,
+        metadata: dict[str, object] | None = None,
+        **kwargs: object,
     ) -> None:
         """A chat model call starts: its provider, model and prompt version from metadata."""
-        meta: Mapping[str, Any] = metadata or {}
-        params: Mapping[str, Any] = kwargs.get("invocation_params") or {}
+        meta: Mapping[str, object] = metadata or {}
+        invocation = kwargs.get("invocation_params")
+        params: Mapping[str, object] = invocation if isinstance(invocation, dict) else {}
         labels = (
             _label(meta.get("ls_provider")),
             _label(meta.get("ls_model_name") or params.get("model") or params.get("model_name")),
@@ -166,7 +168,7 @@ class RunTelemetry(BaseCallbackHandler):
                 },
             )
 
-    def on_llm_end(self, response: LLMResult, *, run_id: uuid.UUID, **kwargs: Any) -> None:
+    def on_llm_end(self, response: LLMResult, *, run_id: uuid.UUID, **kwargs: object) -> None:
         """A model call answered: its latency and the tokens the provider reported."""
         tokens_in = tokens_out = 0
         for generations in response.generations:
@@ -192,7 +194,7 @@ class RunTelemetry(BaseCallbackHandler):
         if tokens_out:
             metrics.MODEL_TOKENS.labels(*labels, "out").inc(tokens_out)
 
-    def on_llm_error(self, error: BaseException, *, run_id: uuid.UUID, **kwargs: Any) -> None:
+    def on_llm_error(self, error: BaseException, *, run_id: uuid.UUID, **kwargs: object) -> None:
         """A model call failed."""
         if self._tracer is not None:
             self._close(run_id, error)
@@ -206,24 +208,24 @@ class RunTelemetry(BaseCallbackHandler):
 
     def on_tool_start(
         self,
-        serialized: dict[str, Any] | None,
+        serialized: dict[str, object] | None,
         input_str: str,
         *,
         run_id: uuid.UUID,
         parent_run_id: uuid.UUID | None = None,
-        **kwargs: Any,
+        **kwargs: object,
     ) -> None:
         """A tool call starts (a span only)."""
         if self._tracer is not None:
             name = _label(kwargs.get("name") or (serialized or {}).get("name"), "tool")
             self._open(run_id, parent_run_id, f"tool {name}", {"trellis.tool": name})
 
-    def on_tool_end(self, output: Any, *, run_id: uuid.UUID, **kwargs: Any) -> None:
+    def on_tool_end(self, output: object, *, run_id: uuid.UUID, **kwargs: object) -> None:
         """A tool call ended."""
         if self._tracer is not None:
             self._close(run_id)
 
-    def on_tool_error(self, error: BaseException, *, run_id: uuid.UUID, **kwargs: Any) -> None:
+    def on_tool_error(self, error: BaseException, *, run_id: uuid.UUID, **kwargs: object) -> None:
         """A tool call raised."""
         if self._tracer is not None:
             self._close(run_id, error)
@@ -251,13 +253,14 @@ class ToolsTelemetry:
 
 
 def with_telemetry(
-    config: Mapping[str, Any], graph_id: str, *, measure: bool = True, span: Span | None = None
-) -> dict[str, Any]:
+    config: RunnableConfig, graph_id: str, *, measure: bool = True, span: Span | None = None
+) -> RunnableConfig:
     """`config` with a `RunTelemetry` handler added to its callbacks."""
     handler = RunTelemetry(graph_id, measure=measure, span=span)
     callbacks = config.get("callbacks")
+    merged: Callbacks
     if callbacks is None:
-        merged: Any = [handler]
+        merged = [handler]
     elif isinstance(callbacks, list):
         merged = [*callbacks, handler]
     else:  # a callback manager
