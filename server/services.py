@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.approvals.service import ApprovalService, ApprovalWebhook
-from server.core import metrics
+from server.core import metrics, tracing
 from server.core.settings import ROOT, Settings
 from server.core.types import JsonObject
 from server.db import assistant_rows, migrate
@@ -32,8 +33,10 @@ from server.runs.listener import Listener
 from server.runs.manager import RunManager
 from server.runs.redis_events import RedisEventBus
 from server.runs.run_limits import RunLimits
+from server.runs.run_telemetry import ToolsTelemetry
 from server.runs.signals import Completions, ThreadRuns
 from server.runs.webhooks import WebhookPolicy, WebhookSender
+from tools import telemetry as tools_telemetry
 
 log = logging.getLogger("trellis")
 
@@ -75,6 +78,26 @@ def engine_pool_stats(engine: AsyncEngine) -> metrics.PoolStats:
     return metrics.PoolStats(in_use + idle, in_use, None)
 
 
+class MeteredRedis(Redis):
+    """A Redis client whose commands are timed (`trellis_redis_command_duration_seconds`, by
+    command name: a bounded set). Pipelines are not: they are timed as a whole nowhere."""
+
+    async def execute_command(self, *args: object, **options: object) -> object:
+        """Run one command, timed."""
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            result = await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+            outcome = "ok"
+            return result
+        finally:
+            name = args[0] if args else "?"
+            command = name.decode() if isinstance(name, bytes) else str(name)
+            metrics.REDIS_DURATION.labels(command.upper()[:32], outcome).observe(
+                time.perf_counter() - started
+            )
+
+
 async def open_redis(settings: Settings, *, required: bool = False) -> Redis | None:
     """A Redis client when Redis answers at `REDIS_URL`, else None (said in the log).
 
@@ -88,7 +111,8 @@ async def open_redis(settings: Settings, *, required: bool = False) -> Redis | N
         socket_connect_timeout=2,
         socket_timeout=None,
     )
-    redis = Redis.from_pool(pool)  # the client owns the pool: `aclose` closes both
+    client = MeteredRedis if settings.metrics_enabled else Redis
+    redis = client.from_pool(pool)  # the client owns the pool: `aclose` closes both
     try:
         await redis.ping()
     except (RedisError, OSError) as error:
@@ -149,6 +173,10 @@ async def open_services(
         stack.push_async_callback(pool.close)
         stack.callback(metrics.watch_pool("sqlalchemy", lambda: engine_pool_stats(engine)))
         stack.callback(metrics.watch_pool("psycopg", lambda: psycopg_pool_stats(pool)))
+        stack.callback(tracing.configure(settings))
+        if settings.metrics_enabled:
+            tools_telemetry.install(ToolsTelemetry())
+            stack.callback(tools_telemetry.uninstall)
         serde = StrictSerializer(parse_type(t) for t in settings.checkpoint_allowed_types)
         checkpointer = FencedPostgresSaver(pool, serde=serde)
         await checkpointer.setup()
@@ -234,6 +262,7 @@ async def open_services(
                 thread_values_max_bytes=settings.thread_values_max_bytes,
                 limits=run_limits,
                 owner_share=settings.owner_run_share,
+                measure=settings.metrics_enabled,
             )
         listener = Listener(
             settings.psycopg_url,

@@ -20,7 +20,7 @@ async def run_worker(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     stop_metrics = None
-    if settings.metrics_port is not None:
+    if settings.metrics_enabled and settings.metrics_port is not None:
         stop_metrics = metrics.serve(settings.metrics_host, settings.metrics_port)
         log.info("worker metrics", extra={"port": settings.metrics_port})
     try:

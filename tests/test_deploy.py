@@ -15,8 +15,11 @@ DEPLOY = ROOT / "deploy"
 
 
 def exported() -> set[str]:
-    """Every sample name a scrape of the API can show (queue gauges included)."""
-    text = metrics.render(metrics.QueueStats(due=0, delayed=0, oldest_age_seconds=0.0))
+    """Every sample name a scrape of the API can show (queue and dependency gauges included)."""
+    text = metrics.render(
+        metrics.QueueStats(due=0, delayed=0, oldest_age_seconds=0.0),
+        up={"redis": True, "qdrant": True},
+    )
     names = set()
     for family in text_string_to_metric_families(text.decode()):
         names.add(family.name)
@@ -48,3 +51,15 @@ def test_prometheus_scrapes_the_api_and_the_workers_metrics_port() -> None:
     assert jobs["trellis-worker"]["dns_sd_configs"][0]["port"] == port
     assert compose["services"]["prometheus"]["profiles"] == ["observability"]
     assert compose["services"]["grafana"]["profiles"] == ["observability"]
+
+
+def test_the_observability_guide_lists_every_metric() -> None:
+    guide = (ROOT / "docs" / "observability.md").read_text()
+    families = {name for name in exported() if name.startswith("trellis_")}
+    missing = {
+        name
+        for name in families
+        if name not in guide
+        and not name.endswith(("_total", "_bucket", "_count", "_sum", "_created"))
+    }
+    assert missing == set()

@@ -7,4 +7,5 @@ retrieval.py   VectorIndex on Qdrant, chunking and ingestion, the sample corpus
 images.py      image intake: limits, preprocessing, OCR, facts
 net.py         the outbound request guard for URLs someone else chose
 cache.py       byte caches with a TTL, cache keys, the caching embedder
+telemetry.py   the hooks tools call for metrics (retries, fallbacks, retrievals, cache hits)
 """

@@ -21,6 +21,7 @@ import orjson
 import redis.asyncio
 from redis.exceptions import RedisError
 
+from tools import telemetry
 from tools.embeddings import Embedder
 
 __all__ = ["Cache", "CachedEmbedder", "MemoryCache", "RedisCache", "cache_key"]
@@ -172,7 +173,9 @@ class CachedEmbedder:
         vectors: list[list[float] | None] = []
         for key in keys:
             # Sequential on purpose: one round trip each, no connection-pool burst.
-            vectors.append(self._decode(await self._cache.get(key)))
+            vector = self._decode(await self._cache.get(key))
+            telemetry.current().cache_lookup("embedding", "miss" if vector is None else "hit")
+            vectors.append(vector)
         missing = list(dict.fromkeys(t for t, v in zip(texts, vectors, strict=True) if v is None))
         if missing:
             fresh: dict[str, list[float]] = {}

@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import os
 import re
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from typing import Protocol, Self
 
 from qdrant_client import AsyncQdrantClient, models
 
+from tools import telemetry
 from tools.embeddings import Embedder
 
 __all__ = [
@@ -327,6 +329,7 @@ class QdrantIndex:
         `shared=False` leaves the shared collection out: only `owner`'s own part is searched
         (see `resolve_collection` for which names are shared).
         """
+        started = time.perf_counter()
         query_filter = (
             models.Filter(must=[_match(k, v) for k, v in filters.items()]) if filters else None
         )
@@ -340,7 +343,9 @@ class QdrantIndex:
         found: list[Passage] = []
         for target in targets:
             found += await self._query(target, vector, top_k, score_threshold, query_filter)
-        return sorted(found, key=lambda p: p.score, reverse=True)[:top_k]
+        passages = sorted(found, key=lambda p: p.score, reverse=True)[:top_k]
+        telemetry.current().retrieved(collection, time.perf_counter() - started, len(passages))
+        return passages
 
     async def _query(
         self,

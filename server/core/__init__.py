@@ -9,4 +9,5 @@ types.py     JSON aliases, status literals, resource rows as TypedDicts
 audit.py     security events
 logging.py   log set-up: JSON or text lines
 metrics.py   Prometheus metrics (`trellis_*`): definitions, pool gauges, rendering
+tracing.py   OpenTelemetry spans (optional `otel` extra; off and free by default)
 """

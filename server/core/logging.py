@@ -3,9 +3,13 @@ context; and how a fatal error is reported (the full record, then one line for a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import sys
+from collections.abc import Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import orjson
@@ -17,13 +21,70 @@ _BARE = re.compile(r"^[^\s\"'=]+$")
 log = logging.getLogger("trellis")
 
 
+@dataclass(frozen=True)
+class RequestInfo:
+    """The request being served: what a run it creates keeps of it."""
+
+    request_id: str
+    traceparent: str | None = None
+    """Its W3C `traceparent` header, when it had a valid one."""
+
+
+_REQUEST: ContextVar[RequestInfo | None] = ContextVar("trellis_request", default=None)
+_RUN: ContextVar[dict[str, str] | None] = ContextVar("trellis_log_run", default=None)
+
+
+def current_request() -> RequestInfo | None:
+    """The request this code serves (None outside one)."""
+    return _REQUEST.get()
+
+
+@contextlib.contextmanager
+def serving(request: RequestInfo) -> Iterator[None]:
+    """Within: `current_request()` is `request` and log lines carry its `request_id`."""
+    token = _REQUEST.set(request)
+    try:
+        yield
+    finally:
+        _REQUEST.reset(token)
+
+
+def bind_run(**context: str) -> None:
+    """From here on in this task (and the tasks it starts), every log line carries
+    `context` (a run's run_id, thread_id, assistant_id, request_id)."""
+    _RUN.set({**(_RUN.get() or {}), **context})
+
+
+_base_factory = logging.getLogRecordFactory()
+
+
+def _record_with_context(*args: object, **kwargs: object) -> logging.LogRecord:
+    record = _base_factory(*args, **kwargs)
+    # Kept aside (not as attributes: a call's own `extra` may name the same keys, which
+    # `makeRecord` refuses to overwrite); `fields` merges it under the call's own.
+    if (run := _RUN.get()) is not None:
+        record._trellis_context = run
+    elif (request := _REQUEST.get()) is not None:
+        record._trellis_context = {"request_id": request.request_id}
+    return record
+
+
+def install_context() -> None:
+    """Let every log record carry the run or request context (idempotent)."""
+    if logging.getLogRecordFactory() is not _record_with_context:
+        logging.setLogRecordFactory(_record_with_context)
+
+
 def fields(record: logging.LogRecord) -> dict[str, object]:
-    """A record's structured fields: what its `extra=` added to the standard attributes."""
-    return {
-        key: value
+    """A record's structured fields: the run or request it was logged in (`bind_run`,
+    `serving`), then what its `extra=` added to the standard attributes."""
+    context: dict[str, object] = dict(getattr(record, "_trellis_context", None) or {})
+    context.update(
+        (key, value)
         for key, value in record.__dict__.items()
         if key not in _STANDARD and not key.startswith("_")
-    }
+    )
+    return context
 
 
 class JsonFormatter(logging.Formatter):
@@ -69,6 +130,7 @@ class TextFormatter(logging.Formatter):
 
 def configure(level: str, fmt: str) -> None:
     """Install the root handler once (idempotent)."""
+    install_context()
     root = logging.getLogger()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())

@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
 
@@ -61,6 +61,76 @@ RUN_DURATION = Histogram(
 LEASE_TAKEOVERS = Counter(
     "trellis_run_lease_takeovers_total",
     "Runs whose worker's lease lapsed, requeued by a sweep for another worker to take over.",
+)
+RUN_FIRST_EVENT = Histogram(
+    "trellis_run_first_event_seconds",
+    "Time from a run execution's start to the first part its graph streamed.",
+    ["graph_id"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+FENCED_WRITES = Counter(
+    "trellis_run_fenced_writes_total",
+    "Writes refused because the worker no longer held the run's lease, by write "
+    "(checkpoint: a step's checkpoint; outcome: the run's ending).",
+    ["write"],
+)
+CANCELLATIONS = Counter(
+    "trellis_run_cancellations_total",
+    "Runs cancelled, by action (interrupt, rollback) and what the run was (pending, running).",
+    ["action", "state"],
+)
+NODE_DURATION = Histogram(
+    "trellis_node_duration_seconds",
+    "Duration of a graph node's step, by graph, node and outcome (ok, error).",
+    ["graph_id", "node", "outcome"],
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+MODEL_CALLS = Counter(
+    "trellis_model_calls_total",
+    "Chat model calls, by provider, model, prompt version and outcome (ok, error).",
+    ["provider", "model", "prompt_version", "outcome"],
+)
+MODEL_DURATION = Histogram(
+    "trellis_model_call_duration_seconds",
+    "Chat model call latency, by provider, model and prompt version.",
+    ["provider", "model", "prompt_version"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
+MODEL_TOKENS = Counter(
+    "trellis_model_tokens_total",
+    "Tokens of chat model calls as the provider reported them, by direction (in, out).",
+    ["provider", "model", "prompt_version", "direction"],
+)
+TOOL_RETRIES = Counter(
+    "trellis_tool_retries_total",
+    "Calls the tools layer retried (a model or embedding request), by operation.",
+    ["operation"],
+)
+TOOL_FALLBACKS = Counter(
+    "trellis_tool_fallbacks_total",
+    "Times the tools layer fell back to a lesser path, by operation and fallback used.",
+    ["operation", "fallback"],
+)
+RETRIEVAL_DURATION = Histogram(
+    "trellis_retrieval_duration_seconds",
+    "Retriever search latency, by collection.",
+    ["collection"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+RETRIEVAL_HITS = Counter(
+    "trellis_retrieval_hits_total", "Documents retrievers returned, by collection.", ["collection"]
+)
+CACHE_LOOKUPS = Counter(
+    "trellis_cache_lookups_total",
+    "Cache lookups of the tools layer, by cache and result (hit, miss); the hit ratio is "
+    "hit / (hit + miss).",
+    ["cache", "result"],
+)
+REDIS_DURATION = Histogram(
+    "trellis_redis_command_duration_seconds",
+    "Redis command latency, by command name and outcome (ok, error).",
+    ["command", "outcome"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
 )
 HTTP_DURATION = Histogram(
     "trellis_http_request_duration_seconds",
@@ -155,6 +225,16 @@ def run_started(graph_id: str) -> None:
     RUNS_STARTED.labels(graph_id).inc()
 
 
+def run_cancelled(action: str, state: str) -> None:
+    """Count one run cancelled with `action` while `state` (pending or running)."""
+    CANCELLATIONS.labels(action, state).inc()
+
+
+def fenced_write(write: str) -> None:
+    """Count one write refused by the lease fence (`checkpoint` or `outcome`)."""
+    FENCED_WRITES.labels(write).inc()
+
+
 def run_finished(graph_id: str, status: str, seconds: float) -> None:
     """Count one run execution ended with `status`, after `seconds`."""
     RUNS_FINISHED.labels(graph_id, status).inc()
@@ -242,12 +322,19 @@ def serve(host: str, port: int) -> Callable[[], None]:
     return stop
 
 
-def render(queue: QueueStats | None = None) -> bytes:
-    """The process' metrics in Prometheus' text format, with the queue's when given."""
+def render(queue: QueueStats | None = None, up: Mapping[str, bool] | None = None) -> bytes:
+    """The process' metrics in Prometheus' text format, with the queue's when given, and
+    `trellis_<dependency>_up` for each dependency checked now (`up`: redis, qdrant)."""
     text = generate_latest(REGISTRY)
-    if queue is None:
-        return text
     scrape = CollectorRegistry(auto_describe=False)
+    for dependency, ok in sorted((up or {}).items()):
+        Gauge(
+            f"trellis_{dependency}_up",
+            f"Whether {dependency} answered a check during this scrape (1) or not (0).",
+            registry=scrape,
+        ).set(int(ok))
+    if queue is None:
+        return text + generate_latest(scrape)
     depth = Gauge(
         "trellis_run_queue_depth",
         "Pending runs in the queue (due: may start now; delayed: not before a later time).",

@@ -125,6 +125,19 @@ class Settings(BaseSettings):
     None (default): a worker exports none."""
     metrics_host: str = "127.0.0.1"
     """Where a worker's metrics port listens."""
+    otel_traces_exporter: Literal["none", "otlp", "console"] = "none"
+    """OpenTelemetry traces (the `otel` extra): `otlp` sends spans to
+    `OTEL_EXPORTER_OTLP_ENDPOINT` over HTTP, `console` prints them; `none` (default): off,
+    and free (no span is made)."""
+    otel_exporter_otlp_endpoint: str = "http://localhost:4318"
+    """The OTLP/HTTP collector (`/v1/traces` is appended, as the OpenTelemetry spec says)."""
+    otel_exporter_otlp_headers: SecretStr | None = None
+    """Headers for the collector, `key=value` pairs separated by commas (an API key...)."""
+    otel_service_name: str = "trellis"
+    """The `service.name` of every span."""
+    metrics_enabled: bool = True
+    """Off: `GET /metrics` answers 404, a worker serves no metrics port, and runs, requests
+    and Redis commands are not measured (no callback handler, no timers)."""
 
     graphs_config: Path = ROOT / "langgraph.json"
     default_durability: Durability = "sync"

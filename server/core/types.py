@@ -107,6 +107,10 @@ class RunKwargs(TypedDict, total=False):
     checkpoint_during: bool
     durability: Durability
     feedback_keys: list[str]
+    request_id: str
+    """The id of the request that created the run (its log lines carry it)."""
+    traceparent: str
+    """The W3C trace context of that request, when it had one (the run's spans join it)."""
 
 
 class _RunFields(TypedDict):

@@ -79,7 +79,7 @@ def create_app(settings: Settings, *, worker: bool = True) -> FastAPI:
             cors_origins=settings.cors_origins,
         )
     app.add_middleware(SecurityHeaders, hsts_seconds=settings.hsts_seconds)
-    app.add_middleware(RequestContext)
+    app.add_middleware(RequestContext, measure=settings.metrics_enabled)
     if settings.forwarded_allow_ips:
         # Here rather than in uvicorn (started with `proxy_headers=False` everywhere, whose
         # default trusts 127.0.0.1): the same trust for `trellis serve` and for tests.

@@ -16,8 +16,11 @@ import subprocess
 from collections.abc import Awaitable, Callable
 
 from langgraph.checkpoint.memory import InMemorySaver
+from sqlalchemy import exc, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.builtin_toolbox import uses_openai
+from server.core import tracing
 from server.core.settings import Settings
 from server.db.engine import create_engine
 from server.graph_host.registry import GraphRegistry
@@ -33,7 +36,7 @@ from server.ops.health import (
 from tools.images import OCR_INSTALL_HINT, find_tesseract
 from tools.models.openai_provider import check_endpoint
 
-WARN_ONLY = frozenset({"redis", "tesseract"})
+WARN_ONLY = frozenset({"redis", "tesseract", "extensions", "tracing"})
 """Checks whose failure limits Trellis without stopping it."""
 
 
@@ -96,6 +99,60 @@ async def check_qdrant_setting(settings: Settings) -> Check:
     return await check_qdrant(settings.qdrant_url, key)
 
 
+PG_STAT_STATEMENTS_HOW = (
+    "to see the slowest statements here: add pg_stat_statements to shared_preload_libraries "
+    "in postgresql.conf, restart Postgres, then run CREATE EXTENSION pg_stat_statements"
+)
+
+_TOP_STATEMENTS = text(
+    """
+    SELECT calls, total_exec_time, regexp_replace(query, '\\s+', ' ', 'g') AS query
+    FROM pg_stat_statements
+    WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+    ORDER BY total_exec_time DESC
+    LIMIT 3
+    """
+)
+
+
+async def check_extensions(engine: AsyncEngine) -> Check:
+    """The extensions installed in Trellis' database; with pg_stat_statements, the three
+    statements that took the most time in all (normalized text: never a parameter)."""
+    async with engine.connect() as conn:
+        found = await conn.execute(text("SELECT extname, extversion FROM pg_extension"))
+        installed: dict[str, str] = {str(name): str(version) for name, version in found.all()}
+        listed = ", ".join(f"{name} {version}" for name, version in sorted(installed.items()))
+        if "pg_stat_statements" not in installed:
+            return Check(
+                "extensions", False, f"{listed}; pg_stat_statements not installed",
+                PG_STAT_STATEMENTS_HOW,
+            )  # fmt: skip
+        try:
+            rows = (await conn.execute(_TOP_STATEMENTS)).all()
+        except exc.DBAPIError as error:
+            first = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+            return Check(
+                "extensions", False, f"{listed}; pg_stat_statements: {first}"[:300],
+                PG_STAT_STATEMENTS_HOW,
+            )  # fmt: skip
+    top = "; ".join(
+        f"{index}) {total:.1f} ms in {calls} calls: {_shorten(query, 60)}"
+        for index, (calls, total, query) in enumerate(rows, start=1)
+    )
+    return Check("extensions", True, f"{listed}; top statements by total time: {top or 'none'}")
+
+
+def _shorten(query: str, limit: int) -> str:
+    query = query.strip()
+    return query if len(query) <= limit else query[: limit - 1] + "…"
+
+
+async def check_tracing(settings: Settings) -> Check:
+    """Whether OpenTelemetry tracing is on, and can be (the `otel` extra)."""
+    ok, detail, fix = tracing.describe(settings)
+    return Check("tracing", ok, detail, fix)
+
+
 async def check_served_graphs(settings: Settings) -> Check:
     """Every graph of `langgraph.json` imports and compiles."""
     try:
@@ -115,6 +172,7 @@ async def diagnose(settings: Settings) -> list[Check]:
         checks: list[tuple[str, Callable[[], Awaitable[Check]]]] = [
             ("postgres", lambda: check_postgres(engine, settings.psycopg_url)),
             ("migrations", lambda: check_migrations(engine)),
+            ("extensions", lambda: check_extensions(engine)),
             (
                 "redis",
                 lambda: check_redis(settings.redis_url, "run events, caches and rate limits"),
@@ -122,12 +180,14 @@ async def diagnose(settings: Settings) -> list[Check]:
             ("qdrant", lambda: check_qdrant_setting(settings)),
             ("model endpoint", lambda: check_model_endpoint(settings)),
             ("tesseract", lambda: check_tesseract(settings)),
+            ("tracing", lambda: check_tracing(settings)),
         ]
         results = await asyncio.gather(*(timed(name, check) for name, check in checks))
     finally:
         await engine.dispose()
     if not results[0].ok:  # without Postgres, whether the schema is at head is unknown
         results[1] = Check("migrations", False, "unknown: Postgres does not answer", "see above")
+        results[2] = Check("extensions", False, "unknown: Postgres does not answer", "see above")
     graphs = await check_served_graphs(settings) if configuration.ok else None
     return [configuration, *results, *([graphs] if graphs is not None else [])]
 

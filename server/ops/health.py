@@ -121,6 +121,18 @@ async def check_qdrant(url: str, api_key: str | None) -> Check:
     return Check("qdrant", True, f"ready at {url}")
 
 
+async def dependencies_up(settings: Settings, *, redis_connected: bool) -> dict[str, bool]:
+    """Whether Redis and Qdrant answer, for those this process uses (`/metrics`' gauges)."""
+    checks: list[Awaitable[Check]] = []
+    if (why := redis_use(settings, redis_connected)) is not None:
+        checks.append(timed("redis", lambda: check_redis(settings.redis_url, why)))
+    if settings.qdrant_url is not None:
+        key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+        url = settings.qdrant_url
+        checks.append(timed("qdrant", lambda: check_qdrant(url, key)))
+    return {check.name: check.ok for check in await asyncio.gather(*checks)}
+
+
 def check_graphs(registry: GraphRegistry) -> Check:
     """Whether every graph of `langgraph.json` loaded."""
     broken = [graph for graph in registry if graph.error is not None]

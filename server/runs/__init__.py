@@ -14,4 +14,6 @@ stream.py         graph.astream parts → run events
 thread_stream.py  a thread's stream: the events of its runs, one run after the other
 thread_protocol.py  the thread event streaming protocol: filters, protocol events, commands
 webhooks.py       run-completion webhooks
+run_telemetry.py  node, model and tool metrics and spans of a run (a LangChain callback
+                  handler), and the tools layer's telemetry hooks as metrics
 """

@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from typing import Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Literal, TypeVar, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -28,8 +28,9 @@ from langgraph.runtime import RunControl
 from langgraph.types import Durability
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.core import metrics
+from server.core import metrics, tracing
 from server.core.encoding import dumps, to_jsonable
+from server.core.logging import bind_run, install_context
 from server.core.types import (
     CancelAction,
     Interrupts,
@@ -58,9 +59,13 @@ from server.runs.run_config import (
     run_context,
 )
 from server.runs.run_limits import RunLimits
+from server.runs.run_telemetry import with_telemetry
 from server.runs.signals import DONE_CHANNEL, RUNS_CHANNEL, Completions
 from server.runs.stream import FinalCheckpoint, stream_run
 from server.runs.webhooks import WebhookSender, run_payload
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 log = logging.getLogger("trellis.runs")
 
@@ -107,8 +112,13 @@ class Executor:
         thread_values_max_bytes: int = 16_384,
         limits: RunLimits | None = None,
         owner_share: int | None = None,
+        measure: bool = True,
     ) -> None:
         self.engine = engine
+        self.measure = measure
+        """Whether runs are measured beyond counting them: node steps, model calls, time
+        to the first event (`METRICS_ENABLED`)."""
+        install_context()
         self.limits = limits or RunLimits()
         """Ceilings on what a run's config and context ask, and its timeout."""
         self.owner_share = owner_share or concurrency
@@ -305,6 +315,27 @@ class Executor:
     # execution ------------------------------------------------------------
 
     async def _execute(self, run: RunRow, assistant: RunAssistant | None) -> None:
+        tracer = tracing.current()
+        if tracer is None:
+            await self._execute_run(run, assistant, None)
+            return
+        kwargs = run["kwargs"]
+        with tracer.span(
+            f"run {kwargs['graph_id']}",
+            parent=tracer.extract(kwargs.get("traceparent")),
+            attributes={
+                "trellis.run_id": str(run["run_id"]),
+                "trellis.thread_id": str(run["thread_id"]),
+                "trellis.assistant_id": str(run["assistant_id"]),
+                "trellis.graph_id": kwargs["graph_id"],
+                "trellis.attempt": int(run["attempt"]),
+            },
+        ) as span:
+            await self._execute_run(run, assistant, span)
+
+    async def _execute_run(
+        self, run: RunRow, assistant: RunAssistant | None, span: Span | None
+    ) -> None:
         run_id = str(run["run_id"])
         thread_id = run["thread_id"]
         kwargs = run["kwargs"]
@@ -312,6 +343,12 @@ class Executor:
         started = time.perf_counter()
         CURRENT_FENCE.set(Fence(run["run_id"], self.worker_id, int(run["lease_epoch"])))
         remember_lists()
+        bind_run(
+            run_id=run_id,
+            thread_id=str(thread_id),
+            assistant_id=str(run["assistant_id"]),
+            **({"request_id": kwargs["request_id"]} if "request_id" in kwargs else {}),
+        )
         log.info(
             "run started",
             extra={"run_id": run_id, "thread_id": str(thread_id), "attempt": attempt},
@@ -335,6 +372,8 @@ class Executor:
                 payload = None  # resume from the last checkpoint of this run
             context = self.limits.clamp_context(run_context(run, assistant))
             config = self.limits.clamp(build_config(run, assistant, attempt))
+            if self.measure or span is not None:
+                config = with_telemetry(config, kwargs["graph_id"], measure=self.measure, span=span)
             limit = self.limits.timeout_for(config)
             # Measured from the run's first start: a takeover does not restart the clock.
             begun = run.get("started_at") or datetime.now(UTC)
@@ -354,6 +393,7 @@ class Executor:
             ):
                 fitted = fit_context(graph, context, run["owner"])
                 drop_unfitted(config, context, fitted)
+                first = self.measure
                 async for name, data in stream_run(
                     graph,
                     payload,
@@ -367,6 +407,11 @@ class Executor:
                     control=self._controls[run_id],
                     final=final,
                 ):
+                    if first:
+                        first = False
+                        metrics.RUN_FIRST_EVENT.labels(kwargs["graph_id"]).observe(
+                            time.perf_counter() - started
+                        )
                     if quiet and not await self.events.listened(run_id):
                         continue  # its request waits for the output; nobody follows its events
                     await self.events.publish(run_id, name, dumps(data))
@@ -376,6 +421,7 @@ class Executor:
                 return
             status = "interrupted"
         except LeaseLost:
+            metrics.fenced_write("checkpoint")
             log.error("lost the lease mid-run; another worker owns it", extra={"run_id": run_id})
             return
         except asyncio.CancelledError:
@@ -411,6 +457,10 @@ class Executor:
                 "run failed",
                 extra={"run_id": run_id, "thread_id": str(thread_id), "error": error},
             )
+        if span is not None:
+            span.set_attribute("trellis.status", status)
+            if error is not None:
+                span.set_attribute("trellis.error", str(error.get("error")))
         # The `error` event is published once the outcome is recorded (`_finish`): a run
         # that is retried instead never tells its readers it failed.
         await self._finish(run, loaded, status, error, started, final)
@@ -548,6 +598,7 @@ class Executor:
         if not fenced and status != "rollback" and await self._recorded(run_id, status):
             fenced = True  # a retried write whose first try committed before the connection broke
         if not fenced:
+            metrics.fenced_write("outcome")
             log.error("run ended without its lease; outcome discarded", extra={"run_id": run_id})
             return
         if status in FAILED and error is not None:

@@ -25,6 +25,7 @@ from server.core import metrics
 from server.core.encoding import to_jsonable
 from server.core.errors import BadRequest, InvalidRequest, NotFound, NothingToResume, ThreadBusy
 from server.core.ids import parse_uuid, require_uuid, uuid7
+from server.core.logging import current_request
 from server.core.schemas import RunCreate
 from server.core.types import (
     CancelAction,
@@ -206,6 +207,9 @@ class RunManager:
                 action: CancelAction = "drain" if strategy == "interrupt" else "rollback"
                 for other in active:
                     other_uuid = uuid.UUID(other["run_id"])
+                    metrics.run_cancelled(
+                        "interrupt" if strategy == "interrupt" else "rollback", other["status"]
+                    )
                     if other["status"] == "running":
                         await run_rows.request_cancel(conn, other_uuid, action)
                         to_cancel.append(other["run_id"])
@@ -337,6 +341,10 @@ class RunManager:
         kwargs["waited"] = waited
         kwargs["stream_mode"] = body.stream_modes
         kwargs["auth_user"] = auth_user_for_run(owner)  # lets any worker rebuild the identity
+        if (request := current_request()) is not None:
+            kwargs["request_id"] = request.request_id
+            if request.traceparent is not None:
+                kwargs["traceparent"] = request.traceparent
         return cast(RunKwargs, kwargs)
 
     def _created(self, row: RunRow, assistant: RunAssistant | None) -> Run:
@@ -354,6 +362,7 @@ class RunManager:
             extra={
                 "run_id": run["run_id"],
                 "thread_id": run["thread_id"],
+                "assistant_id": run["assistant_id"],
                 "graph_id": row["kwargs"]["graph_id"],
             },
         )
@@ -524,6 +533,7 @@ class RunManager:
                 await thread_rows.set_state(conn, tid, status="idle", busy_if_queued=True)
             else:
                 await run_rows.request_cancel(conn, rid, action)
+        metrics.run_cancelled(action, "pending" if stopped else "running")
         if stopped:
             self.completions.done(run["run_id"])
             resumable = bool((run.get("kwargs") or {}).get("stream_resumable"))

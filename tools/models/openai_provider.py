@@ -41,6 +41,7 @@ from tenacity import (
 from typing_extensions import TypedDict
 
 from prompts import Prompt, load_prompt
+from tools import telemetry
 from tools.cache import Cache, cache_key
 from tools.models.provider import (
     Draft,
@@ -481,6 +482,7 @@ class OpenAIProvider:
         key = self._cache_key(prompt, model, inputs, owner)
         if key is not None and self._cache is not None:
             hit = await self._cache.get(key)
+            telemetry.current().cache_lookup("chat", "miss" if hit is None else "hit")
             if hit is not None:
                 self._log(role, model, prompt, 0.0, None, attempt=0, outcome="cache_hit")
                 return cast(_Result, json.loads(hit)), model
@@ -523,6 +525,8 @@ class OpenAIProvider:
         for chosen in candidates:
             if time.monotonic() >= deadline and last is not None:
                 break
+            if last is not None:
+                telemetry.current().fell_back("model", "fallback_model")
             try:
                 return await self._retrying(role, prompt, chosen, compute, deadline), chosen
             except ModelError:
@@ -571,6 +575,8 @@ class OpenAIProvider:
         async for attempt in retrying:
             with attempt:
                 number = attempt.retry_state.attempt_number
+                if number > 1:
+                    telemetry.current().retried("model")
                 started = time.perf_counter()
                 try:
                     async with asyncio.timeout_at(_loop_deadline(deadline)):

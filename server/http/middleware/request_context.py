@@ -4,17 +4,22 @@ as JSON (any Content-Type)."""
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from server.core import tracing
+from server.core.logging import RequestInfo, serving
 from server.core.metrics import HTTP_DURATION
 from server.http.asgi import ROUTE_STATE
 
 log = logging.getLogger("trellis.http")
 
 _JSON = b"application/json"
+_TRACEPARENT = re.compile(rb"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+"""A W3C `traceparent` header (version-trace id-parent id-flags)."""
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
@@ -36,21 +41,25 @@ class RequestContext:
     body `BodyGuard` parsed and checked (a body that is not JSON gets its 422 there).
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, measure: bool = True) -> None:
         self.app = app
+        self.measure = measure
+        """Whether request durations go to the metrics (`METRICS_ENABLED`)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = [(b"content-type", _JSON)]
-        request_id = None
+        request_id = traceparent = None
         for name, value in scope["headers"]:
             if name == b"content-type":
                 continue
             headers.append((name, value))
             if name == b"x-request-id" and 0 < len(value) <= 128 and value.isascii():
                 request_id = value.decode()
+            elif name == b"traceparent" and _TRACEPARENT.match(value):
+                traceparent = value.decode()
         request_id = request_id or uuid.uuid4().hex
         scope = {**scope, "headers": headers}
         scope.setdefault("state", {})["request_id"] = request_id
@@ -65,12 +74,36 @@ class RequestContext:
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
             await send(message)
 
+        span = None
+        if (tracer := tracing.current()) is not None:
+            span = tracer.start(
+                f"{scope['method']} request",
+                parent=tracer.extract(traceparent),
+                kind=tracer.server,
+                attributes={
+                    "http.request.method": scope["method"],
+                    "trellis.request_id": request_id,
+                },
+            )
+            traceparent = tracer.traceparent(span)  # the runs it creates join its trace
         try:
-            await self.app(scope, receive, send_with_id)
+            with serving(RequestInfo(request_id, traceparent)):
+                await self.app(scope, receive, send_with_id)
+        except BaseException as error:
+            if span is not None:
+                tracing.failed(span, error)
+            raise
         finally:
             elapsed = time.perf_counter() - started
             method = scope["method"] if scope["method"] in _METHODS else "other"
-            HTTP_DURATION.labels(method, route_label(scope), str(status)).observe(elapsed)
+            if span is not None:
+                route = route_label(scope)
+                span.update_name(f"{scope['method']} {route}")
+                span.set_attribute("http.route", route)
+                span.set_attribute("http.response.status_code", status)
+                span.end()
+            if self.measure:
+                HTTP_DURATION.labels(method, route_label(scope), str(status)).observe(elapsed)
             log.info(
                 "request",
                 extra={

@@ -14,7 +14,7 @@ from server.db.engine import ping
 from server.http.deps import ServicesDep
 from server.http.responses import JSONResponse
 from server.http.routes import CheckedRoute
-from server.ops.health import readiness
+from server.ops.health import dependencies_up, readiness
 
 log = logging.getLogger("trellis.health")
 
@@ -70,10 +70,17 @@ async def ready(services: ServicesDep) -> JSONResponse:
 
 @router.get("/metrics", include_in_schema=False)
 async def prometheus_metrics(services: ServicesDep) -> Response:
-    """This process' metrics in Prometheus' text format, with the run queue read now."""
+    """This process' metrics in Prometheus' text format, with the run queue read now
+    (404 with `METRICS_ENABLED=false`)."""
+    if not services.settings.metrics_enabled:
+        return JSONResponse({"detail": "metrics are disabled", "code": "not_found"}, 404)
+    redis = services.extra_info.get("redis")
+    up = await dependencies_up(
+        services.settings, redis_connected=isinstance(redis, dict) and bool(redis.get("connected"))
+    )
     async with services.engine.connect() as conn:
         queue = await run_rows.queue_stats(conn)
-    return Response(metrics.render(queue), media_type=metrics.CONTENT_TYPE_LATEST)
+    return Response(metrics.render(queue, up), media_type=metrics.CONTENT_TYPE_LATEST)
 
 
 @router.get("/info")

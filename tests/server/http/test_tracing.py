@@ -1,0 +1,140 @@
+"""OpenTelemetry spans: request → run → node → model call, joined to the client's
+`traceparent`; none made while tracing is off."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from server.core import tracing
+from server.core.settings import Settings
+from tests.support.security import security_settings, trellis
+from tests.support.servers import ROOT, TEST_GRAPHS
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+CLIENT_SPAN = "00f067aa0ba902b7"
+
+
+@pytest.fixture
+def settings(security_db: str, tmp_path: Path) -> Settings:
+    config = tmp_path / "langgraph.json"
+    graph = ROOT / "tests" / "support" / "graphs" / "telemetry.py"
+    config.write_text(
+        json.dumps(
+            {
+                "dependencies": [str(TEST_GRAPHS.parent)],
+                "graphs": {"traced_chat": f"{graph}:graph"},
+            }
+        )
+    )
+    return security_settings(security_db, graphs_config=config, rate_limit_enabled=False)
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    undo = tracing.use(provider)
+    yield exporter
+    undo()
+    provider.shutdown()
+
+
+def named(spans: tuple[ReadableSpan, ...], name: str) -> ReadableSpan:
+    found = [span for span in spans if span.name == name]
+    assert len(found) == 1, [span.name for span in spans]
+    return found[0]
+
+
+def parent_of(span: ReadableSpan) -> int | None:
+    return span.parent.span_id if span.parent is not None else None
+
+
+def ids(span: ReadableSpan) -> tuple[str, int]:
+    """The span's trace id (hex) and span id."""
+    assert span.context is not None
+    return f"{span.context.trace_id:032x}", span.context.span_id
+
+
+def attributes(span: ReadableSpan) -> dict[str, object]:
+    return dict(span.attributes or {})
+
+
+async def test_a_run_is_traced_under_the_request_and_the_clients_trace(
+    settings: Settings, spans: InMemorySpanExporter
+) -> None:
+    async with trellis(settings) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
+        thread = (await http.post("/threads", json={})).json()
+        answer = await http.post(
+            f"/threads/{thread['thread_id']}/runs/wait",
+            json={"assistant_id": "traced_chat", "input": {"text": "hi"}},
+            headers={"traceparent": f"00-{TRACE_ID}-{CLIENT_SPAN}-01"},
+        )
+        assert answer.status_code == 200, answer.text
+    finished = spans.get_finished_spans()
+    request = named(finished, "POST /threads/{thread_id}/runs/wait")
+    run = named(finished, "run traced_chat")
+    node = named(finished, "node answer")
+    model = named(finished, "chat scripted-1")
+
+    # One trace, the client's: each span under the one before.
+    assert {ids(span)[0] for span in (request, run, node, model)} == {TRACE_ID}
+    assert parent_of(request) == int(CLIENT_SPAN, 16)
+    assert parent_of(run) == ids(request)[1]
+    assert parent_of(node) == ids(run)[1]
+    assert parent_of(model) == ids(node)[1]
+    assert attributes(request)["http.response.status_code"] == 200
+    assert attributes(run)["trellis.status"] == "success"
+    assert attributes(model)["gen_ai.usage.input_tokens"] == 7
+    assert attributes(model)["gen_ai.usage.output_tokens"] == 3
+    assert attributes(model)["trellis.prompt_version"] == "2"
+
+
+async def test_a_failing_model_call_marks_its_spans(
+    settings: Settings, spans: InMemorySpanExporter
+) -> None:
+    async with trellis(settings) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
+        thread = (await http.post("/threads", json={})).json()
+        await http.post(
+            f"/threads/{thread['thread_id']}/runs/wait",
+            json={"assistant_id": "traced_chat", "input": {"text": "boom"}},
+        )
+    finished = spans.get_finished_spans()
+    model = named(finished, "chat scripted-1")
+    assert model.status.status_code.name == "ERROR"
+    assert named(finished, "node answer").status.status_code.name == "ERROR"
+    run = named(finished, "run traced_chat")
+    assert attributes(run)["trellis.status"] == "error"
+    # No client traceparent: the request starts the trace.
+    request = named(finished, "POST /threads/{thread_id}/runs/wait")
+    assert request.parent is None
+
+
+async def test_off_by_default_the_run_still_keeps_the_clients_trace(settings: Settings) -> None:
+    assert settings.otel_traces_exporter == "none"
+    async with trellis(settings) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
+        assert tracing.current() is None  # no tracer: nothing makes a span
+        thread = (await http.post("/threads", json={})).json()
+        created = await http.post(
+            f"/threads/{thread['thread_id']}/runs",
+            json={"assistant_id": "traced_chat", "input": {"text": "hi"}},
+            headers={"traceparent": f"00-{TRACE_ID}-{CLIENT_SPAN}-01", "x-request-id": "r-1"},
+        )
+        assert created.status_code == 200, created.text
+        ignored = await http.post(
+            f"/threads/{thread['thread_id']}/runs",
+            json={"assistant_id": "traced_chat", "input": {"text": "hi"}},
+            headers={"traceparent": "not-a-traceparent"},
+        )
+    # Kept for a worker that traces, and for the run's log lines.
+    assert created.json()["kwargs"]["traceparent"] == f"00-{TRACE_ID}-{CLIENT_SPAN}-01"
+    assert created.json()["kwargs"]["request_id"] == "r-1"
+    assert "traceparent" not in ignored.json()["kwargs"]
