@@ -62,6 +62,12 @@ LEASE_TAKEOVERS = Counter(
     "trellis_run_lease_takeovers_total",
     "Runs whose worker's lease lapsed, requeued by a sweep for another worker to take over.",
 )
+THREADS_SWEPT = Counter(
+    "trellis_threads_swept_total",
+    "Threads the thread sweeper acted on, by action (delete and keep_latest: an expired "
+    "TTL; keep_last: checkpoints trimmed to the last N kept).",
+    ["action"],
+)
 HTTP_DURATION = Histogram(
     "trellis_http_request_duration_seconds",
     "HTTP request duration (until the response ends; streams included), by route template.",

@@ -30,6 +30,8 @@ from server.core.schemas import (
     ThreadCreate,
     ThreadPatch,
     ThreadSearch,
+    ThreadTTL,
+    TtlStrategy,
 )
 from server.core.types import (
     Json,
@@ -39,6 +41,7 @@ from server.core.types import (
     ThreadUpdateStateResponse,
 )
 from server.db import run_rows, thread_rows
+from server.db.checkpoint_retention import Pruned, keep_last
 from server.db.checkpoints import FencedPostgresSaver, copy_thread
 from server.db.pool import Pool
 from server.graph_host.registry import AnyGraph, GraphRegistry, LoadedGraph
@@ -98,7 +101,10 @@ class ThreadService:
         approvals: ApprovalService | None,
         thread_values_max_bytes: int = 16_384,
         history_budget: int = 8 * 1024 * 1024,
+        default_ttl: ThreadTTL | None = None,
     ) -> None:
+        self.default_ttl = default_ttl
+        """The TTL of threads created without one (`checkpointer.ttl.default_ttl`)."""
         self.thread_values_max_bytes = thread_values_max_bytes
         """The bound of a thread row's copy of its values (larger keys are left out)."""
         self.engine = engine
@@ -132,7 +138,11 @@ class ThreadService:
             thread_id = parsed
         async with self.pool.connection() as conn:  # one statement: autocommit
             created = await thread_rows.create(
-                conn, owner=owner, thread_id=thread_id, metadata=body.metadata
+                conn,
+                owner=owner,
+                thread_id=thread_id,
+                metadata=body.metadata,
+                ttl=body.ttl or self.default_ttl,
             )
             if created is not None:
                 return await self._public(created)
@@ -207,9 +217,15 @@ class ThreadService:
                 total -= 1
         return total
 
-    async def get(self, owner: str, thread_id: str) -> Thread:
-        """The caller's thread, else `NotFound`."""
-        return await self._public(await self._row(owner, thread_id))
+    async def get(self, owner: str, thread_id: str, *, include_ttl: bool = False) -> Thread:
+        """The caller's thread, else `NotFound`; `include_ttl`: with its `ttl` (None if none)."""
+        thread = await self._public(await self._row(owner, thread_id))
+        if include_ttl:
+            async with self.pool.connection() as conn:
+                thread["ttl"] = await thread_rows.ttl_of(
+                    conn, owner=owner, thread_id=uuid.UUID(thread["thread_id"])
+                )
+        return thread
 
     async def _row(self, owner: str, thread_id: str) -> StoredThread:
         """The caller's thread row (its `values` a bounded copy), else `NotFound`."""
@@ -238,12 +254,14 @@ class ThreadService:
         return values
 
     async def patch(self, owner: str, thread_id: str, body: ThreadPatch) -> Thread:
-        """Merge metadata into a thread."""
+        """Merge metadata into a thread; with `ttl`, give it that TTL from now."""
         tid = require_uuid(thread_id, "thread")
         async with self.engine.begin() as conn:
             updated = await thread_rows.patch_metadata(
                 conn, owner=owner, thread_id=tid, metadata=body.metadata
             )
+            if updated is not None and body.ttl is not None:
+                await thread_rows.set_ttl(conn, owner=owner, thread_id=tid, ttl=body.ttl)
         if updated is None:
             raise NotFound(f"thread {thread_id[:80]!r} not found")
         return await self._public(updated)
@@ -262,6 +280,78 @@ class ThreadService:
             if not await thread_rows.delete_thread(conn, owner=owner, thread_id=tid):
                 return
         await self.runs.events.forget(run_ids)
+
+    async def prune(self, owner: str, thread_ids: list[str], strategy: TtlStrategy) -> int:
+        """Prune the caller's threads among `thread_ids` (others' and unknown ids are not
+        counted): `delete` deletes each as `DELETE /threads/{id}` does; `keep_latest` keeps
+        only each thread's latest checkpoint, skipping threads with an active run."""
+        ids = []
+        for raw in thread_ids:
+            parsed = parse_uuid(raw)
+            if parsed is None:
+                raise InvalidRequest(f"thread_ids: {raw[:80]!r} is not a UUID")
+            ids.append(parsed)
+        if not ids:
+            return 0
+        async with self.pool.connection() as conn:
+            owned = await thread_rows.owned(conn, owner=owner, thread_ids=ids)
+        pruned = 0
+        for tid in owned:
+            if strategy == "delete":
+                try:
+                    await self.delete(owner, str(tid))
+                except NotFound:
+                    continue
+                pruned += 1
+            elif await self.keep_latest(tid, owner=owner) is not None:
+                pruned += 1
+        return pruned
+
+    async def keep_latest(
+        self, thread_id: uuid.UUID, *, owner: str | None = None, keep: int = 1, forks: bool = False
+    ) -> Pruned | None:
+        """Keep only the last `keep` checkpoints of an idle thread (see `checkpoint_retention`);
+        None when the thread is gone, not the owner's, or has a pending or running run.
+        The thread's row lock keeps runs from starting meanwhile."""
+        async with self.engine.begin() as conn:
+            if not await thread_rows.lock_idle(conn, thread_id, owner=owner):
+                return None
+            return await keep_last(conn, str(thread_id), keep, forks=forks)
+
+    async def expire_delete(self, owner: str, thread_id: str) -> bool:
+        """Delete a thread whose TTL passed (`delete`), unless a run or approval is pending
+        on it now (then False: a later sweep tries again)."""
+        tid = uuid.UUID(thread_id)
+        async with self.engine.begin() as conn:
+            if not await thread_rows.lock_expired(conn, tid):
+                return False
+            run_ids = await run_rows.ids_for_thread(conn, tid)
+            if not await thread_rows.delete_thread(conn, owner=owner, thread_id=tid):
+                return False
+        await self.runs.events.forget(run_ids)
+        return True
+
+    async def expire_keep_latest(self, thread_id: uuid.UUID) -> Pruned | None:
+        """Prune a thread whose TTL passed (`keep_latest`) to its latest checkpoint, unless a
+        run or approval is pending on it now (None)."""
+        async with self.engine.begin() as conn:
+            if not await thread_rows.lock_expired(conn, thread_id):
+                return None
+            pruned = await keep_last(conn, str(thread_id), 1, forks=False)
+            await thread_rows.swept(conn, thread_id, expired=True)
+        return pruned
+
+    async def retain(self, thread_id: uuid.UUID, keep: int | None) -> Pruned | None:
+        """Trim an idle thread's checkpoints to its last `keep` (None: keep all) and mark its
+        retention done; None when a run is pending or running on it now."""
+        async with self.engine.begin() as conn:
+            if not await thread_rows.lock_idle(conn, thread_id):
+                return None
+            pruned = Pruned(0, 0, 0)
+            if keep is not None:
+                pruned = await keep_last(conn, str(thread_id), keep, forks=True)
+            await thread_rows.swept(conn, thread_id, expired=False)
+        return pruned
 
     async def copy(self, owner: str, thread_id: str) -> Thread | None:
         """A new thread with a copy of this thread's metadata and checkpoints (None if the
