@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV := $(CURDIR)/scripts/uv
 PACKAGES := server graphs agents tools prompts
 
-.PHONY: setup serve worker migrate test lint typecheck pytest pytest-quick bench bench-long-thread format
+.PHONY: setup serve worker migrate test lint typecheck pytest pytest-quick bench bench-long-thread bench-retention format
 
 setup:
 	@bash scripts/setup.sh
@@ -47,3 +47,7 @@ bench: setup
 # Issue 15: one thread to 1,000 turns; storage, turn cost, history and delete against the goals.
 bench-long-thread: setup
 	$(UV) run python -m benchmarks.long_thread
+
+# Issue 21: keep-last-20 on the 1,000-turn thread; bytes per table before and after.
+bench-retention: setup
+	$(UV) run python -m benchmarks.retention

@@ -7,6 +7,12 @@ checkpoints name, following each delta row's parent link down to its whole base 
 (a recursive query), and every other blob of the thread goes. Whole values (the stock
 format, and rows written before deltas existed) are simply the chains of length one.
 
+LangGraph's own `DeltaChannel` (the built-in assistant's `messages`) keeps only the writes
+of each step and a whole snapshot now and then; its value is rebuilt by replaying writes
+back to the last snapshot. Before a prune, the caller stores a snapshot at each kept
+checkpoint whose parent goes (`seed_snapshot`), so every kept checkpoint's history ends
+at a snapshot that is kept.
+
 The caller holds the thread's row lock and has checked that no run is pending or running
 on the thread: a run writes blobs before the checkpoint that names them.
 """
@@ -49,31 +55,44 @@ WHERE b.thread_id = :t AND NOT EXISTS (
 """
 
 
-async def keep_last(
-    conn: AsyncConnection, thread_id: str, keep: int, *, forks: bool = True
-) -> Pruned:
-    """Delete all but the last `keep` checkpoints of each namespace of the thread, their
-    writes, and the blobs no remaining checkpoint needs.
+@dataclass(frozen=True)
+class Plan:
+    """Which checkpoints of a thread a prune keeps."""
+
+    kept: dict[str, list[str]]
+    """Per namespace to prune, the ids kept (namespaces within the limit are absent)."""
+    roots: list[str]
+    """The kept root-namespace checkpoints whose parent goes: where a `DeltaChannel`'s
+    history must be seeded with a snapshot before the prune."""
+
+
+async def plan(conn: AsyncConnection, thread_id: str, keep: int, *, forks: bool) -> Plan:
+    """Keep the last `keep` checkpoints of each namespace of the thread.
 
     `forks`: also keep the parent of a kept checkpoint that forked from an older one (a
     checkpoint whose parent is not the next older kept one), so a fork in the window still
-    shows where it came from. The oldest kept checkpoint's parent is gone: its
-    `parent_checkpoint_id` is cleared, and history ends there."""
+    shows where it came from. Namespaces below the root whose checkpoints carry delta
+    counters (`DeltaChannel` state of a subgraph) are left whole."""
     rows = (
         await conn.execute(
             text(
-                "SELECT checkpoint_ns, checkpoint_id, parent_checkpoint_id FROM checkpoints "
+                "SELECT checkpoint_ns, checkpoint_id, parent_checkpoint_id, "
+                "metadata ? 'counters_since_delta_snapshot' AS delta FROM checkpoints "
                 "WHERE thread_id = :t ORDER BY checkpoint_ns, checkpoint_id DESC"
             ),
             {"t": thread_id},
         )
     ).all()
     by_ns: dict[str, list[tuple[str, str | None]]] = {}
-    for ns, checkpoint_id, parent in rows:
+    delta_ns: set[str] = set()
+    for ns, checkpoint_id, parent, delta in rows:
         by_ns.setdefault(ns, []).append((checkpoint_id, parent))
-    deleted = writes = 0
+        if delta and ns:
+            delta_ns.add(ns)
+    kept_by_ns: dict[str, list[str]] = {}
+    roots: list[str] = []
     for ns, chain in by_ns.items():
-        if len(chain) <= keep:
+        if len(chain) <= keep or ns in delta_ns:
             continue
         window = chain[:keep]
         kept = {checkpoint_id for checkpoint_id, _ in window}
@@ -83,7 +102,75 @@ async def keep_last(
                 # The next older checkpoint is its parent in a straight line of steps.
                 if parent is not None and parent != ids[position + 1]:
                     kept.add(parent)
-        params = {"t": thread_id, "ns": ns, "kept": sorted(kept)}
+        kept_by_ns[ns] = sorted(kept)
+        if ns == "":
+            parents = dict(chain)
+            roots = [c for c in sorted(kept) if parents.get(c) not in kept]
+    return Plan(kept_by_ns, roots)
+
+
+async def channel_version(
+    conn: AsyncConnection, thread_id: str, checkpoint_id: str, channel: str
+) -> tuple[str | None, bool]:
+    """The version of `channel` a root checkpoint names, and whether a value is stored for
+    it (a blob, as a `DeltaChannel` snapshot is)."""
+    row = (
+        await conn.execute(
+            text(
+                "SELECT c.checkpoint -> 'channel_versions' ->> :ch AS version, EXISTS ("
+                "SELECT 1 FROM checkpoint_blobs b WHERE b.thread_id = c.thread_id "
+                "AND b.checkpoint_ns = c.checkpoint_ns AND b.channel = :ch "
+                "AND b.version = c.checkpoint -> 'channel_versions' ->> :ch "
+                "AND b.type <> 'empty') AS stored "
+                "FROM checkpoints c WHERE c.thread_id = :t AND c.checkpoint_ns = '' "
+                "AND c.checkpoint_id = :c"
+            ),
+            {"t": thread_id, "c": checkpoint_id, "ch": channel},
+        )
+    ).first()
+    if row is None:
+        return None, False
+    return row[0], bool(row[1])
+
+
+async def seed_snapshot(
+    conn: AsyncConnection,
+    thread_id: str,
+    checkpoint_id: str,
+    channel: str,
+    version: str,
+    stored: tuple[str, bytes],
+) -> None:
+    """Store a `DeltaChannel` snapshot (`stored`: its serde type and bytes) at the version a
+    root checkpoint names, as LangGraph's saver stores one: a blob, and a `true` marker in
+    the checkpoint's `channel_values`. Its history then starts there."""
+    type_, blob = stored
+    await conn.execute(
+        text(
+            "INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob) "
+            "VALUES (:t, '', :ch, :v, :type, :blob) ON CONFLICT "
+            "(thread_id, checkpoint_ns, channel, version) DO UPDATE "
+            "SET type = EXCLUDED.type, blob = EXCLUDED.blob"
+        ),
+        {"t": thread_id, "ch": channel, "v": version, "type": type_, "blob": blob},
+    )
+    await conn.execute(
+        text(
+            "UPDATE checkpoints SET checkpoint = jsonb_set(checkpoint, "
+            "ARRAY['channel_values', :ch], 'true'::jsonb, true) "
+            "WHERE thread_id = :t AND checkpoint_ns = '' AND checkpoint_id = :c"
+        ),
+        {"t": thread_id, "c": checkpoint_id, "ch": channel},
+    )
+
+
+async def apply(conn: AsyncConnection, thread_id: str, planned: Plan) -> Pruned:
+    """Delete what `planned` does not keep: checkpoints, their writes, and the blobs no
+    remaining checkpoint needs. The oldest kept checkpoint's parent is gone: its
+    `parent_checkpoint_id` is cleared, and history ends there."""
+    deleted = writes = 0
+    for ns, kept in planned.kept.items():
+        params = {"t": thread_id, "ns": ns, "kept": kept}
         writes += (
             await conn.execute(
                 text(

@@ -156,6 +156,16 @@ async def lock_idle(conn: Conn, thread_id: uuid.UUID, *, owner: str | None = Non
     return row is not None
 
 
+async def graph_id(conn: Conn, thread_id: uuid.UUID) -> str | None:
+    """The graph that last ran on the thread (`metadata.graph_id`)."""
+    row = await fetch_one(
+        conn,
+        "SELECT metadata ->> 'graph_id' AS graph_id FROM threads WHERE thread_id = %s",
+        (thread_id,),
+    )
+    return None if row is None else row["graph_id"]
+
+
 async def lock_expired(conn: Conn, thread_id: uuid.UUID) -> bool:
     """Lock the thread row if its TTL has passed and it has neither a pending or running
     run nor a pending approval (the sweeper's condition, checked under the lock)."""

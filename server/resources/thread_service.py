@@ -7,6 +7,7 @@ the checkpoints through the graph that last ran on the thread.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
@@ -14,9 +15,11 @@ from dataclasses import dataclass
 from typing import cast
 
 from langchain_core.runnables import RunnableConfig
+from langgraph.channels.delta import DeltaChannel
+from langgraph.checkpoint.serde.types import _DeltaSnapshot
 from langgraph.errors import InvalidUpdateError
 from langgraph.types import StateSnapshot
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.approvals.service import ApprovalService
 from server.core.encoding import dumps, to_jsonable
@@ -40,8 +43,8 @@ from server.core.types import (
     Thread,
     ThreadUpdateStateResponse,
 )
-from server.db import run_rows, thread_rows
-from server.db.checkpoint_retention import Pruned, keep_last
+from server.db import checkpoint_retention, run_rows, thread_rows
+from server.db.checkpoint_retention import Pruned
 from server.db.checkpoints import FencedPostgresSaver, copy_thread
 from server.db.pool import Pool
 from server.graph_host.registry import AnyGraph, GraphRegistry, LoadedGraph
@@ -52,6 +55,8 @@ from server.graph_host.snapshot import (
     snapshot_bytes,
 )
 from server.runs.manager import RunManager
+
+log = logging.getLogger("trellis.threads")
 
 HISTORY_BATCH = 50
 """At most this many checkpoints are read (and held decoded) at once by `/history`."""
@@ -316,7 +321,44 @@ class ThreadService:
         async with self.engine.begin() as conn:
             if not await thread_rows.lock_idle(conn, thread_id, owner=owner):
                 return None
-            return await keep_last(conn, str(thread_id), keep, forks=forks)
+            return await self._prune(conn, thread_id, keep, forks=forks)
+
+    async def _prune(
+        self, conn: AsyncConnection, thread_id: uuid.UUID, keep: int, *, forks: bool
+    ) -> Pruned | None:
+        """Keep the last `keep` checkpoints (see `checkpoint_retention`), first seeding each
+        `DeltaChannel` with a snapshot where its kept history would begin. None when the
+        thread's graph is not served (its delta channels cannot be known)."""
+        tid = str(thread_id)
+        planned = await checkpoint_retention.plan(conn, tid, keep, forks=forks)
+        if not planned.kept:
+            return Pruned(0, 0, 0)
+        graph_id = await thread_rows.graph_id(conn, thread_id)
+        loaded = self.registry.get(graph_id) if graph_id else None
+        if loaded is None:
+            return None
+        async with loaded.open("threads.read", config=state_config(tid)) as graph:
+            deltas = [n for n, c in graph.channels.items() if isinstance(c, DeltaChannel)]
+            for root in planned.roots if deltas else []:
+                seeds = []
+                for channel in deltas:
+                    version, stored = await checkpoint_retention.channel_version(
+                        conn, tid, root, channel
+                    )
+                    if version is not None and not stored:
+                        seeds.append((channel, version))
+                if not seeds:
+                    continue
+                state = await graph.aget_state(state_config(tid, checkpoint_id=root))
+                values = state.values if isinstance(state.values, dict) else {}
+                for channel, version in seeds:
+                    snapshot = self.checkpointer.serde.dumps_typed(
+                        _DeltaSnapshot(values.get(channel))
+                    )
+                    await checkpoint_retention.seed_snapshot(
+                        conn, tid, root, channel, version, snapshot
+                    )
+        return await checkpoint_retention.apply(conn, tid, planned)
 
     async def expire_delete(self, owner: str, thread_id: str) -> bool:
         """Delete a thread whose TTL passed (`delete`), unless a run or approval is pending
@@ -337,7 +379,15 @@ class ThreadService:
         async with self.engine.begin() as conn:
             if not await thread_rows.lock_expired(conn, thread_id):
                 return None
-            pruned = await keep_last(conn, str(thread_id), 1, forks=False)
+            pruned = await self._prune(conn, thread_id, 1, forks=False)
+            # A thread whose graph is no longer served cannot be pruned safely: its TTL is
+            # dropped (not retried every sweep) until a run on it sets it again.
+            await thread_rows.swept(conn, thread_id, expired=True)
+            if pruned is None:
+                log.warning(
+                    "expired thread kept whole: its graph is not served",
+                    extra={"thread_id": str(thread_id)},
+                )
             await thread_rows.swept(conn, thread_id, expired=True)
         return pruned
 
@@ -347,9 +397,9 @@ class ThreadService:
         async with self.engine.begin() as conn:
             if not await thread_rows.lock_idle(conn, thread_id):
                 return None
-            pruned = Pruned(0, 0, 0)
+            pruned: Pruned | None = Pruned(0, 0, 0)
             if keep is not None:
-                pruned = await keep_last(conn, str(thread_id), keep, forks=True)
+                pruned = await self._prune(conn, thread_id, keep, forks=True)
             await thread_rows.swept(conn, thread_id, expired=False)
         return pruned
 

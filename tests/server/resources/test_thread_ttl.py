@@ -272,3 +272,106 @@ async def test_a_pending_approval_keeps_its_thread_past_its_ttl(
             break
         await asyncio.sleep(0.2)
     assert sum(rows_per_table(settings, thread["thread_id"]).values()) == 0
+
+
+async def wait_checkpoints(settings: Settings, thread_id: str, count: int) -> list[str]:
+    """The thread's root checkpoints once there are `count` of them (ten seconds at most)."""
+    deadline = time.monotonic() + 10.0
+    ids = checkpoint_ids(settings, thread_id)
+    while time.monotonic() < deadline:
+        ids = checkpoint_ids(settings, thread_id)
+        if len(ids) == count:
+            break
+        await asyncio.sleep(0.2)
+    return ids
+
+
+async def test_keep_last_n_from_thread_metadata_keeps_a_working_thread(
+    lg: LangGraphClient, settings: Settings
+) -> None:
+    thread = await lg.threads.create(metadata={"checkpoint_keep_last": 4})
+    await chat(lg, thread["thread_id"], 5)
+    state: Any = await lg.threads.get_state(thread["thread_id"])
+    ids = await wait_checkpoints(settings, thread["thread_id"], 4)
+    assert len(ids) == 4
+    assert ids[0] == state["checkpoint"]["checkpoint_id"]
+    history = await lg.threads.get_history(thread["thread_id"], limit=100)
+    assert [h["checkpoint"]["checkpoint_id"] for h in history] == ids
+    assert history[-1]["parent_checkpoint"] is None
+    # Every kept checkpoint reads back whole (delta rows and their bases were kept).
+    for checkpoint_id in ids:
+        old: Any = await lg.threads.get_state(thread["thread_id"], checkpoint_id=checkpoint_id)
+        assert len(old["values"]["messages"]) >= 8
+    await chat(lg, thread["thread_id"], 1)
+    again: Any = await lg.threads.get_state(thread["thread_id"])
+    assert again["values"]["messages"][:10] == state["values"]["messages"]
+
+
+async def test_keep_last_n_from_assistant_metadata_and_forks_keep_their_parent(
+    lg: LangGraphClient, settings: Settings
+) -> None:
+    assistant = await lg.assistants.create("chat", metadata={"checkpoint_keep_last": 5})
+    thread = await lg.threads.create()
+    for turn in range(3):
+        await lg.runs.wait(
+            thread["thread_id"],
+            assistant["assistant_id"],
+            input={"messages": [{"role": "user", "content": f"turn {turn}"}]},
+        )
+    ids = await wait_checkpoints(settings, thread["thread_id"], 5)
+    assert len(ids) == 5
+    # Fork from the oldest kept checkpoint and run from the fork (3 checkpoints): the window
+    # of 5 is those 3, the fork and the latest before it. The fork's parent is outside it
+    # and not the next older: it stays too.
+    forked_from = ids[-1]
+    fork = await lg.threads.update_state(
+        thread["thread_id"], {"messages": []}, checkpoint_id=forked_from
+    )
+    await lg.runs.wait(
+        thread["thread_id"],
+        assistant["assistant_id"],
+        input={"messages": [{"role": "user", "content": "after the fork"}]},
+    )
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline:
+        kept = checkpoint_ids(settings, thread["thread_id"])
+        if len(kept) == 6:
+            break
+        await asyncio.sleep(0.2)
+    kept = checkpoint_ids(settings, thread["thread_id"])
+    assert len(kept) == 6
+    assert kept[3] == fork["checkpoint_id"]
+    assert kept[4] == ids[0]
+    assert kept[5] == forked_from
+    old: Any = await lg.threads.get_state(thread["thread_id"], checkpoint_id=forked_from)
+    assert old["values"]["messages"]
+
+
+async def test_the_sweeper_never_touches_a_thread_with_a_running_run(
+    lg: LangGraphClient, settings: Settings
+) -> None:
+    thread = await lg.threads.create(ttl={"strategy": "delete", "ttl": 0.01})
+    run = await lg.runs.create(thread["thread_id"], "slow", input={"delay": 1.0})
+    await asyncio.sleep(2.5)  # expired (0.6 s) and several sweeps while the run runs
+    counts = rows_per_table(settings, thread["thread_id"])
+    assert counts["threads"] == 1
+    assert counts["runs"] == 1
+    await lg.runs.join(thread["thread_id"], run["run_id"])
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline:
+        if sum(rows_per_table(settings, thread["thread_id"]).values()) == 0:
+            break
+        await asyncio.sleep(0.2)
+    assert sum(rows_per_table(settings, thread["thread_id"]).values()) == 0
+
+
+async def test_prune_touches_only_the_callers_threads(
+    lg: LangGraphClient, settings: Settings
+) -> None:
+    other = str(uuid.uuid4())
+    with psycopg.connect(settings.psycopg_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO threads (thread_id, owner) VALUES (%s, 'someone-else')", (other,))
+    for strategy in ("delete", "keep_latest"):
+        result = await lg.threads.prune([other], strategy=strategy)  # type: ignore[arg-type]
+        assert result == {"pruned_count": 0}
+    assert rows_per_table(settings, other)["threads"] == 1
