@@ -12,7 +12,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import psycopg
@@ -21,7 +21,10 @@ from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 
 from server.core.settings import Settings
+from server.db.engine import create_engine
 from server.http.app import create_app
+from server.resources.thread_service import ThreadService
+from server.resources.thread_sweeper import LOCK_KEY, ThreadSweeper
 from tests.support.approvals import decide, pending_approval
 from tests.support.servers import TEST_GRAPHS, serve_in_loop
 
@@ -375,3 +378,39 @@ async def test_prune_touches_only_the_callers_threads(
         result = await lg.threads.prune([other], strategy=strategy)  # type: ignore[arg-type]
         assert result == {"pruned_count": 0}
     assert rows_per_table(settings, other)["threads"] == 1
+
+
+async def test_one_process_sweeps_at_a_time(settings: Settings) -> None:
+    engine = create_engine(settings)
+    sweeper = ThreadSweeper(
+        engine=engine,
+        threads=cast(ThreadService, None),  # not reached: the sweep is skipped
+        interval=60,
+        limit=10,
+        keep_last=None,
+    )
+    try:
+        with psycopg.connect(settings.psycopg_url, autocommit=True) as holder:
+            holder.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+            assert (await sweeper.sweep()).skipped
+            holder.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+    finally:
+        await engine.dispose()
+
+
+async def test_sweeps_are_counted_in_metrics(
+    lg: LangGraphClient, web: httpx.AsyncClient, settings: Settings
+) -> None:
+    thread = await lg.threads.create(ttl={"strategy": "delete", "ttl": 0.01})
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline:
+        if rows_per_table(settings, thread["thread_id"])["threads"] == 0:
+            break
+        await asyncio.sleep(0.2)
+    text = (await web.get("/metrics")).text
+    line = next(
+        row
+        for row in text.splitlines()
+        if row.startswith('trellis_threads_swept_total{action="delete"}')
+    )
+    assert float(line.split()[-1]) >= 1
