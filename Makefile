@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV := $(CURDIR)/scripts/uv
 PACKAGES := server graphs agents tools prompts
 
-.PHONY: setup serve worker migrate test lint typecheck pytest pytest-quick bench bench-long-thread bench-metrics format
+.PHONY: setup serve worker migrate test lint typecheck pytest pytest-quick bench bench-long-thread bench-metrics bench-retention format
 
 setup:
 	@bash scripts/setup.sh
@@ -50,3 +50,6 @@ bench-long-thread: setup
 
 bench-metrics: setup
 	$(UV) run python -m benchmarks.metrics_overhead
+# Issue 21: keep-last-20 on the 1,000-turn thread; bytes per table before and after.
+bench-retention: setup
+	$(UV) run python -m benchmarks.retention

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.approvals.service import ApprovalService, ApprovalWebhook
 from server.core import metrics, tracing
+from server.core.schemas import ThreadTTL
 from server.core.settings import ROOT, Settings
 from server.core.types import JsonObject
 from server.db import assistant_rows, migrate
@@ -27,6 +28,7 @@ from server.db.pool import Pool, open_pool
 from server.graph_host.registry import GraphRegistry
 from server.resources.assistant_service import AssistantService, warn_unserved
 from server.resources.thread_service import ThreadService
+from server.resources.thread_sweeper import ThreadSweeper
 from server.runs.events import EventBus, MemoryEventBus
 from server.runs.executor import Executor
 from server.runs.listener import Listener
@@ -155,6 +157,21 @@ def serves_builtin_graphs(registry: GraphRegistry) -> bool:
     return any(loaded.file.is_relative_to(ROOT / "graphs") for loaded in registry)
 
 
+def thread_sweeper(
+    settings: Settings, registry: GraphRegistry, engine: AsyncEngine, threads: ThreadService
+) -> ThreadSweeper:
+    """The sweeper, `langgraph.json`'s `checkpointer` winning over the settings."""
+    config = registry.config.checkpointer
+    minutes = config.ttl.sweep_interval_minutes
+    return ThreadSweeper(
+        engine=engine,
+        threads=threads,
+        interval=settings.thread_sweep_seconds if minutes is None else minutes * 60,
+        limit=config.ttl.sweep_limit or settings.thread_sweep_limit,
+        keep_last=config.keep_last or settings.checkpoint_keep_last,
+    )
+
+
 @asynccontextmanager
 async def open_services(
     settings: Settings, *, worker: bool = True, api: bool = True
@@ -241,6 +258,10 @@ async def open_services(
         )
         stack.push_async_callback(webhooks.close)  # after the executor stops: its last hooks
         run_limits = RunLimits.from_settings(settings)
+        ttl_config = registry.config.checkpointer.ttl
+        default_ttl = None
+        if ttl_config.default_ttl is not None:
+            default_ttl = ThreadTTL(strategy=ttl_config.strategy, ttl=ttl_config.default_ttl)
         executor = None
         if worker:
             executor = Executor(
@@ -287,6 +308,7 @@ async def open_services(
             lease_seconds=settings.run_lease_seconds,
             limits=run_limits,
             thread_runs=thread_runs,
+            thread_ttl=default_ttl,
         )
         threads = ThreadService(
             engine=engine,
@@ -297,7 +319,11 @@ async def open_services(
             approvals=approvals,
             thread_values_max_bytes=settings.thread_values_max_bytes,
             history_budget=settings.history_max_bytes,
+            default_ttl=default_ttl,
         )
+        sweeper = thread_sweeper(settings, registry, engine, threads)
+        sweeper.start()
+        stack.push_async_callback(sweeper.stop)
         log.info("trellis ready", extra={"graphs": registry.graph_ids, "worker": worker})
         yield Services(
             settings,

@@ -132,6 +132,12 @@ REDIS_DURATION = Histogram(
     ["command", "outcome"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
 )
+THREADS_SWEPT = Counter(
+    "trellis_threads_swept_total",
+    "Threads the thread sweeper acted on, by action (delete and keep_latest: an expired "
+    "TTL; keep_last: checkpoints trimmed to the last N kept).",
+    ["action"],
+)
 HTTP_DURATION = Histogram(
     "trellis_http_request_duration_seconds",
     "HTTP request duration (until the response ends; streams included), by route template.",

@@ -96,17 +96,35 @@ class AssistantSetLatest(Body):
     version: int = Field(ge=1, le=2**31 - 1)
 
 
+TtlStrategy = Literal["delete", "keep_latest"]
+"""What happens to a thread once its TTL passes: deleted with all its data, or pruned to
+its latest checkpoint (the official server's `ThreadTTLConfig.strategy`)."""
+
+
+class ThreadTTL(Body):
+    """A thread's time to live, as the SDK sends it (`threads.create`/`update` `ttl`)."""
+
+    strategy: TtlStrategy = "delete"
+    ttl: float = Field(gt=0, allow_inf_nan=False)
+    """Minutes from now (and from each new run) until the strategy applies."""
+
+
 class ThreadCreate(Body):
     thread_id: str | None = None
     metadata: Json = Field(default_factory=dict)
     if_exists: IfExists = "raise"
     supersteps: list[Json] | None = None
-    ttl: Json | int | None = None
+    ttl: ThreadTTL | None = None
 
 
 class ThreadPatch(Body):
     metadata: Json = Field(default_factory=dict)
-    ttl: Json | int | None = None
+    ttl: ThreadTTL | None = None
+
+
+class ThreadPrune(Body):
+    thread_ids: list[str] = Field(max_length=MAX_PAGE)
+    strategy: TtlStrategy = "delete"
 
 
 class ThreadSearch(Body):

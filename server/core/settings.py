@@ -245,6 +245,16 @@ class Settings(BaseSettings):
     """Extra classes checkpoints may contain, as `module:Name` (or `module.Name`); types in
     served graphs' state schemas, LangChain messages and LangGraph's own are always allowed."""
 
+    thread_sweep_seconds: float = Field(default=300.0, gt=0)
+    """How often the thread sweeper applies expired TTLs and checkpoint retention;
+    `langgraph.json` `checkpointer.ttl.sweep_interval_minutes` overrides it."""
+    thread_sweep_limit: int = Field(default=1000, ge=1)
+    """At most this many threads are swept per sweep (`checkpointer.ttl.sweep_limit`
+    overrides it); the rest wait for the next."""
+    checkpoint_keep_last: int | None = Field(default=None, ge=1)
+    """Keep only the last N checkpoints of each thread (older ones are deleted by the
+    sweeper); an assistant's or thread's `checkpoint_keep_last` metadata overrides it.
+    None: keep every checkpoint (unless `checkpointer.keep_last` in `langgraph.json`)."""
     approval_ttl_seconds: float | None = Field(default=None, gt=0)
     """Default lifetime of an approval; an interrupt value's `expires_in_seconds` or
     `expires_at` overrides it. None: approvals never expire."""

@@ -193,6 +193,15 @@ class AbandonedRun(TypedDict):
 # --- threads and their state -----------------------------------------------------------
 
 
+class ThreadTtlInfo(TypedDict):
+    """A thread's TTL as `GET /threads/{id}?include=ttl` shows it under `ttl`."""
+
+    strategy: str
+    ttl_minutes: float
+    expires_at: str | None
+    """None once `keep_latest` applied; the thread's next run sets it again."""
+
+
 class Thread(TypedDict):
     """A thread (SDK: `Thread`); `values` and `interrupts` are its latest state's."""
 
@@ -208,6 +217,8 @@ class Thread(TypedDict):
     interrupts: Interrupts
     error: Json | None
     """How the last run failed, when it did."""
+    ttl: NotRequired[ThreadTtlInfo | None]
+    """Only with `GET /threads/{id}?include=ttl`."""
 
 
 class StoredThread(Thread):

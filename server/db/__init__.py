@@ -15,5 +15,6 @@ api_key_rows.py      API keys (hashes only)
 checkpoints.py       the fenced checkpoint saver; thread copies, a rolled-back run's deletions
 checkpoint_deltas.py list channels stored as the items they gained (row format, chains read back)
 checkpoint_serde.py  the allowlisting checkpoint serializer
+checkpoint_retention.py  pruning a thread to its last N checkpoints (deltas kept readable)
 owner_store.py       LangGraph's store, scoped to an owner
 """

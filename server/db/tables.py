@@ -12,7 +12,9 @@ from datetime import datetime
 
 from sqlalchemy import (
     Boolean,
+    CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -114,10 +116,26 @@ class Thread(Base):
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
     state_updated_at: Mapped[datetime] = _now()
+    ttl_strategy: Mapped[str | None] = mapped_column(Text)
+    """`delete` or `keep_latest`: what the sweeper does once the thread expires."""
+    ttl_minutes: Mapped[float | None] = mapped_column(Float)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    """When the TTL applies; a new run moves it to `now() + ttl_minutes` (migration 0007)."""
+    retention_due: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    """A run wrote checkpoints since the sweeper last trimmed them to the last N kept."""
 
     __table_args__ = (
         Index("ix_threads_owner_created", "owner", "created_at"),
         Index("ix_threads_metadata", "metadata", postgresql_using="gin"),
+        Index(
+            "ix_threads_expires_at", "expires_at", postgresql_where=text("expires_at IS NOT NULL")
+        ),
+        Index("ix_threads_retention_due", "updated_at", postgresql_where=text("retention_due")),
+        CheckConstraint(
+            "(ttl_strategy IS NULL AND ttl_minutes IS NULL) OR "
+            "(ttl_strategy IN ('delete', 'keep_latest') AND ttl_minutes > 0)",
+            name="ttl",
+        ),
     )
 
 

@@ -25,9 +25,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.core.schemas import ThreadCount, ThreadSearch
-from server.core.types import Interrupts, Json, JsonValue, StoredThread
-from server.db.engine import Conn, columns, fetch_one, jsonb, plain
+from server.core.schemas import ThreadCount, ThreadSearch, ThreadTTL
+from server.core.types import Interrupts, Json, JsonValue, StoredThread, ThreadTtlInfo
+from server.db.engine import Conn, columns, fetch_all, fetch_one, jsonb, plain
 from server.db.tables import Thread
 
 T: Table = Thread.__table__  # type: ignore[assignment]
@@ -65,15 +65,64 @@ async def create(
     thread_id: uuid.UUID,
     metadata: Json,
     if_exists: str = "raise",
+    ttl: ThreadTTL | None = None,
 ) -> StoredThread | None:
-    """Insert a thread; returns None when the id is taken (the caller decides what that means)."""
+    """Insert a thread (expiring `ttl.ttl` minutes from now, with `ttl`); returns None when
+    the id is taken (the caller decides what that means)."""
     row = await fetch_one(
         conn,
-        "INSERT INTO threads (thread_id, owner, metadata) VALUES (%s, %s, %s) "
+        "INSERT INTO threads (thread_id, owner, metadata, ttl_strategy, ttl_minutes, expires_at) "
+        "VALUES (%s, %s, %s, %s, %s::float8, now() + make_interval(secs => %s::float8 * 60)) "
         f"ON CONFLICT (thread_id) DO NOTHING RETURNING {_PUBLIC}",
-        (thread_id, owner, jsonb(metadata)),
+        (
+            thread_id,
+            owner,
+            jsonb(metadata),
+            ttl.strategy if ttl else None,
+            ttl.ttl if ttl else None,
+            ttl.ttl if ttl else None,
+        ),
     )
     return _out(row) if row is not None else None
+
+
+async def set_ttl(conn: Conn, *, owner: str, thread_id: uuid.UUID, ttl: ThreadTTL) -> bool:
+    """Give the thread a TTL, counted from now; False if it is not the owner's."""
+    row = await fetch_one(
+        conn,
+        "UPDATE threads SET ttl_strategy = %s, ttl_minutes = %s::float8, "
+        "expires_at = now() + make_interval(secs => %s::float8 * 60) "
+        "WHERE thread_id = %s AND owner = %s RETURNING thread_id",
+        (ttl.strategy, ttl.ttl, ttl.ttl, thread_id, owner),
+    )
+    return row is not None
+
+
+async def ttl_of(conn: Conn, *, owner: str, thread_id: uuid.UUID) -> ThreadTtlInfo | None:
+    """The thread's TTL as `GET /threads/{id}?include=ttl` shows it (None: it has none)."""
+    row = await fetch_one(
+        conn,
+        "SELECT ttl_strategy, ttl_minutes, expires_at FROM threads "
+        "WHERE thread_id = %s AND owner = %s AND ttl_strategy IS NOT NULL",
+        (thread_id, owner),
+    )
+    if row is None:
+        return None
+    return {
+        "strategy": row["ttl_strategy"],
+        "ttl_minutes": row["ttl_minutes"],
+        "expires_at": row["expires_at"].isoformat() if row["expires_at"] else None,
+    }
+
+
+async def owned(conn: Conn, *, owner: str, thread_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    """Which of `thread_ids` exist and belong to `owner`."""
+    rows = await fetch_all(
+        conn,
+        "SELECT thread_id FROM threads WHERE thread_id = ANY(%s) AND owner = %s",
+        (thread_ids, owner),
+    )
+    return [row["thread_id"] for row in rows]
 
 
 async def get(
@@ -91,6 +140,57 @@ async def lock(conn: Conn, thread_id: uuid.UUID) -> None:
     serialise in one order (no deadlock) and a status computed after it sees committed runs.
     (The lease sweep still updates run rows first: it races only with a fenced late finish.)"""
     await fetch_one(conn, "SELECT 1 FROM threads WHERE thread_id = %s FOR UPDATE", (thread_id,))
+
+
+async def lock_idle(conn: Conn, thread_id: uuid.UUID, *, owner: str | None = None) -> bool:
+    """Lock the thread row (as `lock`) if it exists, is `owner`'s (when given) and has no
+    pending or running run: then no run can start on it until the transaction ends."""
+    row = await fetch_one(
+        conn,
+        "SELECT 1 AS idle FROM threads t WHERE thread_id = %(t)s "
+        "AND (%(owner)s::text IS NULL OR owner = %(owner)s) "
+        "AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.thread_id = t.thread_id "
+        "AND r.status IN ('pending', 'running')) FOR UPDATE OF t",
+        {"t": thread_id, "owner": owner},
+    )
+    return row is not None
+
+
+async def graph_id(conn: Conn, thread_id: uuid.UUID) -> str | None:
+    """The graph that last ran on the thread (`metadata.graph_id`)."""
+    row = await fetch_one(
+        conn,
+        "SELECT metadata ->> 'graph_id' AS graph_id FROM threads WHERE thread_id = %s",
+        (thread_id,),
+    )
+    return None if row is None else row["graph_id"]
+
+
+async def lock_expired(conn: Conn, thread_id: uuid.UUID) -> bool:
+    """Lock the thread row if its TTL has passed and it has neither a pending or running
+    run nor a pending approval (the sweeper's condition, checked under the lock)."""
+    row = await fetch_one(
+        conn,
+        "SELECT 1 AS due FROM threads t WHERE thread_id = %(t)s AND expires_at <= now() "
+        "AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.thread_id = t.thread_id "
+        "AND r.status IN ('pending', 'running')) "
+        "AND NOT EXISTS (SELECT 1 FROM approvals a WHERE a.thread_id = t.thread_id "
+        "AND a.status = 'pending') FOR UPDATE OF t",
+        {"t": thread_id},
+    )
+    return row is not None
+
+
+async def swept(conn: Conn, thread_id: uuid.UUID, *, expired: bool) -> None:
+    """Record a sweep of the thread: its retention is done and (`expired`) its TTL applied;
+    its next run sets both again."""
+    await fetch_one(
+        conn,
+        "UPDATE threads SET retention_due = false, "
+        "expires_at = CASE WHEN %(expired)s THEN NULL ELSE expires_at END "
+        "WHERE thread_id = %(t)s",
+        {"t": thread_id, "expired": expired},
+    )
 
 
 async def exists_for_other_owner(conn: Conn, thread_id: uuid.UUID) -> bool:

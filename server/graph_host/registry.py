@@ -49,6 +49,11 @@ from langgraph_sdk.runtime import ServerRuntime, _ExecutionRuntime, _ReadRuntime
 
 from server.core.errors import GraphUnavailable
 from server.core.types import Json
+from server.graph_host.checkpointer_config import (
+    CheckpointerConfig,
+    CheckpointerConfigError,
+    read_checkpointer,
+)
 
 log = logging.getLogger("trellis.graphs")
 
@@ -102,6 +107,7 @@ class GraphConfig:
     env: dict[str, str] = field(default_factory=dict)
     auth: Json | None = None
     raw: Json = field(default_factory=dict)
+    checkpointer: CheckpointerConfig = field(default_factory=CheckpointerConfig)
 
 
 def _parse_env_file(path: Path) -> dict[str, str]:
@@ -149,7 +155,11 @@ def read_config(path: Path) -> GraphConfig:
         raise GraphLoadError(f"{path}: 'env' must be a mapping or a path to a .env file")
     deps = [(base / d).resolve() for d in raw.get("dependencies", []) if isinstance(d, str)]
     auth = raw.get("auth") if isinstance(raw.get("auth"), dict) else None
-    return GraphConfig(path, graphs, deps, env, auth, raw)
+    try:
+        checkpointer = read_checkpointer(raw.get("checkpointer"))
+    except CheckpointerConfigError as exc:
+        raise GraphLoadError(f"{path}: {exc}") from exc
+    return GraphConfig(path, graphs, deps, env, auth, raw, checkpointer)
 
 
 def add_import_paths(config: GraphConfig) -> None:

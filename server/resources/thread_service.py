@@ -7,6 +7,7 @@ the checkpoints through the graph that last ran on the thread.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
@@ -14,9 +15,11 @@ from dataclasses import dataclass
 from typing import cast
 
 from langchain_core.runnables import RunnableConfig
+from langgraph.channels.delta import DeltaChannel
+from langgraph.checkpoint.serde.types import _DeltaSnapshot
 from langgraph.errors import InvalidUpdateError
 from langgraph.types import StateSnapshot
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.approvals.service import ApprovalService
 from server.core.encoding import dumps, to_jsonable
@@ -30,6 +33,8 @@ from server.core.schemas import (
     ThreadCreate,
     ThreadPatch,
     ThreadSearch,
+    ThreadTTL,
+    TtlStrategy,
 )
 from server.core.types import (
     Json,
@@ -38,7 +43,8 @@ from server.core.types import (
     Thread,
     ThreadUpdateStateResponse,
 )
-from server.db import run_rows, thread_rows
+from server.db import checkpoint_retention, run_rows, thread_rows
+from server.db.checkpoint_retention import Pruned
 from server.db.checkpoints import FencedPostgresSaver, copy_thread
 from server.db.pool import Pool
 from server.graph_host.registry import AnyGraph, GraphRegistry, LoadedGraph
@@ -49,6 +55,8 @@ from server.graph_host.snapshot import (
     snapshot_bytes,
 )
 from server.runs.manager import RunManager
+
+log = logging.getLogger("trellis.threads")
 
 HISTORY_BATCH = 50
 """At most this many checkpoints are read (and held decoded) at once by `/history`."""
@@ -109,7 +117,10 @@ class ThreadService:
         approvals: ApprovalService | None,
         thread_values_max_bytes: int = 16_384,
         history_budget: int = 8 * 1024 * 1024,
+        default_ttl: ThreadTTL | None = None,
     ) -> None:
+        self.default_ttl = default_ttl
+        """The TTL of threads created without one (`checkpointer.ttl.default_ttl`)."""
         self.thread_values_max_bytes = thread_values_max_bytes
         """The bound of a thread row's copy of its values (larger keys are left out)."""
         self.engine = engine
@@ -143,7 +154,11 @@ class ThreadService:
             thread_id = parsed
         async with self.pool.connection() as conn:  # one statement: autocommit
             created = await thread_rows.create(
-                conn, owner=owner, thread_id=thread_id, metadata=body.metadata
+                conn,
+                owner=owner,
+                thread_id=thread_id,
+                metadata=body.metadata,
+                ttl=body.ttl or self.default_ttl,
             )
             if created is not None:
                 return await self._public(created)
@@ -218,9 +233,15 @@ class ThreadService:
                 total -= 1
         return total
 
-    async def get(self, owner: str, thread_id: str) -> Thread:
-        """The caller's thread, else `NotFound`."""
-        return await self._public(await self._row(owner, thread_id))
+    async def get(self, owner: str, thread_id: str, *, include_ttl: bool = False) -> Thread:
+        """The caller's thread, else `NotFound`; `include_ttl`: with its `ttl` (None if none)."""
+        thread = await self._public(await self._row(owner, thread_id))
+        if include_ttl:
+            async with self.pool.connection() as conn:
+                thread["ttl"] = await thread_rows.ttl_of(
+                    conn, owner=owner, thread_id=uuid.UUID(thread["thread_id"])
+                )
+        return thread
 
     async def _row(self, owner: str, thread_id: str) -> StoredThread:
         """The caller's thread row (its `values` a bounded copy), else `NotFound`."""
@@ -249,12 +270,14 @@ class ThreadService:
         return values
 
     async def patch(self, owner: str, thread_id: str, body: ThreadPatch) -> Thread:
-        """Merge metadata into a thread."""
+        """Merge metadata into a thread; with `ttl`, give it that TTL from now."""
         tid = require_uuid(thread_id, "thread")
         async with self.engine.begin() as conn:
             updated = await thread_rows.patch_metadata(
                 conn, owner=owner, thread_id=tid, metadata=body.metadata
             )
+            if updated is not None and body.ttl is not None:
+                await thread_rows.set_ttl(conn, owner=owner, thread_id=tid, ttl=body.ttl)
         if updated is None:
             raise NotFound(f"thread {thread_id[:80]!r} not found")
         return await self._public(updated)
@@ -276,6 +299,123 @@ class ThreadService:
             await run_rows.notify(conn, run_rows.THREAD_RUNS_CHANNEL, str(tid))
         self.runs.thread_runs.created(str(tid))
         await self.runs.events.forget(run_ids)
+
+    async def prune(self, owner: str, thread_ids: list[str], strategy: TtlStrategy) -> int:
+        """Prune the caller's threads among `thread_ids` (others' and unknown ids are not
+        counted): `delete` deletes each as `DELETE /threads/{id}` does; `keep_latest` keeps
+        only each thread's latest checkpoint, skipping threads with an active run."""
+        ids = []
+        for raw in thread_ids:
+            parsed = parse_uuid(raw)
+            if parsed is None:
+                raise InvalidRequest(f"thread_ids: {raw[:80]!r} is not a UUID")
+            ids.append(parsed)
+        if not ids:
+            return 0
+        async with self.pool.connection() as conn:
+            owned = await thread_rows.owned(conn, owner=owner, thread_ids=ids)
+        pruned = 0
+        for tid in owned:
+            if strategy == "delete":
+                try:
+                    await self.delete(owner, str(tid))
+                except NotFound:
+                    continue
+                pruned += 1
+            elif await self.keep_latest(tid, owner=owner) is not None:
+                pruned += 1
+        return pruned
+
+    async def keep_latest(
+        self, thread_id: uuid.UUID, *, owner: str | None = None, keep: int = 1, forks: bool = False
+    ) -> Pruned | None:
+        """Keep only the last `keep` checkpoints of an idle thread (see `checkpoint_retention`);
+        None when the thread is gone, not the owner's, or has a pending or running run.
+        The thread's row lock keeps runs from starting meanwhile."""
+        async with self.engine.begin() as conn:
+            if not await thread_rows.lock_idle(conn, thread_id, owner=owner):
+                return None
+            return await self._prune(conn, thread_id, keep, forks=forks)
+
+    async def _prune(
+        self, conn: AsyncConnection, thread_id: uuid.UUID, keep: int, *, forks: bool
+    ) -> Pruned | None:
+        """Keep the last `keep` checkpoints (see `checkpoint_retention`), first seeding each
+        `DeltaChannel` with a snapshot where its kept history would begin. None when the
+        thread's graph is not served (its delta channels cannot be known)."""
+        tid = str(thread_id)
+        planned = await checkpoint_retention.plan(conn, tid, keep, forks=forks)
+        if not planned.kept:
+            return Pruned(0, 0, 0)
+        graph_id = await thread_rows.graph_id(conn, thread_id)
+        loaded = self.registry.get(graph_id) if graph_id else None
+        if loaded is None:
+            return None
+        async with loaded.open("threads.read", config=state_config(tid)) as graph:
+            deltas = [n for n, c in graph.channels.items() if isinstance(c, DeltaChannel)]
+            for root in planned.roots if deltas else []:
+                seeds = []
+                for channel in deltas:
+                    version, stored = await checkpoint_retention.channel_version(
+                        conn, tid, root, channel
+                    )
+                    if version is not None and not stored:
+                        seeds.append((channel, version))
+                if not seeds:
+                    continue
+                state = await graph.aget_state(state_config(tid, checkpoint_id=root))
+                values = state.values if isinstance(state.values, dict) else {}
+                for channel, version in seeds:
+                    snapshot = self.checkpointer.serde.dumps_typed(
+                        _DeltaSnapshot(values.get(channel))
+                    )
+                    await checkpoint_retention.seed_snapshot(
+                        conn, tid, root, channel, version, snapshot
+                    )
+        return await checkpoint_retention.apply(conn, tid, planned)
+
+    async def expire_delete(self, owner: str, thread_id: str) -> bool:
+        """Delete a thread whose TTL passed (`delete`), unless a run or approval is pending
+        on it now (then False: a later sweep tries again)."""
+        tid = uuid.UUID(thread_id)
+        async with self.engine.begin() as conn:
+            if not await thread_rows.lock_expired(conn, tid):
+                return False
+            run_ids = await run_rows.ids_for_thread(conn, tid)
+            if not await thread_rows.delete_thread(conn, owner=owner, thread_id=tid):
+                return False
+        await self.runs.events.forget(run_ids)
+        return True
+
+    async def expire_keep_latest(self, thread_id: uuid.UUID) -> Pruned | None:
+        """Prune a thread whose TTL passed (`keep_latest`) to its latest checkpoint, unless a
+        run or approval is pending on it now (None)."""
+        async with self.engine.begin() as conn:
+            if not await thread_rows.lock_expired(conn, thread_id):
+                return None
+            pruned = await self._prune(conn, thread_id, 1, forks=False)
+            # A thread whose graph is no longer served cannot be pruned safely: its TTL is
+            # dropped (not retried every sweep) until a run on it sets it again.
+            await thread_rows.swept(conn, thread_id, expired=True)
+            if pruned is None:
+                log.warning(
+                    "expired thread kept whole: its graph is not served",
+                    extra={"thread_id": str(thread_id)},
+                )
+            await thread_rows.swept(conn, thread_id, expired=True)
+        return pruned
+
+    async def retain(self, thread_id: uuid.UUID, keep: int | None) -> Pruned | None:
+        """Trim an idle thread's checkpoints to its last `keep` (None: keep all) and mark its
+        retention done; None when a run is pending or running on it now."""
+        async with self.engine.begin() as conn:
+            if not await thread_rows.lock_idle(conn, thread_id):
+                return None
+            pruned: Pruned | None = Pruned(0, 0, 0)
+            if keep is not None:
+                pruned = await self._prune(conn, thread_id, keep, forks=True)
+            await thread_rows.swept(conn, thread_id, expired=False)
+        return pruned
 
     async def copy(self, owner: str, thread_id: str) -> Thread | None:
         """A new thread with a copy of this thread's metadata and checkpoints (None if the

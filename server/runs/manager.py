@@ -26,7 +26,7 @@ from server.core.encoding import to_jsonable
 from server.core.errors import BadRequest, InvalidRequest, NotFound, NothingToResume, ThreadBusy
 from server.core.ids import parse_uuid, require_uuid, uuid7
 from server.core.logging import current_request
-from server.core.schemas import RunCreate
+from server.core.schemas import RunCreate, ThreadTTL
 from server.core.types import (
     CancelAction,
     Json,
@@ -84,11 +84,14 @@ class RunManager:
         lease_seconds: float = 4.0,
         limits: RunLimits | None = None,
         thread_runs: ThreadRuns | None = None,
+        thread_ttl: ThreadTTL | None = None,
     ) -> None:
         self.engine = engine
         self.thread_runs = thread_runs or ThreadRuns()
         """Signals of new runs on threads (for thread streams): those created here directly,
         the others by NOTIFY (`Listener`)."""
+        self.thread_ttl = thread_ttl
+        """The TTL of the threads a run creates (`checkpointer.ttl.default_ttl`)."""
         self.limits = limits or RunLimits()
         """What a run's config and context may ask (422 beyond it)."""
         self.pool = pool
@@ -186,7 +189,9 @@ class RunManager:
             thread_status: str | None
             if thread_id is None:
                 tid = uuid7()
-                await thread_rows.create(conn, owner=owner, thread_id=tid, metadata=meta)
+                await thread_rows.create(
+                    conn, owner=owner, thread_id=tid, metadata=meta, ttl=self.thread_ttl
+                )
                 thread_status = "idle"
             else:
                 tid = require_uuid(thread_id, "thread")
@@ -196,7 +201,9 @@ class RunManager:
                         raise NotFound(f"thread {thread_id!r} not found")
                     if await thread_rows.exists_for_other_owner(conn, tid):
                         raise NotFound(f"thread {thread_id!r} not found")
-                    await thread_rows.create(conn, owner=owner, thread_id=tid, metadata=meta)
+                    await thread_rows.create(
+                        conn, owner=owner, thread_id=tid, metadata=meta, ttl=self.thread_ttl
+                    )
                 thread_status = "idle" if found is None else found["status"]
             active = await run_rows.active_for_thread(conn, tid)
             strategy = body.multitask_strategy

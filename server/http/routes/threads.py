@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel
 
 from server.core.schemas import (
     CheckpointRef,
@@ -12,9 +13,10 @@ from server.core.schemas import (
     ThreadCount,
     ThreadCreate,
     ThreadPatch,
+    ThreadPrune,
     ThreadSearch,
 )
-from server.core.types import Thread, ThreadUpdateStateResponse
+from server.core.types import Json, Thread, ThreadUpdateStateResponse
 from server.http.deps import OwnerDep, ThreadsDep
 from server.http.routes import AS_RETURNED, CheckedRoute
 from server.resources.thread_service import HistoryPage
@@ -39,6 +41,19 @@ async def search_threads(
     return found
 
 
+class ThreadPruneResponse(BaseModel):
+    pruned_count: int
+    """How many of the caller's threads were pruned."""
+
+
+@router.post("/prune", response_model=ThreadPruneResponse)
+async def prune_threads(body: ThreadPrune, threads: ThreadsDep, owner: OwnerDep) -> Json:
+    """Prune threads by id: `delete` removes each thread and all its data; `keep_latest`
+    keeps each thread with only its latest checkpoint (threads with an active run are
+    skipped). Threads that are not the caller's are neither touched nor counted."""
+    return {"pruned_count": await threads.prune(owner, body.thread_ids, body.strategy)}
+
+
 @router.post("/count")
 async def count_threads(body: ThreadCount, threads: ThreadsDep, owner: OwnerDep) -> int:
     """How many threads match."""
@@ -46,9 +61,13 @@ async def count_threads(body: ThreadCount, threads: ThreadsDep, owner: OwnerDep)
 
 
 @router.get("/{thread_id}", response_model=AS_RETURNED)
-async def get_thread(thread_id: str, threads: ThreadsDep, owner: OwnerDep) -> Thread:
-    """One thread with its status and latest values."""
-    return await threads.get(owner, thread_id)
+async def get_thread(
+    thread_id: str, threads: ThreadsDep, owner: OwnerDep, include: str | None = None
+) -> Thread:
+    """One thread with its status and latest values; `include=ttl` adds its `ttl`
+    (`strategy`, `ttl_minutes`, `expires_at`; null when it has none)."""
+    fields = {part.strip() for part in (include or "").split(",")}
+    return await threads.get(owner, thread_id, include_ttl="ttl" in fields)
 
 
 @router.patch("/{thread_id}", response_model=AS_RETURNED)
