@@ -48,6 +48,7 @@ from langgraph_sdk.auth.types import BaseUser
 from langgraph_sdk.runtime import ServerRuntime, _ExecutionRuntime, _ReadRuntime
 
 from server.core.errors import GraphUnavailable
+from server.core.store_config import StoreConfig, StoreConfigError, parse_store_config
 from server.core.types import Json
 
 log = logging.getLogger("trellis.graphs")
@@ -102,6 +103,7 @@ class GraphConfig:
     env: dict[str, str] = field(default_factory=dict)
     auth: Json | None = None
     raw: Json = field(default_factory=dict)
+    store: StoreConfig = field(default_factory=StoreConfig)
 
 
 def _parse_env_file(path: Path) -> dict[str, str]:
@@ -149,7 +151,11 @@ def read_config(path: Path) -> GraphConfig:
         raise GraphLoadError(f"{path}: 'env' must be a mapping or a path to a .env file")
     deps = [(base / d).resolve() for d in raw.get("dependencies", []) if isinstance(d, str)]
     auth = raw.get("auth") if isinstance(raw.get("auth"), dict) else None
-    return GraphConfig(path, graphs, deps, env, auth, raw)
+    try:
+        store = parse_store_config(raw.get("store"))
+    except StoreConfigError as exc:
+        raise GraphLoadError(f"{path}: {exc}") from exc
+    return GraphConfig(path, graphs, deps, env, auth, raw, store)
 
 
 def add_import_paths(config: GraphConfig) -> None:

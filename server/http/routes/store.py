@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
-from langgraph.store.base import InvalidNamespaceError
+from langgraph.store.base import NOT_PROVIDED, InvalidNamespaceError
 from pydantic import AfterValidator, Field
 
 from server.core.errors import InvalidRequest
@@ -48,7 +48,7 @@ class PutItem(Body):
     index: Literal[False] | list[Annotated[str, Field(max_length=512)]] | None = None
     """Which fields to embed for semantic search (`false`: none; default: the store's)."""
     ttl: float | None = Field(default=None, ge=MIN_TTL_MINUTES, le=MAX_TTL_MINUTES)
-    """Minutes until the item expires."""
+    """Minutes until the item expires (fractions allowed); absent: `store.ttl.default_ttl`."""
 
 
 class DeleteItem(Body):
@@ -96,7 +96,12 @@ async def put_item(body: PutItem, services: ServicesDep, owner: OwnerDep) -> Res
     """Create or replace an item."""
     try:
         await _store(services, owner).aput(
-            tuple(body.namespace), body.key, body.value, index=body.index, ttl=body.ttl
+            tuple(body.namespace),
+            body.key,
+            body.value,
+            index=body.index,
+            # No ttl: `store.ttl.default_ttl` of the langgraph.json applies (none: forever).
+            ttl=body.ttl if body.ttl is not None else NOT_PROVIDED,
         )
     except InvalidNamespaceError as exc:
         raise InvalidRequest(str(exc)) from exc
