@@ -6,6 +6,7 @@ import asyncio
 import functools
 from pathlib import Path
 
+import psycopg
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
@@ -13,6 +14,8 @@ from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.store.postgres.aio import AsyncPostgresStore
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server.db import trellis_store
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "trellis_alembic_version"
@@ -32,6 +35,8 @@ async def _langgraph_setup(psycopg_url: str) -> None:
         await saver.setup()
     async with AsyncPostgresStore.from_conn_string(psycopg_url) as store:
         await store.setup()
+    async with await psycopg.AsyncConnection.connect(psycopg_url, autocommit=True) as conn:
+        await trellis_store.apply_schema(conn)
 
 
 def upgrade_trellis(sqlalchemy_url: str, revision: str = "head") -> None:

@@ -9,7 +9,7 @@ minutes becomes 0, and a refresh then expires the item at once); `setup()` widen
 double precision.
 
 Semantic search (`store.index`): LangGraph's index needs the pgvector extension, which a
-plain Postgres lacks. Trellis keeps vectors in its own table `trellis_store_vectors` (one row
+plain Postgres lacks. Trellis keeps vectors in its own table `store_trellis_vectors` (one row
 per item and embedded field, removed with the item by a cascading foreign key) and ranks in
 Python: a search with a `query` reads the `SEMANTIC_CANDIDATES` most recently updated items
 that match its namespace prefix and filter, scores each by the best cosine similarity of its
@@ -25,12 +25,12 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-import numpy as np
 import orjson
 from langgraph.store.base import Op, PutOp, Result, SearchItem, SearchOp, TTLConfig
 from langgraph.store.base.embed import get_text_at_path, tokenize_path
 from langgraph.store.postgres.aio import AsyncPostgresStore
 from langgraph.store.postgres.base import _namespace_prefix_condition, _namespace_to_text
+from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
 
@@ -60,7 +60,7 @@ SETUP_SQL = (
     END $$;
     """,
     """
-    CREATE TABLE IF NOT EXISTS trellis_store_vectors (
+    CREATE TABLE IF NOT EXISTS store_trellis_vectors (
         prefix text NOT NULL,
         key text NOT NULL,
         field_name text NOT NULL,
@@ -70,6 +70,15 @@ SETUP_SQL = (
     )
     """,
 )
+
+
+async def apply_schema(conn: AsyncConnection[Any]) -> None:
+    """Trellis' additions to LangGraph's store tables (after its `setup()`; idempotent, one
+    process at a time)."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (SETUP_LOCK,))
+        for statement in SETUP_SQL:
+            await conn.execute(statement)
 
 
 def ttl_config(config: StoreConfig) -> TTLConfig:
@@ -116,10 +125,8 @@ class TrellisStore(AsyncPostgresStore):
     async def setup(self) -> None:
         """LangGraph's migrations, then Trellis' own (idempotent, one process at a time)."""
         await super().setup()
-        async with self._pool.connection() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (SETUP_LOCK,))
-            for statement in SETUP_SQL:
-                await conn.execute(statement)
+        async with self._pool.connection() as conn:
+            await apply_schema(conn)
 
     async def _embed(self, texts: Sequence[str]) -> list[list[float]]:
         assert self._embedder is not None
@@ -179,14 +186,14 @@ class TrellisStore(AsyncPostgresStore):
             for (namespace, key), named in items:
                 prefix = _namespace_to_text(namespace)
                 await conn.execute(
-                    "DELETE FROM trellis_store_vectors WHERE prefix = %s AND key = %s",
+                    "DELETE FROM store_trellis_vectors WHERE prefix = %s AND key = %s",
                     (prefix, key),
                 )
                 for name, vector in named:
                     # The item may have been deleted meanwhile: insert only if it exists.
                     await conn.execute(
                         """
-                        INSERT INTO trellis_store_vectors (prefix, key, field_name, embedding)
+                        INSERT INTO store_trellis_vectors (prefix, key, field_name, embedding)
                         SELECT prefix, key, %s, %s FROM store WHERE prefix = %s AND key = %s
                         ON CONFLICT (prefix, key, field_name)
                         DO UPDATE SET embedding = EXCLUDED.embedding
@@ -196,6 +203,8 @@ class TrellisStore(AsyncPostgresStore):
 
     async def _rank(self, op: SearchOp) -> list[SearchItem]:
         assert op.query is not None
+        import numpy as np  # here: only a ranked search needs it
+
         (query_vector,) = await self._embed([op.query])
         ns_sql, ns_params = ("TRUE", ())
         if op.namespace_prefix:
@@ -203,7 +212,7 @@ class TrellisStore(AsyncPostgresStore):
         filter_sql, filter_params = _filter_sql(op.filter, self)
         sql = f"""
             SELECT store.prefix, store.key, store.value, store.created_at, store.updated_at,
-                   (SELECT array_agg(v.embedding) FROM trellis_store_vectors v
+                   (SELECT array_agg(v.embedding) FROM store_trellis_vectors v
                     WHERE v.prefix = store.prefix AND v.key = store.key) AS embeddings
             FROM store
             WHERE {ns_sql} {filter_sql}
