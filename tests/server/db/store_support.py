@@ -21,19 +21,23 @@ from tests.support.servers import TEST_GRAPHS, serve_in_loop
 ECHO = f"{TEST_GRAPHS.parent / 'simple.py'}:echo"
 
 
-def write_config(folder: Path, store: object) -> Path:
-    """A `langgraph.json` in `folder` serving the test echo graph with `store`."""
+def write_config(folder: Path, store: object, graphs: dict[str, str] | None = None) -> Path:
+    """A `langgraph.json` in `folder` serving the test echo graph (and `graphs`) with `store`."""
     path = folder / "langgraph.json"
-    path.write_text(json.dumps({"graphs": {"echo": ECHO}, "store": store}))
+    path.write_text(json.dumps({"graphs": {"echo": ECHO, **(graphs or {})}, "store": store}))
     return path
 
 
 @asynccontextmanager
 async def store_server(
-    settings: Settings, folder: Path, store: object, **overrides: Any
+    settings: Settings,
+    folder: Path,
+    store: object,
+    graphs: dict[str, str] | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[LangGraphClient]:
     """The official client on a server of its own whose `langgraph.json` has `store`."""
-    config = write_config(folder, store)
+    config = write_config(folder, store, graphs)
     app = create_app(settings.model_copy(update={"graphs_config": config, **overrides}))
     async with serve_in_loop(app) as url:
         client = get_client(url=url, api_key=None)

@@ -220,3 +220,46 @@ async def test_a_user_function_embeds(settings: Settings, tmp_path: Path, name: 
         assert answer.status_code == 503
         assert answer.json()["code"] == "embedder_unavailable"
         assert "my_embed.py" in answer.json()["detail"]
+
+
+RECALL_GRAPH = """
+from typing import TypedDict
+
+from langgraph.config import get_store
+from langgraph.graph import START, StateGraph
+
+
+class State(TypedDict, total=False):
+    ns: str
+    query: str
+    found: list
+
+
+async def recall(state: State) -> State:
+    items = await get_store().asearch((state["ns"],), query=state["query"], limit=3)
+    return {"found": [[item.key, item.score] for item in items]}
+
+
+graph = StateGraph(State).add_node(recall).add_edge(START, "recall").compile()
+"""
+
+
+async def test_a_graph_searches_its_owners_items_semantically(
+    settings: Settings, tmp_path: Path
+) -> None:
+    (tmp_path / "recall.py").write_text(RECALL_GRAPH)
+    store = {"index": {"dims": 384, "fields": ["text"]}}
+    graphs = {"recall": "./recall.py:graph"}
+    ns = _suite()
+    async with store_server(settings, tmp_path, store, graphs) as client:
+        await client.store.put_item((ns,), "dentist", {"text": "Dentist appointment Tuesday"})
+        await client.store.put_item((ns,), "milk", {"text": "Buy milk and eggs"})
+        await client.store.put_item((ns,), "car", {"text": "Car needs an oil change"})
+        state = await client.runs.wait(
+            None, "recall", input={"ns": ns, "query": "groceries to pick up at the shop"}
+        )
+        assert isinstance(state, dict)
+        found = state["found"]
+        assert found[0][0] == "milk"
+        scores = [score for _, score in found]
+        assert scores == sorted(scores, reverse=True)
