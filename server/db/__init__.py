@@ -16,4 +16,6 @@ checkpoints.py       the fenced checkpoint saver; thread copies, a rolled-back r
 checkpoint_deltas.py list channels stored as the items they gained (row format, chains read back)
 checkpoint_serde.py  the allowlisting checkpoint serializer
 owner_store.py       LangGraph's store, scoped to an owner
+trellis_store.py     LangGraph's store with TTLs hidden at once and semantic search without pgvector
+store_sweeper.py     deletes expired store items, one process at a time, in bounded batches
 """

@@ -12,6 +12,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.store.postgres.aio import AsyncPostgresStore
+from psycopg.rows import dict_row
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -35,7 +36,8 @@ async def _langgraph_setup(psycopg_url: str) -> None:
         await saver.setup()
     async with AsyncPostgresStore.from_conn_string(psycopg_url) as store:
         await store.setup()
-    async with await psycopg.AsyncConnection.connect(psycopg_url, autocommit=True) as conn:
+    connect = psycopg.AsyncConnection.connect
+    async with await connect(psycopg_url, autocommit=True, row_factory=dict_row) as conn:
         await trellis_store.apply_schema(conn)
 
 

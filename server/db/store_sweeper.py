@@ -13,11 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
-
-from psycopg_pool import AsyncConnectionPool
 
 from server.db.outages import infrastructure_fault
+from server.db.pool import Pool
 
 log = logging.getLogger("trellis.store")
 
@@ -40,7 +38,7 @@ class StoreSweeper:
 
     def __init__(
         self,
-        pool: AsyncConnectionPool[Any],
+        pool: Pool,
         *,
         interval_seconds: float,
         batch_size: int = 1000,

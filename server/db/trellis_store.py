@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import orjson
 from langgraph.store.base import Op, PutOp, Result, SearchItem, SearchOp, TTLConfig
@@ -32,10 +32,10 @@ from langgraph.store.postgres.aio import AsyncPostgresStore
 from langgraph.store.postgres.base import _namespace_prefix_condition, _namespace_to_text
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow
-from psycopg_pool import AsyncConnectionPool
 
 from server.core.errors import EmbedderUnavailable
 from server.core.store_config import StoreConfig
+from server.db.pool import Pool
 
 if TYPE_CHECKING:
     from tools.embeddings import Embedder
@@ -72,7 +72,7 @@ SETUP_SQL = (
 )
 
 
-async def apply_schema(conn: AsyncConnection[Any]) -> None:
+async def apply_schema(conn: AsyncConnection[DictRow]) -> None:
     """Trellis' additions to LangGraph's store tables (after its `setup()`; idempotent, one
     process at a time)."""
     async with conn.transaction():
@@ -91,10 +91,12 @@ def ttl_config(config: StoreConfig) -> TTLConfig:
     )
 
 
-def _filter_sql(filter: dict[str, Any] | None, store: AsyncPostgresStore) -> tuple[str, list[Any]]:
+def _filter_sql(
+    filter: Mapping[str, object] | None, store: AsyncPostgresStore
+) -> tuple[str, list[object]]:
     # The same conditions LangGraph's own search builds (`_prepare_batch_search_queries`).
     clauses: list[str] = []
-    params: list[Any] = []
+    params: list[object] = []
     for key, value in (filter or {}).items():
         if isinstance(value, dict):
             for op_name, val in value.items():
@@ -112,7 +114,7 @@ class TrellisStore(AsyncPostgresStore):
 
     def __init__(
         self,
-        pool: AsyncConnectionPool[Any],
+        pool: Pool,
         config: StoreConfig,
         embedder: Embedder | None = None,
     ) -> None:
@@ -222,7 +224,7 @@ class TrellisStore(AsyncPostgresStore):
         """
         async with self._pool.connection() as conn:
             cursor = await conn.execute(sql, (*ns_params, *filter_params, SEMANTIC_CANDIDATES))
-            rows = cast(list[DictRow], await cursor.fetchall())
+            rows = await cursor.fetchall()
         query = np.asarray(query_vector, dtype=np.float64)
         query /= max(float(np.linalg.norm(query)), 1e-12)
         scored: list[tuple[float | None, DictRow]] = []
