@@ -10,10 +10,11 @@ double precision.
 
 Semantic search (`store.index`): LangGraph's index needs the pgvector extension, which a
 plain Postgres lacks. Trellis keeps vectors in its own table `store_trellis_vectors` (one row
-per item and embedded field, removed with the item by a cascading foreign key) and ranks in
-Python: a search with a `query` reads the `SEMANTIC_CANDIDATES` most recently updated items
-that match its namespace prefix and filter, scores each by the best cosine similarity of its
-fields to the query, and returns them by score, items without vectors last (score null).
+per item and embedded field, packed float32, removed with the item by a cascading foreign key)
+and ranks in Python: a search with a `query` reads the `SEMANTIC_CANDIDATES` most recently
+updated items that match its namespace prefix and filter, scores each by the best cosine
+similarity of its fields to the query, and returns them by score, items without vectors last
+(score null).
 Items beyond the candidate bound are not ranked: the bound keeps a search's memory and time
 flat however large the store grows.
 """
@@ -21,6 +22,7 @@ flat however large the store grows.
 from __future__ import annotations
 
 import logging
+import struct
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -64,7 +66,7 @@ SETUP_SQL = (
         prefix text NOT NULL,
         key text NOT NULL,
         field_name text NOT NULL,
-        embedding double precision[] NOT NULL,
+        embedding bytea NOT NULL,  -- float32, little-endian
         PRIMARY KEY (prefix, key, field_name),
         FOREIGN KEY (prefix, key) REFERENCES store (prefix, key) ON DELETE CASCADE
     )
@@ -200,7 +202,7 @@ class TrellisStore(AsyncPostgresStore):
                         ON CONFLICT (prefix, key, field_name)
                         DO UPDATE SET embedding = EXCLUDED.embedding
                         """,
-                        (name, vector, prefix, key),
+                        (name, struct.pack(f"<{len(vector)}f", *vector), prefix, key),
                     )
 
     async def _rank(self, op: SearchOp) -> list[SearchItem]:
@@ -227,16 +229,25 @@ class TrellisStore(AsyncPostgresStore):
             rows = await cursor.fetchall()
         query = np.asarray(query_vector, dtype=np.float64)
         query /= max(float(np.linalg.norm(query)), 1e-12)
-        scored: list[tuple[float | None, DictRow]] = []
-        for row in rows:
-            score = None
-            for vector in row["embeddings"] or ():
-                v = np.asarray(vector, dtype=np.float64)
-                if v.shape != query.shape:
-                    continue  # embedded by another model before a config change
-                s = float(v @ query) / max(float(np.linalg.norm(v)), 1e-12)
-                score = s if score is None else max(score, s)
-            scored.append((score, row))
+        # One matrix product over every vector of every candidate; a vector of another length
+        # (embedded by another model before a config change) is left out.
+        width = 4 * len(query)
+        owners: list[int] = []
+        blobs: list[bytes] = []
+        for i, row in enumerate(rows):
+            for blob in row["embeddings"] or ():
+                if len(blob) == width:
+                    owners.append(i)
+                    blobs.append(bytes(blob))
+        best = np.full(len(rows), -np.inf)
+        if blobs:
+            matrix = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), -1)
+            vectors = matrix.astype(np.float64)
+            norms = np.maximum(np.linalg.norm(vectors, axis=1), 1e-12)
+            np.maximum.at(best, np.asarray(owners), (vectors @ query) / norms)
+        scored: list[tuple[float | None, DictRow]] = [
+            (float(best[i]) if np.isfinite(best[i]) else None, row) for i, row in enumerate(rows)
+        ]
         # Python's sort is stable: rows keep their most-recent-first order among equals.
         scored.sort(key=lambda pair: (pair[0] is None, -(pair[0] or 0.0)))
         page = scored[op.offset : op.offset + op.limit]

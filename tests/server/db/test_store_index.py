@@ -26,7 +26,7 @@ def _vectors(settings: Settings, namespace: tuple[str, ...], key: str) -> dict[s
     prefix = ".".join((*scope_of("anonymous"), *namespace))
     with psycopg.connect(settings.psycopg_url) as conn:
         rows = conn.execute(
-            "SELECT field_name, cardinality(embedding) FROM store_trellis_vectors "
+            "SELECT field_name, length(embedding) / 4 FROM store_trellis_vectors "
             "WHERE prefix = %s AND key = %s",
             (prefix, key),
         ).fetchall()
