@@ -36,6 +36,22 @@ def _label(value: str) -> str:
     return value
 
 
+FILTER_OPERATORS = frozenset({"$eq", "$ne", "$gt", "$gte", "$lt", "$lte"})
+"""What a search `filter` may ask of a field beside plain equality (LangGraph's store's set)."""
+
+
+def _filter(value: Json | None) -> Json | None:
+    for field_name, condition in (value or {}).items():
+        if isinstance(condition, dict):
+            for operator in condition:
+                if operator not in FILTER_OPERATORS:
+                    raise ValueError(
+                        f"unsupported operator {operator!r} on {field_name!r}; "
+                        f"use one of {', '.join(sorted(FILTER_OPERATORS))}"
+                    )
+    return value
+
+
 Label = Annotated[str, Field(max_length=MAX_LABEL_CHARS), AfterValidator(_label)]
 Namespace = Annotated[list[Label], Field(max_length=MAX_LABELS)]
 Key = Annotated[str, Field(min_length=1, max_length=MAX_KEY_CHARS)]
@@ -58,7 +74,7 @@ class DeleteItem(Body):
 
 class SearchItems(Body):
     namespace_prefix: Namespace = Field(default_factory=list)
-    filter: Json | None = None
+    filter: Annotated[Json | None, AfterValidator(_filter)] = None
     limit: int = Field(default=10, ge=1, le=1000)
     offset: int = Field(default=0, ge=0, le=1_000_000)
     query: str | None = Field(default=None, max_length=10_000)

@@ -263,3 +263,16 @@ async def test_a_graph_searches_its_owners_items_semantically(
         assert found[0][0] == "milk"
         scores = [score for _, score in found]
         assert scores == sorted(scores, reverse=True)
+
+
+@pytest.mark.parametrize("condition", [{"$foo": 1}, {"nested": 1}])
+async def test_an_unknown_filter_operator_is_422_not_500(
+    http: httpx.AsyncClient, condition: dict[str, int]
+) -> None:
+    answer = await http.post(
+        "/store/items/search",
+        json={"namespace_prefix": ["x"], "filter": {"a": condition}, "query": "q"},
+    )
+    assert answer.status_code == 422, answer.text
+    assert "unsupported operator" in answer.text
+    assert "filter" in answer.text
