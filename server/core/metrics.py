@@ -62,6 +62,10 @@ LEASE_TAKEOVERS = Counter(
     "trellis_run_lease_takeovers_total",
     "Runs whose worker's lease lapsed, requeued by a sweep for another worker to take over.",
 )
+STORE_ITEMS_SWEPT = Counter(
+    "trellis_store_items_swept_total",
+    "Expired store items deleted by the store sweeper.",
+)
 HTTP_DURATION = Histogram(
     "trellis_http_request_duration_seconds",
     "HTTP request duration (until the response ends; streams included), by route template.",

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 
+from server.core import metrics
 from server.db.outages import infrastructure_fault
 from server.db.pool import Pool
 
@@ -74,6 +75,7 @@ class StoreSweeper:
                 break
         if deleted:
             self.swept_total += deleted
+            metrics.STORE_ITEMS_SWEPT.inc(deleted)
             log.info("store sweep deleted %d expired items", deleted, extra={"deleted": deleted})
         return deleted
 

@@ -15,6 +15,7 @@ import httpx
 import psycopg
 import pytest
 from langgraph_sdk.client import LangGraphClient
+from prometheus_client import REGISTRY
 
 from server.core.settings import Settings
 from server.db.owner_store import scope_of
@@ -166,8 +167,10 @@ async def test_the_sweeper_deletes_in_bounded_batches_and_yields_to_another_swee
     assert _count(settings, suite) == 6
     # Batches of 2, at most 2 per sweep: a sweep deletes 4, the next one the rest.
     sweeper = StoreSweeper(pool, interval_seconds=60, batch_size=2, max_batches=2)
+    counted = REGISTRY.get_sample_value("trellis_store_items_swept_total") or 0.0
     first = await sweeper.sweep()
     assert first == 4
+    assert REGISTRY.get_sample_value("trellis_store_items_swept_total") == counted + 4
     assert await sweeper.sweep() >= 1  # the last row (and any other test's expired ones)
     assert _count(settings, suite) == 1
     assert await client.store.get_item((suite,), "alive") is not None
