@@ -42,12 +42,12 @@ async def test_an_expired_item_is_invisible_at_once_but_its_row_waits_for_the_sw
     client: LangGraphClient, settings: Settings
 ) -> None:
     suite = _suite()
-    await client.store.put_item((suite, "a"), "short", {"v": 1}, ttl=0.02)  # 1.2 s
+    await client.store.put_item((suite, "a"), "short", {"v": 1}, ttl=0.05)  # 3 s
     await client.store.put_item((suite, "b"), "kept", {"v": 2})
     assert (await client.store.get_item((suite, "a"), "short", refresh_ttl=False)) is not None
     stored = row(settings, (suite, "a"), "short")
     assert stored is not None
-    assert stored["ttl_minutes"] == pytest.approx(0.02)
+    assert stored["ttl_minutes"] == pytest.approx(0.05)
 
     await _wait_until_expired(settings, (suite, "a"), "short")
     assert await client.store.get_item((suite, "a"), "short") is None
@@ -65,9 +65,9 @@ async def test_refresh_ttl_on_get_and_search_extends_the_expiry(
 ) -> None:
     suite = _suite()
     for key in ("got", "searched", "control"):
-        await client.store.put_item((suite,), key, {"k": key}, ttl=0.05)  # 3 s
+        await client.store.put_item((suite,), key, {"k": key}, ttl=0.1)  # 6 s
     before = {k: existing(settings, (suite,), k) for k in ("got", "searched", "control")}
-    await asyncio.sleep(1.5)
+    await asyncio.sleep(2.5)
 
     assert (await client.store.get_item((suite,), "got", refresh_ttl=True))["value"] == {"k": "got"}
     found = await client.store.search_items((suite,), filter={"k": "searched"}, refresh_ttl=True)
@@ -77,11 +77,11 @@ async def test_refresh_ttl_on_get_and_search_extends_the_expiry(
     after = {k: existing(settings, (suite,), k) for k in ("got", "searched", "control")}
     for key in ("got", "searched"):
         moved = after[key]["expires_at"] - before[key]["expires_at"]
-        assert moved.total_seconds() >= 1.0, key
+        assert moved.total_seconds() >= 2.0, key
     assert after["control"]["expires_at"] == before["control"]["expires_at"]
 
     await _wait_until_expired(settings, (suite,), "control")
-    # The refreshed ones outlive the control item (they expire 1.5 s later).
+    # The refreshed ones outlive the control item (they expire 2.5 s later).
     assert await client.store.get_item((suite,), "control", refresh_ttl=False) is None
     assert existing(settings, (suite,), "got")["expired"] is False
     assert await client.store.get_item((suite,), "got", refresh_ttl=False) is not None
@@ -102,13 +102,13 @@ async def test_store_ttl_of_langgraph_json_sets_default_refresh_and_sweep(
     settings: Settings, tmp_path: Path
 ) -> None:
     suite = _suite()
-    store = {"ttl": {"default_ttl": 0.05, "refresh_on_read": False, "sweep_interval_minutes": 0.01}}
+    store = {"ttl": {"default_ttl": 0.1, "refresh_on_read": False, "sweep_interval_minutes": 0.01}}
     async with store_server(settings, tmp_path, store) as client:
         await client.store.put_item((suite,), "defaulted", {"v": 1})
         await client.store.put_item((suite,), "own", {"v": 2}, ttl=10)
         first = row(settings, (suite,), "defaulted")
         assert first is not None
-        assert first["ttl_minutes"] == pytest.approx(0.05)
+        assert first["ttl_minutes"] == pytest.approx(0.1)
         assert existing(settings, (suite,), "own")["ttl_minutes"] == 10
 
         # refresh_on_read false: a plain read leaves the expiry; an explicit refresh moves it.
