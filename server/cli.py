@@ -45,6 +45,13 @@ def _serve(args: argparse.Namespace) -> int:
     from server.ops.embedded import refuse_shared_qdrant
 
     settings = _settings(args)
+    from server.graph_host.registry import GraphLoadError, read_config
+
+    try:  # a wrong langgraph.json is one line, before anything starts
+        read_config(settings.graphs_config)
+    except GraphLoadError as exc:
+        print(f"trellis: {exc}", file=sys.stderr)
+        return 2
     if refusal := refuse_shared_qdrant(settings, command="serve"):
         print(refusal, file=sys.stderr)
         return 1

@@ -25,7 +25,9 @@ from server.db.checkpoints import FencedPostgresSaver
 from server.db.engine import create_engine
 from server.db.owner_store import OwnerScopedStore
 from server.db.pool import Pool, open_pool
-from server.graph_host.registry import GraphRegistry
+from server.db.store_sweeper import StoreSweeper
+from server.db.trellis_store import TrellisStore
+from server.graph_host.registry import GraphLoadError, GraphRegistry, read_config
 from server.resources.assistant_service import AssistantService, warn_unserved
 from server.resources.thread_service import ThreadService
 from server.resources.thread_sweeper import ThreadSweeper
@@ -61,6 +63,8 @@ class Services:
     approvals: ApprovalService | None = None
     threads: ThreadService = field(kw_only=True)
     assistants: AssistantService = field(kw_only=True)
+    store_sweeper: StoreSweeper | None = field(default=None, kw_only=True)
+    """Deletes expired store items in the background."""
 
 
 def psycopg_pool_stats(pool: Pool) -> metrics.PoolStats:
@@ -172,6 +176,28 @@ def thread_sweeper(
     )
 
 
+async def open_store(settings: Settings, pool: Pool) -> TrellisStore:
+    """LangGraph's store with the `store` key of the `langgraph.json` applied (TTLs, index)."""
+    config = read_config(settings.graphs_config)
+    for key in config.store.ignored:
+        log.warning("langgraph.json: %s is not supported by Trellis and is ignored", key)
+    embedder = None
+    if config.store.index is not None:
+        # Imported here: the embedders pull numpy and model clients.
+        from server.core.store_config import StoreConfigError
+        from server.graph_host.store_embedder import open_store_embedder
+
+        try:
+            embedder = open_store_embedder(
+                config.store.index, base=config.path.parent, settings=settings
+            )
+        except StoreConfigError as exc:
+            raise GraphLoadError(f"{config.path}: {exc}") from exc
+    store = TrellisStore(pool, config.store, embedder)
+    await store.setup()
+    return store
+
+
 @asynccontextmanager
 async def open_services(
     settings: Settings, *, worker: bool = True, api: bool = True
@@ -197,8 +223,10 @@ async def open_services(
         serde = StrictSerializer(parse_type(t) for t in settings.checkpoint_allowed_types)
         checkpointer = FencedPostgresSaver(pool, serde=serde)
         await checkpointer.setup()
-        store = AsyncPostgresStore(pool)
-        await store.setup()
+        store = await open_store(settings, pool)
+        sweeper = StoreSweeper(pool, interval_seconds=store.sweep_interval_seconds)
+        sweeper.start()
+        stack.push_async_callback(sweeper.stop)
         registry = await GraphRegistry.load(
             settings.graphs_config,
             checkpointer=checkpointer,
@@ -340,4 +368,5 @@ async def open_services(
             assistants=AssistantService(
                 engine=engine, registry=registry, runs=runs, threads=threads, limits=run_limits
             ),
+            store_sweeper=sweeper,
         )

@@ -8,6 +8,7 @@ schemas.py   request bodies of the API (pydantic)
 types.py     JSON aliases, status literals, resource rows as TypedDicts
 audit.py     security events
 logging.py   log set-up: JSON or text lines
+store_config.py  the `store` key of a langgraph.json (TTLs, index), validated
 metrics.py   Prometheus metrics (`trellis_*`): definitions, pool gauges, rendering
 tracing.py   OpenTelemetry spans (optional `otel` extra; off and free by default)
 """

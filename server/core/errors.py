@@ -14,6 +14,7 @@
     ├── GraphUnavailable            424: the graph failed to import or build (names it and why)
     ├── RateLimited                 429: the caller used up a rate limit; `Retry-After` says when
     └── Unavailable                 503: a backing service cannot be reached
+        └── EmbedderUnavailable     `embedder_unavailable`: the store's embedding model failed
 
 Domain code raises these without knowing about HTTP; `error_handlers.install` maps them to a
 JSON body `{"detail": ..., "code": ...}`. Once an SSE stream has started, a
@@ -160,6 +161,13 @@ class Unavailable(TrellisError):
 
     status = 503
     code = "unavailable"
+
+
+class EmbedderUnavailable(Unavailable):
+    """Raise when the store's semantic index cannot embed a text (its model failed or is
+    unreachable): nothing was written."""
+
+    code = "embedder_unavailable"
 
 
 def error_body(detail: object, code: str) -> dict[str, object]:

@@ -138,6 +138,10 @@ THREADS_SWEPT = Counter(
     "TTL; keep_last: checkpoints trimmed to the last N kept).",
     ["action"],
 )
+STORE_ITEMS_SWEPT = Counter(
+    "trellis_store_items_swept_total",
+    "Expired store items deleted by the store sweeper.",
+)
 HTTP_DURATION = Histogram(
     "trellis_http_request_duration_seconds",
     "HTTP request duration (until the response ends; streams included), by route template.",

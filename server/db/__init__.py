@@ -17,4 +17,6 @@ checkpoint_deltas.py list channels stored as the items they gained (row format, 
 checkpoint_serde.py  the allowlisting checkpoint serializer
 checkpoint_retention.py  pruning a thread to its last N checkpoints (deltas kept readable)
 owner_store.py       LangGraph's store, scoped to an owner
+trellis_store.py     LangGraph's store with TTLs hidden at once and semantic search without pgvector
+store_sweeper.py     deletes expired store items, one process at a time, in bounded batches
 """

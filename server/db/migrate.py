@@ -6,13 +6,17 @@ import asyncio
 import functools
 from pathlib import Path
 
+import psycopg
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.store.postgres.aio import AsyncPostgresStore
+from psycopg.rows import dict_row
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server.db import trellis_store
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "trellis_alembic_version"
@@ -32,6 +36,9 @@ async def _langgraph_setup(psycopg_url: str) -> None:
         await saver.setup()
     async with AsyncPostgresStore.from_conn_string(psycopg_url) as store:
         await store.setup()
+    connect = psycopg.AsyncConnection.connect
+    async with await connect(psycopg_url, autocommit=True, row_factory=dict_row) as conn:
+        await trellis_store.apply_schema(conn)
 
 
 def upgrade_trellis(sqlalchemy_url: str, revision: str = "head") -> None:

@@ -5,4 +5,5 @@ registry.py      loads `langgraph.json`; compiles graphs (`AnyGraph`) with Trell
 introspection.py graph drawings, subgraphs and JSON schemas
 snapshot.py      a LangGraph StateSnapshot as the API's thread state
 checkpointer_config.py  the `checkpointer` key of `langgraph.json` (thread TTL defaults, keep_last)
+store_embedder.py  the embedder `store.index.embed` names (MiniLM, openai:, a user's function)
 """

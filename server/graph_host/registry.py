@@ -48,6 +48,7 @@ from langgraph_sdk.auth.types import BaseUser
 from langgraph_sdk.runtime import ServerRuntime, _ExecutionRuntime, _ReadRuntime
 
 from server.core.errors import GraphUnavailable
+from server.core.store_config import StoreConfig, StoreConfigError, parse_store_config
 from server.core.types import Json
 from server.graph_host.checkpointer_config import (
     CheckpointerConfig,
@@ -108,6 +109,7 @@ class GraphConfig:
     auth: Json | None = None
     raw: Json = field(default_factory=dict)
     checkpointer: CheckpointerConfig = field(default_factory=CheckpointerConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
 
 
 def _parse_env_file(path: Path) -> dict[str, str]:
@@ -157,9 +159,10 @@ def read_config(path: Path) -> GraphConfig:
     auth = raw.get("auth") if isinstance(raw.get("auth"), dict) else None
     try:
         checkpointer = read_checkpointer(raw.get("checkpointer"))
-    except CheckpointerConfigError as exc:
+        store = parse_store_config(raw.get("store"))
+    except (CheckpointerConfigError, StoreConfigError) as exc:
         raise GraphLoadError(f"{path}: {exc}") from exc
-    return GraphConfig(path, graphs, deps, env, auth, raw, checkpointer)
+    return GraphConfig(path, graphs, deps, env, auth, raw, checkpointer, store)
 
 
 def add_import_paths(config: GraphConfig) -> None:

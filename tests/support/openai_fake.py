@@ -3,7 +3,8 @@
 This module owns the fake: pure asyncio HTTP/1.1 (keep-alive, chunked SSE), so
 tests drive the real ``openai`` client and ``ChatOpenAI`` over a loopback
 socket. It serves ``GET /v1/models`` and ``POST /v1/chat/completions``, streaming (``stream: true``,
-SSE chunks, usage when ``stream_options.include_usage``) and not, with scripted
+SSE chunks, usage when ``stream_options.include_usage``) and not, and ``POST /v1/embeddings``
+(deterministic bag-of-words vectors, see ``fake_embedding``), with scripted
 replies (text, tool calls, structured output for tool calling or
 ``response_format``) and fault injection (the next N requests, optionally for
 one model only, answer with a given status), a required API key (401 otherwise) and
@@ -18,10 +19,15 @@ a stall before each completion. Every completion request body is recorded.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import itertools
 import json
+import math
+import re
+import struct
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -98,6 +104,10 @@ class FakeOpenAI:
         self._server: asyncio.Server | None = None
         self._ids = itertools.count(1)
         self.port = 0
+        self.embedding_dims = 16
+        """Length of the vectors `/embeddings` answers (unless the request asks `dimensions`)."""
+        self.embedding_requests: list[dict[str, Any]] = []
+        """Every `/embeddings` request body received, in order (failed ones included)."""
 
     @property
     def base_url(self) -> str:
@@ -177,6 +187,9 @@ class FakeOpenAI:
         if method == "GET" and path.rstrip("/").endswith("/models"):
             await self._json(writer, 200, {"object": "list", "data": [{"id": "fake-model"}]})
             return
+        if method == "POST" and path.rstrip("/").endswith("/embeddings"):
+            await self._embeddings(json.loads(body or b"{}"), writer)
+            return
         if method != "POST" or not path.rstrip("/").endswith("/chat/completions"):
             await self._json(writer, 404, {"error": {"message": f"no route {method} {path}"}})
             return
@@ -204,6 +217,31 @@ class FakeOpenAI:
             await self._stream(writer, request, message)
         else:
             await self._json(writer, 200, self._completion(request, message))
+
+    async def _embeddings(self, request: dict[str, Any], writer: asyncio.StreamWriter) -> None:
+        self.embedding_requests.append(request)
+        model = str(request.get("model", ""))
+        for fault in self._faults:
+            if fault.remaining > 0 and fault.model in (None, model):
+                fault.remaining -= 1
+                error = {"message": f"injected {fault.status}", "type": "fake", "code": None}
+                await self._json(writer, fault.status, {"error": error})
+                return
+        inputs = request.get("input", [])
+        texts = [inputs] if isinstance(inputs, str) else list(inputs)
+        dims = int(request.get("dimensions") or self.embedding_dims)
+        data = []
+        for i, text in enumerate(texts):
+            vector = fake_embedding(str(text), dims)
+            encoded: object = vector
+            if request.get("encoding_format") == "base64":
+                encoded = base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode()
+            data.append({"object": "embedding", "index": i, "embedding": encoded})
+        tokens = sum(len(str(t).split()) for t in texts)
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        await self._json(
+            writer, 200, {"object": "list", "data": data, "model": model, "usage": usage}
+        )
 
     async def _json(self, writer: asyncio.StreamWriter, status: int, payload: object) -> None:
         data = json.dumps(payload).encode()
@@ -309,6 +347,17 @@ class FakeOpenAI:
             "completion_tokens": completion,
             "total_tokens": prompt + completion,
         }
+
+
+def fake_embedding(text: str, dims: int) -> list[float]:
+    """A unit vector counting the words of `text` into `dims` buckets (crc32 of each
+    lower-cased word): texts sharing words are close, texts sharing none are orthogonal
+    unless their words collide."""
+    vector = [0.0] * dims
+    for word in re.findall(r"[a-z0-9]+", text.lower()):
+        vector[zlib.crc32(word.encode()) % dims] += 1.0
+    norm = math.sqrt(sum(x * x for x in vector)) or 1.0
+    return [x / norm for x in vector]
 
 
 def _tokens(text: str) -> list[str]:

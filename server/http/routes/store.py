@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
-from langgraph.store.base import InvalidNamespaceError
+from langgraph.store.base import NOT_PROVIDED, InvalidNamespaceError
 from pydantic import AfterValidator, Field
 
 from server.core.errors import InvalidRequest
@@ -36,6 +36,22 @@ def _label(value: str) -> str:
     return value
 
 
+FILTER_OPERATORS = frozenset({"$eq", "$ne", "$gt", "$gte", "$lt", "$lte"})
+"""What a search `filter` may ask of a field beside plain equality (LangGraph's store's set)."""
+
+
+def _filter(value: Json | None) -> Json | None:
+    for field_name, condition in (value or {}).items():
+        if isinstance(condition, dict):
+            for operator in condition:
+                if operator not in FILTER_OPERATORS:
+                    raise ValueError(
+                        f"unsupported operator {operator!r} on {field_name!r}; "
+                        f"use one of {', '.join(sorted(FILTER_OPERATORS))}"
+                    )
+    return value
+
+
 Label = Annotated[str, Field(max_length=MAX_LABEL_CHARS), AfterValidator(_label)]
 Namespace = Annotated[list[Label], Field(max_length=MAX_LABELS)]
 Key = Annotated[str, Field(min_length=1, max_length=MAX_KEY_CHARS)]
@@ -48,7 +64,7 @@ class PutItem(Body):
     index: Literal[False] | list[Annotated[str, Field(max_length=512)]] | None = None
     """Which fields to embed for semantic search (`false`: none; default: the store's)."""
     ttl: float | None = Field(default=None, ge=MIN_TTL_MINUTES, le=MAX_TTL_MINUTES)
-    """Minutes until the item expires."""
+    """Minutes until the item expires (fractions allowed); absent: `store.ttl.default_ttl`."""
 
 
 class DeleteItem(Body):
@@ -58,7 +74,7 @@ class DeleteItem(Body):
 
 class SearchItems(Body):
     namespace_prefix: Namespace = Field(default_factory=list)
-    filter: Json | None = None
+    filter: Annotated[Json | None, AfterValidator(_filter)] = None
     limit: int = Field(default=10, ge=1, le=1000)
     offset: int = Field(default=0, ge=0, le=1_000_000)
     query: str | None = Field(default=None, max_length=10_000)
@@ -96,7 +112,12 @@ async def put_item(body: PutItem, services: ServicesDep, owner: OwnerDep) -> Res
     """Create or replace an item."""
     try:
         await _store(services, owner).aput(
-            tuple(body.namespace), body.key, body.value, index=body.index, ttl=body.ttl
+            tuple(body.namespace),
+            body.key,
+            body.value,
+            index=body.index,
+            # No ttl: `store.ttl.default_ttl` of the langgraph.json applies (none: forever).
+            ttl=body.ttl if body.ttl is not None else NOT_PROVIDED,
         )
     except InvalidNamespaceError as exc:
         raise InvalidRequest(str(exc)) from exc
