@@ -41,6 +41,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from server.core.logging import configure
     from server.http.app import create_app
+    from server.http.custom_app import CustomAppError
     from server.http.wire import BoundedHttpToolsProtocol
     from server.ops.embedded import refuse_shared_qdrant
 
@@ -49,7 +50,11 @@ def _serve(args: argparse.Namespace) -> int:
         print(refusal, file=sys.stderr)
         return 1
     configure(settings.log_level, settings.log_format)
-    app = create_app(settings, worker=not args.no_worker)
+    try:
+        app = create_app(settings, worker=not args.no_worker)
+    except CustomAppError as exc:
+        print(f"trellis: {exc}", file=sys.stderr)
+        return 1
     uvicorn.run(
         app,
         host=settings.host,

@@ -4,4 +4,5 @@ registry.py      loads `langgraph.json`; compiles graphs (`AnyGraph`) with Trell
                  builds factory graphs per access (`LoadedGraph.open`), keeps broken ones apart
 introspection.py graph drawings, subgraphs and JSON schemas
 snapshot.py      a LangGraph StateSnapshot as the API's thread state
+config_keys.py   every langgraph.json key: supported, build-time (info) or warned, one line each
 """
