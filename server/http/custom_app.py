@@ -33,7 +33,8 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from server.auth.identity import Identity
+from server.auth.authenticators import Authenticator, Unauthenticated
+from server.auth.identity import Identity, set_current
 from server.graph_host.registry import GraphConfig, GraphLoadError, add_import_paths, load_module
 from server.http.route_table import METRICS_PATH, PUBLIC_PATHS
 
@@ -121,11 +122,19 @@ class CustomRoutes:
     """ASGI: serves the requests the custom app's routes take; passes the others on."""
 
     def __init__(
-        self, app: ASGIApp, *, custom: CustomApp, api_routes: Callable[[], Sequence[BaseRoute]]
+        self,
+        app: ASGIApp,
+        *,
+        custom: CustomApp,
+        api_routes: Callable[[], Sequence[BaseRoute]],
+        authenticator: Authenticator | None = None,
     ) -> None:
         self.app = app
         self.custom = custom
         self.api_routes = api_routes
+        self.authenticator = authenticator
+        """Set when the custom routes are authenticated: websockets, which `Authenticate`
+        passes on, are authenticated here (as Trellis' own websocket route does)."""
 
     def takes(self, scope: Scope) -> bool:
         """Whether the custom app serves this request."""
@@ -140,6 +149,14 @@ class CustomRoutes:
         if scope["type"] not in ("http", "websocket") or not self.takes(scope):
             await self.app(scope, receive, send)
             return
+        if scope["type"] == "websocket" and self.authenticator is not None:
+            try:
+                found = await self.authenticator.authenticate(scope)
+            except Unauthenticated as exc:
+                await send({"type": "websocket.close", "code": 1008, "reason": exc.reason[:120]})
+                return
+            scope.setdefault("state", {}).update(identity=found, owner=found.identity)
+            set_current(found)
         identity = scope.get("state", {}).get("identity")
         if isinstance(identity, Identity):
             scope["user"] = identity.user or _User(
@@ -158,7 +175,12 @@ def install_outer(app: FastAPI, custom: CustomApp | None) -> None:
 def install_authenticated(app: FastAPI, custom: CustomApp | None) -> None:
     """Serve authenticated custom routes: added just before `Authenticate`, so inside it."""
     if custom is not None and custom.authenticated:
-        app.add_middleware(CustomRoutes, custom=custom, api_routes=lambda: app.router.routes)
+        app.add_middleware(
+            CustomRoutes,
+            custom=custom,
+            api_routes=lambda: app.router.routes,
+            authenticator=app.state.authenticator,
+        )
 
 
 def install_middleware(app: FastAPI, custom: CustomApp | None) -> None:

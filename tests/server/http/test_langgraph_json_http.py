@@ -5,6 +5,7 @@ route groups, and the startup lines of the keys Trellis does not apply."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import subprocess
 import sys
@@ -14,6 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 from langgraph_sdk import get_client
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from server.http.app import create_app
 from server.http.custom_app import CustomAppError
@@ -228,3 +231,15 @@ async def test_disable_webhooks_runs_without_sending(security_db: str, config: s
         hook.close()
         await hook.wait_closed()
     assert len(calls) == (0 if config == "quiet.json" else 1)
+
+
+async def test_custom_websocket_authenticated(locked: tuple[str, str], open_url: str) -> None:
+    url, key = locked
+    ws_url = url.replace("http://", "ws://") + "/echo"
+    async with connect(ws_url, additional_headers={"x-api-key": key}) as ws:
+        assert json.loads(await ws.recv()) == {"user": "carol"}
+    with pytest.raises((InvalidStatus, ConnectionClosed)):
+        async with connect(ws_url) as ws:
+            await ws.recv()
+    async with connect(open_url.replace("http://", "ws://") + "/echo") as ws:
+        assert json.loads(await ws.recv()) == {"user": None}

@@ -3,7 +3,7 @@
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, WebSocket
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.responses import Response
 
@@ -56,3 +56,11 @@ async def my_info() -> dict[str, str]:
 async def my_ok() -> dict[str, str]:
     """Cannot shadow the health check."""
     return {"custom": "ok"}
+
+
+@app.websocket("/echo")
+async def echo(websocket: WebSocket) -> None:
+    await websocket.accept()
+    user = websocket.scope.get("user")
+    await websocket.send_json({"user": getattr(user, "identity", None)})
+    await websocket.close()
