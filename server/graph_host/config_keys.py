@@ -70,7 +70,8 @@ TOP_LEVEL: dict[str, KeyRule] = {
         "(encrypt the Postgres volume instead)",
     ),
     "priority": KeyRule(
-        "warned", "custom run priority is not supported: runs start in order per owner"
+        "warned",
+        "custom run priority is not supported: runs start in creation order, shared between owners",
     ),
     "webhooks": KeyRule(
         "warned",

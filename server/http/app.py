@@ -91,8 +91,8 @@ def create_app(settings: Settings, *, worker: bool = True) -> FastAPI:
         before_authenticate=lambda: custom_app.install_authenticated(app, custom),
     )
     custom_app.install_outer(app, custom)
-    custom_app.install_middleware(app, custom)
     cors.install(app, settings, http.get("cors"))
+    custom_app.install_middleware(app, custom)  # outside CORS, as the official server's
     if settings.auth_mode == "none":
         app.add_middleware(
             LocalOnly,

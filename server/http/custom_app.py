@@ -14,9 +14,10 @@ As the official server (`langgraph_api.server`, `langgraph_api.api.load_custom_a
   caller is then on `request.user` and `request.auth.scopes` as on the official server
   (and on `request.state.identity`). Authorization handlers (`@auth.on`) are for the API's
   resources and do not run for custom routes, as on the official server.
-* Its middleware (`app.user_middleware`) wraps every route, Trellis' too, outside CORS
-  (`middleware_first`); its lifespan runs inside Trellis' (after the services open); its
-  exception handlers serve its routes.
+* Its middleware (`app.user_middleware`) wraps every route, Trellis' too, outside CORS and
+  authentication (`middleware_first`), inside the `AUTH_MODE=none` local-only check, the
+  security headers and the request id; its lifespan runs inside Trellis' (after the
+  services open); its exception handlers serve its routes.
 """
 
 from __future__ import annotations

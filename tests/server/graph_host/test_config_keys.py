@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -92,3 +93,14 @@ def test_lines_are_logged(caplog: pytest.LogCaptureFixture) -> None:
         (logging.INFO, " 'python_version'"),
         (logging.WARNING, " 'encryption' ignored"),
     ]
+
+
+def test_the_docs_list_every_key() -> None:
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "langgraph-json.md").read_text()
+    missing = [
+        f"{section}.{key}" if section else key
+        for section, table in SECTIONS.items()
+        for key in table
+        if f"`{key}`" not in doc and f"`{section}.{key}`" not in doc
+    ]
+    assert missing == []
