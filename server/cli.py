@@ -40,8 +40,8 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from server.core.logging import configure
+    from server.graph_host.config_keys import ConfigKeyError
     from server.http.app import create_app
-    from server.http.custom_app import CustomAppError
     from server.http.wire import BoundedHttpToolsProtocol
     from server.ops.embedded import refuse_shared_qdrant
 
@@ -52,7 +52,7 @@ def _serve(args: argparse.Namespace) -> int:
     configure(settings.log_level, settings.log_format)
     try:
         app = create_app(settings, worker=not args.no_worker)
-    except CustomAppError as exc:
+    except ConfigKeyError as exc:
         print(f"trellis: {exc}", file=sys.stderr)
         return 1
     uvicorn.run(

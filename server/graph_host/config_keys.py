@@ -18,11 +18,18 @@ from __future__ import annotations
 
 import difflib
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
 log = logging.getLogger("trellis.config")
+
+
+class ConfigKeyError(Exception):
+    """A key of `langgraph.json` has a value Trellis cannot apply; the message is one line
+    naming the file, the key and what was expected."""
+
 
 Treatment: TypeAlias = Literal["supported", "build", "warned"]
 """What Trellis does with a key: applies it, leaves it to image builds, or warns it does not."""
@@ -158,7 +165,7 @@ class ConfigNote:
     message: str
 
 
-def _notes_for(section: str, value: object) -> list[ConfigNote]:
+def _notes_for(section: str, value: object, source: str) -> list[ConfigNote]:
     table = SECTIONS[section]
     if not isinstance(value, Mapping):
         return []
@@ -173,44 +180,84 @@ def _notes_for(section: str, value: object) -> list[ConfigNote]:
                 ConfigNote(
                     logging.WARNING,
                     key,
-                    f"langgraph.json: unknown key {key!r}{hint}: not in the official schema, "
-                    "ignored",
+                    f"{source}: unknown key {key!r}{hint}: not in the official schema, ignored",
                 )
             )
             continue
         if rule.treatment == "build":
-            notes.append(ConfigNote(logging.INFO, key, f"langgraph.json: {key!r}: {rule.why}"))
+            notes.append(ConfigNote(logging.INFO, key, f"{source}: {key!r}: {rule.why}"))
         elif rule.treatment == "warned":
-            notes.append(
-                ConfigNote(logging.WARNING, key, f"langgraph.json: {key!r} ignored: {rule.why}")
-            )
+            notes.append(ConfigNote(logging.WARNING, key, f"{source}: {key!r} ignored: {rule.why}"))
     return notes
 
 
-def config_notes(raw: Mapping[str, object]) -> list[ConfigNote]:
+def config_notes(raw: Mapping[str, object], source: str = "langgraph.json") -> list[ConfigNote]:
     """The startup lines of a parsed `langgraph.json`: one per build-time, warned or unknown key."""
-    notes = _notes_for("", raw)
-    auth = raw.get("auth")
-    notes += _notes_for("auth", auth)
+    notes = _notes_for("", raw, source)
+    notes += _notes_for("auth", raw.get("auth"), source)
     http = raw.get("http")
-    notes += _notes_for("http", http)
+    notes += _notes_for("http", http, source)
     if isinstance(http, Mapping):
-        notes += _notes_for("http.cors", http.get("cors"))
+        notes += _notes_for("http.cors", http.get("cors"), source)
         if http.get("middleware_order") == "auth_first":
             notes.append(
                 ConfigNote(
                     logging.WARNING,
                     "http.middleware_order",
-                    "langgraph.json: 'http.middleware_order' \"auth_first\" is not supported: "
+                    f"{source}: 'http.middleware_order' \"auth_first\" is not supported: "
                     "the custom app's middleware runs before authentication (middleware_first)",
                 )
             )
     return notes
 
 
-def report_config_keys(raw: Mapping[str, object]) -> list[ConfigNote]:
-    """Log the startup line of every key that needs one; returns them."""
-    notes = config_notes(raw)
+def report_config_keys(
+    raw: Mapping[str, object], source: str = "langgraph.json"
+) -> list[ConfigNote]:
+    """Log the startup line of every key that needs one (`source` names the file); returns them."""
+    notes = config_notes(raw, source)
     for note in notes:
         log.log(note.level, note.message, extra={"config_key": note.key})
     return notes
+
+
+_FLAGS = [name for name in HTTP if name.startswith(("disable_", "enable_"))]
+_CORS_LISTS = ("allow_origins", "allow_methods", "allow_headers", "expose_headers")
+
+
+def validate_http(http: object, source: str = "langgraph.json") -> None:
+    """Refuse an `http` section whose values the official schema refuses (`HttpConfig`,
+    `CorsConfig`): flags that are not booleans, CORS values of the wrong type."""
+    if http is None:
+        return
+    if not isinstance(http, Mapping):
+        raise ConfigKeyError(f"{source}: 'http' must be an object, got {type(http).__name__}")
+    for name in _FLAGS:
+        if name in http and not isinstance(http[name], bool):
+            raise ConfigKeyError(f"{source}: 'http.{name}' must be true or false")
+    cors = http.get("cors")
+    if cors is None:
+        return
+    if not isinstance(cors, Mapping):
+        raise ConfigKeyError(f"{source}: 'http.cors' must be an object")
+    for name in _CORS_LISTS:
+        value = cors.get(name)
+        if name in cors and (
+            not isinstance(value, list) or not all(isinstance(v, str) for v in value)
+        ):
+            raise ConfigKeyError(f"{source}: 'http.cors.{name}' must be a list of strings")
+    if "allow_credentials" in cors and not isinstance(cors["allow_credentials"], bool):
+        raise ConfigKeyError(f"{source}: 'http.cors.allow_credentials' must be true or false")
+    max_age = cors.get("max_age")
+    if "max_age" in cors and (
+        not isinstance(max_age, int) or isinstance(max_age, bool) or max_age < 0
+    ):
+        raise ConfigKeyError(f"{source}: 'http.cors.max_age' must be a whole number of seconds")
+    if "allow_origin_regex" in cors:
+        pattern = cors["allow_origin_regex"]
+        try:
+            re.compile(pattern if isinstance(pattern, str) else "(")
+        except re.error as exc:
+            raise ConfigKeyError(
+                f"{source}: 'http.cors.allow_origin_regex' must be a regular expression: {exc}"
+            ) from exc

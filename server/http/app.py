@@ -11,7 +11,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from server.core.logging import report_fatal
 from server.core.settings import Settings
-from server.graph_host.config_keys import report_config_keys
+from server.graph_host.config_keys import report_config_keys, validate_http
 from server.graph_host.registry import GraphConfig, GraphLoadError, read_config
 from server.http import cors, custom_app, docs, error_handlers, security
 from server.http.custom_app import CustomApp
@@ -44,7 +44,8 @@ def _read_config(settings: Settings) -> GraphConfig | None:
         config = read_config(settings.graphs_config)
     except GraphLoadError:
         return None
-    report_config_keys(config.raw)
+    report_config_keys(config.raw, str(config.path))
+    validate_http(config.raw.get("http"), str(config.path))
     return config
 
 
@@ -52,7 +53,8 @@ def create_app(settings: Settings, *, worker: bool = True) -> FastAPI:
     """A Trellis app; `worker=False` serves the API without executing runs.
 
     The `http` section of `langgraph.json` adds the custom app (`http.app`), its CORS rules
-    and the route groups it disables; a custom app that cannot load raises `CustomAppError`.
+    and the route groups it disables; values it cannot apply (a custom app that cannot load,
+    CORS values of the wrong type) raise `ConfigKeyError`.
     """
     limits = RateLimits(settings)
     config = _read_config(settings)

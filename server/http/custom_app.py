@@ -36,6 +36,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.auth.authenticators import Authenticator, Unauthenticated
 from server.auth.identity import Identity, set_current
+from server.graph_host.config_keys import ConfigKeyError
 from server.graph_host.registry import GraphConfig, GraphLoadError, add_import_paths, load_module
 from server.http.route_table import METRICS_PATH, PUBLIC_PATHS
 
@@ -43,7 +44,7 @@ UNSHADOWABLE = (PUBLIC_PATHS - {"/info"}) | {METRICS_PATH, "/ready"}
 """Paths a custom route never shadows: health, metrics and the docs (`/info` it may)."""
 
 
-class CustomAppError(Exception):
+class CustomAppError(ConfigKeyError):
     """`http.app` cannot be served; the message is the one line to print."""
 
 

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import pytest
 
-from server.graph_host.config_keys import SECTIONS, config_notes, report_config_keys
+from server.graph_host.config_keys import (
+    SECTIONS,
+    ConfigKeyError,
+    config_notes,
+    report_config_keys,
+    validate_http,
+)
 
 BASE = {"graphs": {"g": "./g.py:graph"}}
 
@@ -104,3 +111,39 @@ def test_the_docs_list_every_key() -> None:
         if f"`{key}`" not in doc and f"`{section}.{key}`" not in doc
     ]
     assert missing == []
+
+
+@pytest.mark.parametrize(
+    ("http", "message"),
+    [
+        ([], "'http' must be an object"),
+        ({"disable_store": "yes"}, "'http.disable_store' must be true or false"),
+        ({"enable_custom_route_auth": 1}, "'http.enable_custom_route_auth' must be true or false"),
+        ({"cors": ["*"]}, "'http.cors' must be an object"),
+        ({"cors": {"allow_origins": "https://a.example"}}, "allow_origins' must be a list"),
+        ({"cors": {"allow_headers": [1]}}, "allow_headers' must be a list of strings"),
+        ({"cors": {"allow_credentials": "true"}}, "allow_credentials' must be true or false"),
+        ({"cors": {"max_age": -1}}, "'http.cors.max_age' must be a whole number"),
+        ({"cors": {"max_age": True}}, "'http.cors.max_age' must be a whole number"),
+        ({"cors": {"allow_origin_regex": "https://(a"}}, "must be a regular expression"),
+    ],
+)
+def test_http_values_of_the_wrong_type_are_refused(http: object, message: str) -> None:
+    with pytest.raises(ConfigKeyError, match=re.escape(message)):
+        validate_http(http, "/srv/langgraph.json")
+
+
+def test_valid_http_values_pass() -> None:
+    validate_http(None)
+    validate_http(
+        {
+            "disable_store": False,
+            "enable_custom_route_auth": True,
+            "cors": {
+                "allow_origins": ["*"],
+                "allow_credentials": False,
+                "max_age": 0,
+                "allow_origin_regex": r"^https://.*\.example$",
+            },
+        }
+    )

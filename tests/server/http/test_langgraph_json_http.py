@@ -18,6 +18,7 @@ from langgraph_sdk import get_client
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from server.graph_host.config_keys import ConfigKeyError
 from server.http.app import create_app
 from server.http.custom_app import CustomAppError
 from tests.support.security import create_key, security_settings, serve_app
@@ -195,6 +196,13 @@ def test_broken_custom_app_is_one_clear_line(security_db: str) -> None:
         f"trellis: {HERE / 'broken.py'}: http.app: import failed: ModuleNotFoundError: "
         "No module named 'a_module_that_does_not_exist'"
     ]
+
+
+def test_cors_of_the_wrong_type_is_refused(security_db: str) -> None:
+    """A string where a list belongs would allow each of its characters as an origin."""
+    settings = security_settings(security_db, graphs_config=HERE / "bad_cors.json")
+    with pytest.raises(ConfigKeyError, match=r"'http\.cors\.allow_origins' must be a list"):
+        create_app(settings)
 
 
 @pytest.mark.parametrize("config", ["quiet.json", "open.json"])
