@@ -7,7 +7,8 @@ As the official server (`langgraph_api.server`, `langgraph_api.api.load_custom_a
   cannot be imported stops the start with one line naming the file and the error.
 * Its routes come before Trellis' API routes, so they may shadow them, but never the
   health, metrics and docs routes (`/ok`, `/ready`, `/metrics`, `/docs`, `/openapi.json`:
-  the official `unshadowable_meta_routes`; `/info` may be shadowed). A route that matches
+  the official `unshadowable_meta_routes`; `/info` may be shadowed). With
+  `http.disable_meta` those are gone and only `/ready` stays unshadowable. A route that matches
   only the path (another method) answers for it only if no Trellis route takes the request,
   as a Starlette router resolves a partial match.
 * Its routes are authenticated by Trellis only with `http.enable_custom_route_auth`; the
@@ -34,14 +35,18 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from server.auth.authenticators import Authenticator, Unauthenticated
+from server.auth.authenticators import REALM, Authenticator, Unauthenticated
 from server.auth.identity import Identity, set_current
 from server.graph_host.config_keys import ConfigKeyError
 from server.graph_host.registry import GraphConfig, GraphLoadError, add_import_paths, load_module
+from server.http.asgi import send_json
 from server.http.route_table import METRICS_PATH, PUBLIC_PATHS
 
 UNSHADOWABLE = (PUBLIC_PATHS - {"/info"}) | {METRICS_PATH, "/ready"}
 """Paths a custom route never shadows: health, metrics and the docs (`/info` it may)."""
+UNSHADOWABLE_WITHOUT_META = frozenset({"/ready"})
+"""With `http.disable_meta` the official server has no unshadowable route (even `/ok` may be
+shadowed); `/ready` is Trellis' own readiness probe and stays."""
 
 
 class CustomAppError(ConfigKeyError):
@@ -56,6 +61,7 @@ class CustomApp:
     spec: str
     authenticated: bool
     middleware: list[Middleware] = field(default_factory=list)
+    unshadowable: frozenset[str] = UNSHADOWABLE
     """The app's own middleware, moved out to wrap every route."""
 
 
@@ -96,7 +102,9 @@ def load_custom_app(config: GraphConfig, http: Mapping[str, object]) -> CustomAp
     # Built lazily on the first request: without them its stack is routes and handlers only.
     app.user_middleware = []
     authenticated = http.get("enable_custom_route_auth") is True
-    return CustomApp(app, spec, authenticated, middleware)
+    meta_off = http.get("disable_meta") is True
+    unshadowable = UNSHADOWABLE_WITHOUT_META if meta_off else UNSHADOWABLE
+    return CustomApp(app, spec, authenticated, middleware, unshadowable)
 
 
 def _matches(routes: Sequence[BaseRoute], scope: Scope) -> Match:
@@ -135,12 +143,12 @@ class CustomRoutes:
         self.custom = custom
         self.api_routes = api_routes
         self.authenticator = authenticator
-        """Set when the custom routes are authenticated: websockets, which `Authenticate`
-        passes on, are authenticated here (as Trellis' own websocket route does)."""
+        """Set when the custom routes are authenticated: what `Authenticate` passes on
+        unchecked (websockets, public paths) is authenticated here."""
 
     def takes(self, scope: Scope) -> bool:
         """Whether the custom app serves this request."""
-        if scope["path"] in UNSHADOWABLE:
+        if scope["path"] in self.custom.unshadowable:
             return False
         match = _matches(self.custom.app.router.routes, scope)
         if match == Match.FULL:
@@ -151,11 +159,23 @@ class CustomRoutes:
         if scope["type"] not in ("http", "websocket") or not self.takes(scope):
             await self.app(scope, receive, send)
             return
-        if scope["type"] == "websocket" and self.authenticator is not None:
+        # OPTIONS is never authenticated (`Authenticate`): a preflight carries no credentials.
+        unchecked = "identity" not in scope.get("state", {}) and scope.get("method") != "OPTIONS"
+        if self.authenticator is not None and unchecked:
+            # Websockets, and the paths `Authenticate` lets through (`/ok` once `disable_meta`
+            # lets a custom route take it), are authenticated here.
             try:
                 found = await self.authenticator.authenticate(scope)
             except Unauthenticated as exc:
-                await send({"type": "websocket.close", "code": 1008, "reason": exc.reason[:120]})
+                if scope["type"] == "websocket":
+                    reason = exc.reason[:120]
+                    await send({"type": "websocket.close", "code": 1008, "reason": reason})
+                else:
+                    headers = {"WWW-Authenticate": REALM} if exc.status == 401 else {}
+                    code = {401: "unauthorized", 403: "forbidden"}.get(exc.status, "auth_error")
+                    await send_json(
+                        send, exc.status, exc.reason, code, headers | (exc.headers or {})
+                    )
                 return
             scope.setdefault("state", {}).update(identity=found, owner=found.identity)
             set_current(found)

@@ -80,8 +80,7 @@ async def test_disabled_groups_answer_404(locked: tuple[str, str]) -> None:
             ("GET", f"/threads/{tid}/runs"),
             ("POST", f"/threads/{tid}/commands"),
             ("GET", "/metrics"),
-            ("GET", "/openapi.json"),
-            ("GET", "/docs"),
+            ("GET", "/docs/assets/swagger-ui.css"),
         ]:
             answer = await carol.request(method, path, json={})
             assert answer.status_code == 404, (method, path, answer.text)
@@ -90,9 +89,15 @@ async def test_disabled_groups_answer_404(locked: tuple[str, str]) -> None:
         assert (await carol.get(f"/threads/{tid}")).status_code == 200
         assert (await carol.get("/assistants/echo")).status_code == 200
         assert (await carol.get("/info")).json() == {"custom": "info"}
+        # disable_meta leaves no meta route unshadowable: the custom app's answer, its own
+        # FastAPI spec among them (as on the official server).
+        spec = (await carol.get("/openapi.json")).json()
+        assert "/hello" in spec["paths"]
+        assert "/threads" not in spec["paths"]
+        assert (await carol.get("/ok")).json() == {"custom": "ok"}
+        assert (await carol.get("/ready")).status_code == 200  # Trellis' probe stays
     async with httpx.AsyncClient(base_url=url, timeout=20) as anon:
-        # disable_meta: /ok answers without checks; a custom /ok never shadows it.
-        assert (await anon.get("/ok")).json() == {"ok": True}
+        assert (await anon.get("/ok")).status_code == 401  # the custom one, authenticated
         # A disabled route is still behind authentication, as on the official server.
         assert (await anon.put("/store/items", json={})).status_code == 401
 
@@ -155,7 +160,8 @@ async def test_open_custom_routes_and_disabled_resources(open_url: str) -> None:
         # Runs stay with the runs (official route lists), store too.
         assert (await anon.post("/runs/wait", json={})).status_code == 422
         assert (await anon.post("/store/items/search", json={})).status_code == 200
-        # Meta is not disabled here: Trellis' /ok, /metrics and docs, but the custom /info.
+        # Meta is not disabled here: Trellis' /ok (never the custom one), /metrics and docs,
+        # but the custom /info.
         assert (await anon.get("/ok")).json() == {"ok": True}
         assert (await anon.get("/openapi.json")).status_code == 200
         assert (await anon.get("/info")).json() == {"custom": "info"}
@@ -251,3 +257,15 @@ async def test_custom_websocket_authenticated(locked: tuple[str, str], open_url:
             await ws.recv()
     async with connect(open_url.replace("http://", "ws://") + "/echo") as ws:
         assert json.loads(await ws.recv()) == {"user": None}
+
+
+async def test_disable_meta_without_a_custom_app(security_db: str) -> None:
+    settings = security_settings(security_db, graphs_config=HERE / "quiet.json")
+    async with serve_app(create_app(settings)) as url, httpx.AsyncClient(base_url=url) as anon:
+        ok = await anon.get("/ok", params={"check_db": "1"})
+        assert ok.status_code == 200
+        assert ok.json() == {"ok": True}
+        for path in ("/info", "/metrics", "/docs", "/redoc", "/openapi.json"):
+            assert (await anon.get(path)).status_code == 404, path
+        assert (await anon.get("/ready")).status_code == 200
+        assert (await anon.post("/threads", json={})).status_code == 200
