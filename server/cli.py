@@ -40,6 +40,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from server.core.logging import configure
+    from server.graph_host.config_keys import ConfigKeyError
     from server.http.app import create_app
     from server.http.wire import BoundedHttpToolsProtocol
     from server.ops.embedded import refuse_shared_qdrant
@@ -56,7 +57,11 @@ def _serve(args: argparse.Namespace) -> int:
         print(refusal, file=sys.stderr)
         return 1
     configure(settings.log_level, settings.log_format)
-    app = create_app(settings, worker=not args.no_worker)
+    try:
+        app = create_app(settings, worker=not args.no_worker)
+    except ConfigKeyError as exc:
+        print(f"trellis: {exc}", file=sys.stderr)
+        return 1
     uvicorn.run(
         app,
         host=settings.host,

@@ -307,7 +307,8 @@ async def open_services(
                 fault_attempts=settings.run_fault_attempts,
                 fault_backoff_seconds=settings.run_fault_backoff_seconds,
                 hooks=approvals,
-                webhooks=webhooks,
+                # `http.disable_webhooks`: runs still execute, their webhooks are not sent.
+                webhooks=None if registry.http_flag("disable_webhooks") else webhooks,
                 thread_values_max_bytes=settings.thread_values_max_bytes,
                 limits=run_limits,
                 owner_share=settings.owner_run_share,

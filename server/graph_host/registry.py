@@ -388,6 +388,11 @@ class GraphRegistry:
         self._graphs = dict(graphs)
         self.config = config
 
+    def http_flag(self, name: str) -> bool:
+        """Whether the `http` section of the config sets the flag `name` (`disable_webhooks`)."""
+        http = self.config.raw.get("http")
+        return isinstance(http, dict) and http.get(name) is True
+
     @classmethod
     async def load(
         cls,

@@ -10,6 +10,8 @@ security.py        wires authentication, authorization and limits into the app
 route_table.py     (method, path) → resource, action, rate class, streaming
 asgi.py            what the middlewares share: JSON refusals, client address, body replay
 wire.py            the HTTP/1.1 protocol uvicorn serves with: request heads bounded (431)
+cors.py            CORS: the defaults or `http.cors` of langgraph.json
+custom_app.py      `http.app`: the user's Starlette/FastAPI routes beside Trellis' routes
 middleware/        one ASGI middleware per module
 routes/            one module per resource of the LangGraph Server API
 """

@@ -41,8 +41,15 @@ def build_authenticator(
     return NoAuth()
 
 
-def install(app: FastAPI, settings: Settings, limits: RateLimits) -> None:
-    """Add the security middlewares to `app`; they limit with `limits`."""
+def install(
+    app: FastAPI,
+    settings: Settings,
+    limits: RateLimits,
+    *,
+    before_authenticate: Callable[[], None] | None = None,
+) -> None:
+    """Add the security middlewares to `app`; they limit with `limits`. `before_authenticate`
+    adds what must run just inside `Authenticate` (authenticated custom routes)."""
     custom = load_custom_auth(settings.graphs_config) if settings.auth_mode == "custom" else None
     if custom is not None and not custom.has_authenticate:
         log.warning("custom auth has no @auth.authenticate handler; every caller is anonymous")
@@ -64,6 +71,8 @@ def install(app: FastAPI, settings: Settings, limits: RateLimits) -> None:
     app.add_middleware(RateLimit, limits=limits)
     authenticator = build_authenticator(settings, custom, engine)
     app.state.authenticator = authenticator  # websockets authenticate in their route
+    if before_authenticate is not None:
+        before_authenticate()
     app.add_middleware(
         Authenticate,
         authenticator=authenticator,
