@@ -224,9 +224,9 @@ async def open_services(
         checkpointer = FencedPostgresSaver(pool, serde=serde)
         await checkpointer.setup()
         store = await open_store(settings, pool)
-        sweeper = StoreSweeper(pool, interval_seconds=store.sweep_interval_seconds)
-        sweeper.start()
-        stack.push_async_callback(sweeper.stop)
+        store_sweeper = StoreSweeper(pool, interval_seconds=store.sweep_interval_seconds)
+        store_sweeper.start()
+        stack.push_async_callback(store_sweeper.stop)
         registry = await GraphRegistry.load(
             settings.graphs_config,
             checkpointer=checkpointer,
@@ -369,5 +369,5 @@ async def open_services(
             assistants=AssistantService(
                 engine=engine, registry=registry, runs=runs, threads=threads, limits=run_limits
             ),
-            store_sweeper=sweeper,
+            store_sweeper=store_sweeper,
         )
