@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 
@@ -33,8 +32,6 @@ from server.http.routes import (
 )
 from server.http.routes.meta import VERSION
 from server.services import open_services
-
-log = logging.getLogger("trellis.http")
 
 
 def _read_config(settings: Settings) -> GraphConfig | None:

@@ -49,6 +49,9 @@ UNSHADOWABLE_WITHOUT_META = frozenset({"/ready"})
 shadowed); `/ready` is Trellis' own readiness probe and stays."""
 
 
+_JS_SUFFIXES = (".js", ".mjs", ".cjs", ".ts", ".mts", ".cts", ".jsx", ".tsx")
+
+
 class CustomAppError(ConfigKeyError):
     """`http.app` cannot be served; the message is the one line to print."""
 
@@ -77,6 +80,11 @@ def load_custom_app(config: GraphConfig, http: Mapping[str, object]) -> CustomAp
         os.environ.setdefault(key, value)  # as for graphs: the app may read its env at import
     add_import_paths(config)
     module_part, _, name = spec.rpartition(":")
+    if module_part.endswith(_JS_SUFFIXES):
+        raise CustomAppError(
+            f"{where}: {module_part!r} is JavaScript; Trellis serves Python apps only "
+            "(the official server proxies JS apps to its Node runtime)"
+        )
     try:
         if module_part.endswith(".py") or "/" in module_part:
             module = load_module(

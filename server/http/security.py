@@ -5,6 +5,10 @@ mode and the security headers wrap these in `create_app`, whose lifespan opens a
 `limits`; a proxy's `X-Forwarded-For` counts only from `FORWARDED_ALLOW_IPS`):
 
     Authenticate → RateLimit → BodyGuard → CustomAuthorize (custom mode) → RequestTimeout → routes
+
+The custom routes of `http.app` (`server.http.custom_app`) are served just inside
+`Authenticate` with `http.enable_custom_route_auth`, outside it otherwise; the route groups
+`http.disable_*` removes answer 404 just before the routes.
 """
 
 from __future__ import annotations

@@ -269,3 +269,27 @@ async def test_disable_meta_without_a_custom_app(security_db: str) -> None:
             assert (await anon.get(path)).status_code == 404, path
         assert (await anon.get("/ready")).status_code == 200
         assert (await anon.post("/threads", json={})).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("app", "message"),
+    [
+        ("./app.ts:app", "is JavaScript; Trellis serves Python apps only"),
+        ("./app.py:nope", "no variable 'nope' in './app.py'"),
+        ("./app.py:STARTED", "'STARTED' in './app.py' is a list, not a Starlette or FastAPI"),
+        ("no-colon", "expected './path/to/file.py:app'"),
+        ("./missing.py:app", "missing.py: http.app: file not found"),
+    ],
+)
+def test_custom_app_refusals_name_the_problem(
+    tmp_path: Path, security_db: str, app: str, message: str
+) -> None:
+    config = tmp_path / "langgraph.json"
+    graphs = {"echo": f"{ROOT}/tests/support/graphs/simple.py:echo"}
+    config.write_text(json.dumps({"graphs": graphs, "http": {"app": app}}))
+    (tmp_path / "app.py").write_text((HERE / "app.py").read_text())
+    settings = security_settings(security_db, graphs_config=config)
+    with pytest.raises(CustomAppError) as caught:
+        create_app(settings)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
