@@ -43,6 +43,7 @@ bench: setup
 	$(UV) run python -m benchmarks.workers
 	$(UV) run python -m benchmarks.assistant
 	$(UV) run python -m benchmarks.long_thread
+	$(UV) run python -m benchmarks.retention
 
 # Issue 15: one thread to 1,000 turns; storage, turn cost, history and delete against the goals.
 bench-long-thread: setup

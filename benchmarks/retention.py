@@ -9,7 +9,8 @@ for the sweeper (`THREAD_SWEEP_SECONDS=1` here), which trims it. Printed:
 - per table with a `thread_id` column, the `pg_column_size` of the thread's rows (live rows,
   as `long_thread.thread_bytes` measures them) and row counts, before and after;
 - how long the sweeper took to trim (from the turn's end until the checkpoints are N);
-- that the thread still works: its state has every message, history holds N states,
+- that the thread still works: its state has every message, its history (read page by
+  page) holds N states,
   and one more turn answers with all of them plus the new two.
 
     uv run python -m benchmarks.retention [--turns 1000] [--keep 20]
@@ -24,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 from langgraph_sdk import get_client
 
@@ -65,6 +67,22 @@ async def turn(client: Any, thread_id: str, n: int) -> dict[str, Any]:
     return values
 
 
+async def history_states(url: str, thread_id: str, per_request: float) -> int:
+    """Every state of the thread's history, read page by page (`X-Next-Before`)."""
+    count, before = 0, None
+    async with httpx.AsyncClient(base_url=url, timeout=per_request) as http:
+        while True:
+            body: dict[str, Any] = {"limit": 1000}
+            if before is not None:
+                body["before"] = before
+            page = await http.post(f"/threads/{thread_id}/history", json=body)
+            page.raise_for_status()
+            count += len(page.json())
+            before = page.headers.get("X-Next-Before")
+            if before is None:
+                return count
+
+
 async def drive(args: argparse.Namespace, db: str, log: Path) -> None:
     port = free_port()
     proc = spawn(
@@ -99,7 +117,7 @@ async def drive(args: argparse.Namespace, db: str, log: Path) -> None:
 
         state = await client.threads.get_state(thread_id)
         messages = state["values"]["messages"]  # type: ignore[index]
-        history = await client.threads.get_history(thread_id, limit=1000)
+        history = await history_states(url, thread_id, args.timeout)
         more = await turn(client, thread_id, args.turns + 2)
         expected = 2 * (args.turns + 1)
         assert len(messages) == expected, len(messages)
@@ -131,7 +149,7 @@ async def drive(args: argparse.Namespace, db: str, log: Path) -> None:
         f"the sweeper trimmed it {trimmed:.2f} s after the turn ended"
     )
     print(
-        f"thread still works: state has {len(messages)} messages, history {len(history)} states, "
+        f"thread still works: state has {len(messages)} messages, history {history} states, "
         f"the next turn answered with {len(more['messages'])} messages"
     )
 

@@ -54,6 +54,16 @@ ORDER BY t.updated_at LIMIT :n
 """
 
 
+# Threads for which no N applies (no default, no metadata) are marked done in bulk.
+_CLEAR_SQL = """
+UPDATE threads SET retention_due = false WHERE thread_id IN (
+    SELECT t.thread_id FROM threads t
+    LEFT JOIN assistants a ON a.assistant_id::text = t.metadata ->> 'assistant_id'
+    WHERE t.retention_due AND t.metadata ->> :key IS NULL AND a.metadata ->> :key IS NULL
+    LIMIT :n)
+"""
+
+
 @dataclass
 class Sweep:
     """What one sweep did."""
@@ -176,6 +186,9 @@ class ThreadSweeper:
                     continue
 
     async def _retain(self, done: Sweep) -> None:
+        if self.keep_last is None:
+            async with self.engine.begin() as conn:
+                await conn.execute(text(_CLEAR_SQL), {"key": KEEP_LAST_KEY, "n": self.limit})
         handled = 0
         seen: set[str] = set()
         while handled < self.limit:

@@ -127,6 +127,9 @@ def _value(
         if cancel:
             value["action"] = query.get("action", "interrupt")
         return value
+    if action == "delete" and _prunes(route, item):
+        # As the official server's prune: one `delete` event naming every thread.
+        return {"thread_ids": [_uuid_or_raw(t) for t in item["thread_ids"]]}
     return {"thread_id": thread_id, "run_id": _uuid_or_raw(route.run_id)}
 
 
@@ -197,6 +200,11 @@ class ThreadAuthorizer:
             )
             return 404, "thread not found", "not_found"
         return None
+
+
+def _prunes(route: Route, item: Json) -> bool:
+    """Whether the request is `POST /threads/prune` (a delete of the threads it lists)."""
+    return route.thread_id is None and isinstance(item.get("thread_ids"), list)
 
 
 class CustomAuthorize:
@@ -307,6 +315,21 @@ class CustomAuthorize:
                 empty = b"0" if route.counts else b"[]"
                 return lambda send: _send_raw(send, empty)
             item["metadata"] = merged
+            return None
+        if action == "delete" and _prunes(route, item):
+            # Every listed thread must pass the filter, or none is pruned (as officially).
+            for raw in item["thread_ids"]:
+                metadata = await self._metadata(route, {"thread_id": raw}, identity.identity)
+                if metadata is not None and not contains(metadata, wanted):
+                    security_event(
+                        "forbidden",
+                        owner=identity.identity,
+                        reason="threads.delete filtered out (prune)",
+                        path=scope["path"],
+                    )
+                    return lambda send: send_json(
+                        send, 404, "at least one thread not found or not authorized", "not_found"
+                    )
             return None
         metadata = await self._metadata(route, item, identity.identity)
         if metadata is not None and not contains(metadata, wanted):
