@@ -138,3 +138,21 @@ async def test_off_by_default_the_run_still_keeps_the_clients_trace(settings: Se
     assert created.json()["kwargs"]["traceparent"] == f"00-{TRACE_ID}-{CLIENT_SPAN}-01"
     assert created.json()["kwargs"]["request_id"] == "r-1"
     assert "traceparent" not in ignored.json()["kwargs"]
+
+
+async def test_the_exporter_comes_from_the_settings(settings: Settings) -> None:
+    console = settings.model_copy(
+        update={"otel_traces_exporter": "console", "otel_service_name": "trellis-under-test"}
+    )
+    watched = InMemorySpanExporter()
+    async with trellis(console) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
+        configured = tracing.current()
+        assert configured is not None
+        # Beside the console exporter the settings chose: a copy of what it is sent.
+        configured.provider.add_span_processor(SimpleSpanProcessor(watched))
+        assert (await http.get("/ok")).status_code == 200
+        observability = (await http.get("/info")).json()["trellis"]["observability"]
+        assert observability["tracing"] == "console"
+    assert tracing.current() is None  # the server's shutdown turned it off again
+    ok = named(watched.get_finished_spans(), "GET /ok")
+    assert ok.resource.attributes["service.name"] == "trellis-under-test"
