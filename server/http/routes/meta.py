@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Response
 
-from server.core import metrics
+from server.core import metrics, tracing
 from server.db import run_rows
 from server.db.engine import ping
 from server.http.deps import ServicesDep
@@ -86,16 +86,17 @@ async def prometheus_metrics(services: ServicesDep) -> Response:
 @router.get("/info")
 async def info(services: ServicesDep) -> dict[str, object]:
     """Version and feature flags with the official server's keys, plus what this Trellis is
-    configured with (never a secret): graphs, worker, model, OCR, Redis, LangSmith."""
+    configured with (never a secret): graphs, worker, model, OCR, Redis, LangSmith, metrics
+    and OpenTelemetry tracing."""
     settings = services.settings
-    tracing = settings.langsmith_tracing_on
+    langsmith_on = settings.langsmith_tracing_on
     return {
         "version": VERSION,
         "langgraph_py_version": version("langgraph"),
         "flags": {
             "assistants": True,
             "crons": False,
-            "langsmith": tracing,
+            "langsmith": langsmith_on,
             "langsmith_tracing_replicas": False,
             "langsmith_tracing_session_on_runs": False,
         },
@@ -110,8 +111,12 @@ async def info(services: ServicesDep) -> dict[str, object]:
             "graphs": services.registry.graph_ids,
             "worker": services.executor is not None,
             "capabilities": {"ocr": None},  # None: no served graph of Trellis' own reads images
+            "observability": {
+                "metrics": settings.metrics_enabled,
+                "tracing": settings.otel_traces_exporter if tracing.current() else "none",
+            },
             "langsmith": {
-                "tracing": tracing,
+                "tracing": langsmith_on,
                 "tracing_setting": settings.langsmith_tracing,
                 "api_key": settings.langsmith_api_key is not None,
                 "endpoint_host": urlsplit(settings.langsmith_endpoint).netloc.rpartition("@")[2],

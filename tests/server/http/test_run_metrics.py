@@ -126,6 +126,8 @@ async def test_dependencies_up_are_checked_on_each_scrape(
     served: httpx.AsyncClient, telemetry_settings: Settings
 ) -> None:
     samples = await scrape(served)
+    observability = (await served.get("/info")).json()["trellis"]["observability"]
+    assert observability == {"metrics": True, "tracing": "none"}
     assert value(samples, "trellis_redis_up") == 1
     assert ("trellis_qdrant_up", ()) not in samples  # no QDRANT_URL: not used, not reported
     closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
@@ -236,6 +238,8 @@ async def test_metrics_disabled_answers_404_and_measures_no_run(
         refused = await http.get("/metrics")
         assert refused.status_code == 404
         assert refused.json()["detail"] == "metrics are disabled"
+        observability = (await http.get("/info")).json()["trellis"]["observability"]
+        assert observability == {"metrics": False, "tracing": "none"}
         thread = (await http.post("/threads", json={})).json()
         answer = await http.post(
             f"/threads/{thread['thread_id']}/runs/wait",

@@ -4,14 +4,19 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from pydantic import SecretStr
 
 from server.core import tracing
 from server.core.settings import Settings
@@ -138,3 +143,74 @@ async def test_off_by_default_the_run_still_keeps_the_clients_trace(settings: Se
     assert created.json()["kwargs"]["traceparent"] == f"00-{TRACE_ID}-{CLIENT_SPAN}-01"
     assert created.json()["kwargs"]["request_id"] == "r-1"
     assert "traceparent" not in ignored.json()["kwargs"]
+
+
+async def test_the_exporter_comes_from_the_settings(settings: Settings) -> None:
+    console = settings.model_copy(
+        update={"otel_traces_exporter": "console", "otel_service_name": "trellis-under-test"}
+    )
+    watched = InMemorySpanExporter()
+    async with trellis(console) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
+        configured = tracing.current()
+        assert configured is not None
+        # Beside the console exporter the settings chose: a copy of what it is sent.
+        configured.provider.add_span_processor(SimpleSpanProcessor(watched))
+        assert (await http.get("/ok")).status_code == 200
+        observability = (await http.get("/info")).json()["trellis"]["observability"]
+        assert observability["tracing"] == "console"
+    assert tracing.current() is None  # the server's shutdown turned it off again
+    ok = named(watched.get_finished_spans(), "GET /ok")
+    assert ok.resource.attributes["service.name"] == "trellis-under-test"
+
+
+class _Collector(BaseHTTPRequestHandler):
+    """An OTLP/HTTP collector that keeps what it is sent."""
+
+    received: ClassVar[list[tuple[str, dict[str, str], bytes]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("content-length", "0")))
+        self.received.append((self.path, dict(self.headers.items()), body))
+        self.send_response(200)
+        self.send_header("content-type", "application/x-protobuf")
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet."""
+
+
+async def test_spans_go_to_the_otlp_endpoint_with_its_headers(settings: Settings) -> None:
+    collector = ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
+    serving = threading.Thread(target=collector.serve_forever, daemon=True)
+    serving.start()
+    _Collector.received.clear()
+    otlp = settings.model_copy(
+        update={
+            "otel_traces_exporter": "otlp",
+            "otel_exporter_otlp_endpoint": f"http://127.0.0.1:{collector.server_port}",
+            "otel_exporter_otlp_headers": SecretStr("x-collector-key=k1"),
+        }
+    )
+    try:
+        async with trellis(otlp) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
+            thread = (await http.post("/threads", json={})).json()
+            answer = await http.post(
+                f"/threads/{thread['thread_id']}/runs/wait",
+                json={"assistant_id": "traced_chat", "input": {"text": "hi"}},
+            )
+            assert answer.status_code == 200
+        # The shutdown flushed the batch.
+    finally:
+        collector.shutdown()
+        collector.server_close()
+    assert _Collector.received
+    names = set()
+    for path, headers, body in _Collector.received:
+        assert path == "/v1/traces"
+        assert headers["x-collector-key"] == "k1"
+        request = ExportTraceServiceRequest.FromString(body)
+        for resource in request.resource_spans:
+            for scope in resource.scope_spans:
+                names.update(span.name for span in scope.spans)
+    assert {"POST /threads", "run traced_chat", "node answer", "chat scripted-1"} <= names

@@ -181,3 +181,14 @@ def test_pg_stat_statements_top_statements_by_total_time(
     assert "in 3 calls: SELECT pg_sleep($1), $2" in top  # normalized: never a parameter
     assert "secret" not in line
     assert "4) " not in top  # three at most
+
+
+def test_the_tracing_line_says_where_spans_go(
+    environment: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, lines = doctor(capsys, "--config", str(TEST_GRAPHS))
+    assert lines["tracing"] == "ok tracing: off (set OTEL_TRACES_EXPORTER=otlp or console to trace)"
+    environment.setenv("OTEL_TRACES_EXPORTER", "console")
+    environment.setenv("OTEL_SERVICE_NAME", "checked")
+    _, lines = doctor(capsys, "--config", str(TEST_GRAPHS))
+    assert lines["tracing"] == "ok tracing: spans printed on stdout (service checked)"
