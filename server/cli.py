@@ -51,7 +51,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:  # a wrong langgraph.json is one line, before anything starts
         read_config(settings.graphs_config)
     except GraphLoadError as exc:
-        print(f"trellis: {exc}", file=sys.stderr)
+        print(f"trellis: could not start: {exc}", file=sys.stderr)
         return 2
     if refusal := refuse_shared_qdrant(settings, command="serve"):
         print(refusal, file=sys.stderr)

@@ -1,5 +1,6 @@
 """Logs as people and collectors read them: `key=value` text keeps every structured field,
-and a fatal startup error is one full record plus one short line for a human."""
+a fatal error is one full record plus one short line for a human, and a `langgraph.json`
+mistake is that one line alone."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from server.core.logging import JsonFormatter, TextFormatter
+from server.core.logging import JsonFormatter, TextFormatter, report_fatal
 from tests.support.servers import ROOT, free_port, scratch_database
 
 
@@ -43,7 +44,7 @@ def test_json_and_text_carry_the_same_fields() -> None:
 
 
 @pytest.mark.parametrize("log_format", ["json", "text"])
-def test_a_fatal_startup_error_is_a_record_and_one_human_line(
+def test_a_langgraph_json_mistake_is_one_human_line_in_either_log_format(
     tmp_path: Path, log_format: str
 ) -> None:
     config = tmp_path / "langgraph.json"
@@ -69,15 +70,36 @@ def test_a_fatal_startup_error_is_a_record_and_one_human_line(
     assert done.returncode != 0
     lines = done.stderr.splitlines()
     human = [line for line in lines if line.startswith("trellis: could not start: ")]
-    assert len(human) == 1, done.stderr[-2000:]
+    assert lines == human, done.stderr[-2000:]
     assert "langgraph.json" in human[0]
     assert "'graphs'" in human[0]
     assert len(human[0]) < 400
-    if log_format == "json":
-        records = [json.loads(line) for line in lines if line.startswith("{")]
-        [fatal] = [r for r in records if r.get("event") == "fatal"]
-        assert fatal["level"] == "critical"
+
+
+@pytest.mark.parametrize("formatter", [JsonFormatter(), TextFormatter()])
+def test_a_fatal_error_is_a_full_record_then_one_short_line(
+    formatter: logging.Formatter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logger = logging.getLogger("trellis")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    logger.addHandler(handler)
+    try:
+        try:
+            raise ConnectionRefusedError("no Postgres at 127.0.0.1:1\nsecond line")
+        except ConnectionRefusedError as error:
+            report_fatal("could not start", error)
+    finally:
+        logger.removeHandler(handler)
+    lines = capsys.readouterr().err.splitlines()
+    assert (
+        lines[-1] == "trellis: could not start: ConnectionRefusedError: no Postgres at 127.0.0.1:1"
+    )
+    if isinstance(formatter, JsonFormatter):
+        fatal = json.loads(lines[0])
+        assert (fatal["event"], fatal["level"]) == ("fatal", "critical")
         assert "Traceback" in fatal["exc"]
     else:
-        [fatal] = [line for line in lines if "CRITICAL trellis could not start" in line]
-        assert "event=fatal" in fatal
+        assert "CRITICAL trellis could not start" in lines[0]
+        assert "event=fatal" in lines[0]
+        assert any(line.startswith("Traceback") for line in lines)
