@@ -55,3 +55,35 @@ async def test_a_running_run_is_stopped_and_the_new_run_succeeds(
         assert runs == {second["run_id"]: "success"}
         assert output["log"] == ["s1", "s2", "s3", "s4"]
     assert (await client.threads.get(thread_id))["status"] == "idle"
+
+
+@pytest.mark.parametrize("strategy", ["interrupt", "rollback"])
+async def test_a_running_run_and_one_queued_behind_it_are_both_stopped(
+    client: LangGraphClient, strategy: Literal["interrupt", "rollback"]
+) -> None:
+    thread_id = str((await client.threads.create())["thread_id"])
+    first = await client.runs.create(thread_id, "slow", input={"delay": 1.0})
+    await _running(client, thread_id, first["run_id"])
+    queued = await client.runs.create(
+        thread_id, "slow", input={"delay": 1.0}, multitask_strategy="enqueue"
+    )
+    assert queued["status"] == "pending"
+
+    last = await client.runs.create(
+        thread_id, "slow", input={"delay": 0.0}, multitask_strategy=strategy
+    )
+
+    output = await asyncio.wait_for(client.runs.join(thread_id, last["run_id"]), 30)
+    runs = {run["run_id"]: run["status"] for run in await client.runs.list(thread_id)}
+    if strategy == "interrupt":
+        assert runs == {
+            first["run_id"]: "interrupted",
+            queued["run_id"]: "interrupted",  # it never started
+            last["run_id"]: "success",
+        }
+        assert output["log"][-4:] == ["s1", "s2", "s3", "s4"]
+        assert len(output["log"]) < 8
+    else:
+        assert runs == {last["run_id"]: "success"}
+        assert output["log"] == ["s1", "s2", "s3", "s4"]
+    assert (await client.threads.get(thread_id))["status"] == "idle"
