@@ -217,13 +217,15 @@ class RunManager:
                     metrics.run_cancelled(
                         "interrupt" if strategy == "interrupt" else "rollback", other["status"]
                     )
-                    if other["status"] == "running":
+                    # A pending run claimed since it was read is stopped as a running one.
+                    if other["status"] == "pending" and await run_rows.cancel_pending(
+                        conn, other_uuid
+                    ):
+                        if strategy == "rollback":
+                            await run_rows.delete_run(conn, owner=owner, run_id=other_uuid)
+                    else:
                         await run_rows.request_cancel(conn, other_uuid, action)
                         to_cancel.append(other["run_id"])
-                    elif strategy == "rollback":
-                        await run_rows.delete_run(conn, owner=owner, run_id=other_uuid)
-                    else:
-                        await run_rows.cancel_pending(conn, other_uuid)
                 active = []
             if checkpoint_id is not None:
                 # Running from an earlier checkpoint (time travel): it must exist, and a
@@ -247,10 +249,13 @@ class RunManager:
             }
             # Fast path: nothing ahead of it on the thread and a free slot here, so this
             # process claims the run in the same transaction instead of a queue round trip.
+            # Runs only asked to stop (`to_cancel`) are still running until they end: the
+            # new run waits in the queue behind them (one running run per thread).
             local = (
                 self.executor is not None
                 and self.executor.has_capacity(owner)
                 and not active
+                and not to_cancel
                 and body.after_seconds == 0
             )
             row = await run_rows.insert(
