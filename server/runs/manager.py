@@ -47,7 +47,13 @@ from server.runs.executor import Executor
 from server.runs.hooks import Notice, RunHooks
 from server.runs.lease import sweep_expired
 from server.runs.run_limits import RunLimits
-from server.runs.signals import CANCEL_CHANNEL, RUNS_CHANNEL, Completions, ThreadRuns
+from server.runs.signals import (
+    CANCEL_CHANNEL,
+    RUNS_CHANNEL,
+    Completions,
+    ThreadRuns,
+    first_set,
+)
 
 log = logging.getLogger("trellis.runs")
 
@@ -414,6 +420,7 @@ class RunManager:
         event = self.completions.event(run_id)
         try:
             while True:
+                missed = self.completions.missed()  # before asking: nothing falls between
                 async with self.pool.connection() as conn:
                     found = await run_rows.result(conn, uuid.UUID(run_id))
                 if found is None:
@@ -422,10 +429,11 @@ class RunManager:
                     return "deleted", None
                 if found.status in TERMINAL:
                     return found.status, await self.output(found, run_id)
+                # The NOTIFY or local signal wakes us, or the listener's reconnection (the
+                # NOTIFY may have been sent while it was away: a database restart); the
+                # timeout only guards against a signal lost with a dead process.
                 with contextlib.suppress(TimeoutError):
-                    # The NOTIFY or local signal wakes us; the timeout only guards
-                    # against a signal lost with a dead process.
-                    await asyncio.wait_for(event.wait(), 30.0)
+                    await asyncio.wait_for(first_set(event, missed), 30.0)
                 event = self.completions.event(run_id)
         finally:
             self.completions.forget(run_id)

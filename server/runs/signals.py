@@ -45,10 +45,20 @@ class Completions:
         self.epoch = 0
         """Bumped whenever signals may have been missed (the listener (re)connected): a
         watcher that last asked the database in an older epoch asks it again."""
+        self._missed = asyncio.Event()
+        """Set (and replaced) at each resync: wakes waiters so they ask the database again."""
 
     def resync(self) -> None:
-        """Signals may have been missed (the listener was away): watchers ask again."""
+        """Signals may have been missed (the listener was away): watchers ask again, and
+        waiters are woken to (a run that ended meanwhile would keep them waiting)."""
         self.epoch += 1
+        self._missed.set()
+        self._missed = asyncio.Event()
+
+    def missed(self) -> asyncio.Event:
+        """An event set once signals may have been missed after this call (take it before
+        asking the database, then wait on it beside the run's own event)."""
+        return self._missed
 
     def watch(self, run_id: str) -> asyncio.Event:
         """The event set when `run_id` ends, for a stream following it (create before
@@ -141,3 +151,14 @@ class ThreadRuns:
         for group in self._watchers.values():
             for event in group:
                 event.set()
+
+
+async def first_set(*events: asyncio.Event) -> None:
+    """Wait until one of `events` is set."""
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for pending in waits:
+            pending.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)

@@ -34,6 +34,9 @@ DELAY = 0.25
 """Ten steps of 0.25 s: a run takes ~2.5 s, so the restart lands mid-run."""
 OUTAGE = 20.0
 """How long Postgres stays down under 20 streamed runs."""
+DUE = 1.0
+"""Runs created just before the last of three quick restarts are due this much later: about
+when Postgres is back, so the claim loop must have come back from the restart to take them."""
 
 
 @pytest.fixture
@@ -283,9 +286,14 @@ def test_the_api_answers_503_while_postgres_is_down_then_200(
 
 
 def _request(
-    conn: http.client.HTTPConnection, path: str, body: dict[str, Any]
+    conn: http.client.HTTPConnection, path: str, body: dict[str, Any] | None
 ) -> tuple[int, dict[str, str], Any]:
-    conn.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
+    """POST `body` to `path` (GET when there is none); the status, headers and JSON answer."""
+    if body is None:
+        conn.request("GET", path)
+    else:
+        headers = {"Content-Type": "application/json"}
+        conn.request("POST", path, body=json.dumps(body), headers=headers)
     response = conn.getresponse()
     payload = json.loads(response.read())
     return response.status, {k.lower(): v for k, v in response.getheaders()}, payload
@@ -295,9 +303,9 @@ def test_three_short_restarts_without_load(
     pg_trellis: tuple[Cluster, PrivatePostgres], trellis: Cluster
 ) -> None:
     """Three `pg_ctl restart -m fast` a second apart while a client keeps creating threads and
-    runs on one keep-alive connection, retrying a 503 as told: never a 500, the connection
-    stays open, every run succeeds, and runs that came due during the last restart are
-    claimed within 2 s of Postgres' return."""
+    runs, and joining them, on one keep-alive connection, retrying a 503 as told: never a
+    500, the connection stays open, every run succeeds (its join answers its output), and
+    runs that come due as Postgres returns from the last restart are claimed within 2 s."""
     c, pg = pg_trellis
     where = urlsplit(c.url)
     assert where.hostname is not None
@@ -309,13 +317,13 @@ def test_three_short_restarts_without_load(
         try:
             for i in range(3):
                 time.sleep(1.0)
-                if i == 2:  # runs that come due while Postgres restarts
-                    for _ in range(4):
-                        status, _, thread = _request(side, "/threads", {})
-                        assert status == 200, thread
-                        path = f"/threads/{thread['thread_id']}/runs"
+                if i == 2:  # runs that come due about when Postgres is back from the last one
+                    threads = [_request(side, "/threads", {})[2]["thread_id"] for _ in range(4)]
+                    for thread_id in threads:
                         body = {"assistant_id": "ticks", "input": {"delay": 0.01}}
-                        status, _, run = _request(side, path, {**body, "after_seconds": 0.2})
+                        status, _, run = _request(
+                            side, f"/threads/{thread_id}/runs", {**body, "after_seconds": DUE}
+                        )
                         assert status == 200, run
                         due.append(str(run["run_id"]))
                 began = time.time()
@@ -326,9 +334,10 @@ def test_three_short_restarts_without_load(
     conn = http.client.HTTPConnection(where.hostname, where.port, timeout=30)
     answers: list[tuple[int, str | None]] = []
     created: list[str] = []
+    joins: list[float] = []
     background = threading.Thread(target=restarter)
 
-    def post(path: str, body: dict[str, Any]) -> Any:
+    def post(path: str, body: dict[str, Any] | None) -> Any:
         """The SDK user's loop: a 503 is retried (sooner than its Retry-After, to probe)."""
         for _ in range(200):  # bounded: 20 s
             status, headers, payload = _request(conn, path, body)
@@ -355,6 +364,10 @@ def test_three_short_restarts_without_load(
                 {"assistant_id": "ticks", "input": {"delay": 0.01}},
             )
             created.append(str(run["run_id"]))
+            asked = time.monotonic()
+            joined = post(f"/threads/{thread['thread_id']}/runs/{run['run_id']}/join", None)
+            joins.append(time.monotonic() - asked)
+            assert joined["log"] == TICKS, joined
             time.sleep(0.05)
     finally:
         background.join(60)
@@ -384,15 +397,18 @@ def test_three_short_restarts_without_load(
             assert started is not None
             # Not claimed before the restart: the claim loop had to come back from it first.
             assert started >= restarts[-1][0], (started, restarts[-1])
-            claims.append(started - max(up, created_at + 0.2))
+            claims.append(started - max(up, created_at + DUE))
     assert len(claims) == len(due)
     codes = [status for status, _ in answers]
     print(
         f"\nthree restarts took {', '.join(f'{b - a:.2f}s' for a, b in restarts)}; "
-        f"{len(created)} runs created through them on one keep-alive connection: "
+        f"{len(created)} runs created and joined through them on one keep-alive connection: "
         f"{codes.count(200)} x 200, {codes.count(503)} x 503 (Retry-After 1), 0 x 500; "
-        f"runs due during the last restart claimed {', '.join(f'{t:.2f}s' for t in claims)} "
-        f"after Postgres returned (or they came due, if later)"
+        f"runs due around the last restart claimed {', '.join(f'{t:.2f}s' for t in claims)} "
+        f"after Postgres returned (or they came due, if later); slowest join {max(joins):.2f}s"
     )
     assert set(codes) <= {200, 503}
+    # A run that ended while the API's listener was away (its NOTIFY lost) is still answered
+    # at once: the listener's reconnection wakes the waiters (it used to take 30 s).
+    assert max(joins) <= 5.0, joins
     assert max(claims) <= 2.0, claims
