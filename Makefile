@@ -44,13 +44,16 @@ bench: setup
 	$(UV) run python -m benchmarks.assistant
 	$(UV) run python -m benchmarks.long_thread
 	$(UV) run python -m benchmarks.retention
+	$(UV) run python -m benchmarks.metrics_overhead
 
 # Issue 15: one thread to 1,000 turns; storage, turn cost, history and delete against the goals.
 bench-long-thread: setup
 	$(UV) run python -m benchmarks.long_thread
 
+# Issue 20: runs/s at concurrency 10 with metrics on and off, rounds alternated.
 bench-metrics: setup
 	$(UV) run python -m benchmarks.metrics_overhead
+
 # Issue 21: keep-last-20 on the 1,000-turn thread; bytes per table before and after.
 bench-retention: setup
 	$(UV) run python -m benchmarks.retention
