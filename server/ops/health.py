@@ -121,8 +121,8 @@ async def check_qdrant(url: str, api_key: str | None) -> Check:
     return Check("qdrant", True, f"ready at {url}")
 
 
-async def dependencies_up(settings: Settings, *, redis_connected: bool) -> dict[str, bool]:
-    """Whether Redis and Qdrant answer, for those this process uses (`/metrics`' gauges)."""
+def dependency_checks(settings: Settings, *, redis_connected: bool) -> list[Awaitable[Check]]:
+    """The checks of Redis and Qdrant, for those this process uses."""
     checks: list[Awaitable[Check]] = []
     if (why := redis_use(settings, redis_connected)) is not None:
         checks.append(timed("redis", lambda: check_redis(settings.redis_url, why)))
@@ -130,6 +130,12 @@ async def dependencies_up(settings: Settings, *, redis_connected: bool) -> dict[
         key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
         url = settings.qdrant_url
         checks.append(timed("qdrant", lambda: check_qdrant(url, key)))
+    return checks
+
+
+async def dependencies_up(settings: Settings, *, redis_connected: bool) -> dict[str, bool]:
+    """Whether Redis and Qdrant answer, for those this process uses (`/metrics`' gauges)."""
+    checks = dependency_checks(settings, redis_connected=redis_connected)
     return {check.name: check.ok for check in await asyncio.gather(*checks)}
 
 
@@ -164,13 +170,8 @@ async def readiness(
     checks: list[Awaitable[Check]] = [
         timed("postgres", lambda: check_postgres(engine, settings.psycopg_url)),
         timed("migrations", lambda: check_migrations(engine)),
+        *dependency_checks(settings, redis_connected=redis_connected),
     ]
-    if (why := redis_use(settings, redis_connected)) is not None:
-        checks.append(timed("redis", lambda: check_redis(settings.redis_url, why)))
-    if settings.qdrant_url is not None:
-        key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-        url = settings.qdrant_url
-        checks.append(timed("qdrant", lambda: check_qdrant(url, key)))
     results = list(await asyncio.gather(*checks))
     results.append(check_graphs(registry))
     return results

@@ -14,24 +14,15 @@ import pytest
 from langgraph_sdk import get_client
 from PIL import Image, ImageDraw, ImageFont
 
-from server.core.settings import ROOT, Settings
 from server.http.app import create_app
-from tests.support.servers import create_database, drop_database, serve_in_loop
+from tests.support.servers import builtin_settings, create_database, drop_database, serve_in_loop
 from tools.retrieval import sample_corpus_dir
 
 
 @pytest.fixture(scope="module")
 async def assistant_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
     database = create_database()
-    settings = Settings(
-        environment="test",
-        database_url=database,
-        graphs_config=ROOT / "langgraph.json",
-        embedded_data_dir=tmp_path_factory.mktemp("trellis-data"),
-        log_level="WARNING",
-        openai_api_key=None,
-        openai_base_url=None,
-    )
+    settings = builtin_settings(database, tmp_path_factory.mktemp("trellis-data"))
     async with serve_in_loop(create_app(settings)) as url:
         yield url
     drop_database(database)

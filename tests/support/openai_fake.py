@@ -197,13 +197,8 @@ class FakeOpenAI:
         self.requests.append(request)
         if self.stall:
             await asyncio.sleep(self.stall)
-        model = str(request.get("model", ""))
-        for fault in self._faults:
-            if fault.remaining > 0 and fault.model in (None, model):
-                fault.remaining -= 1
-                error = {"message": f"injected {fault.status}", "type": "fake", "code": None}
-                await self._json(writer, fault.status, {"error": error})
-                return
+        if await self._injected_fault(request, writer):
+            return
         if self._script:
             reply = self._script.popleft()
         elif self._responder is not None:
@@ -218,15 +213,21 @@ class FakeOpenAI:
         else:
             await self._json(writer, 200, self._completion(request, message))
 
-    async def _embeddings(self, request: dict[str, Any], writer: asyncio.StreamWriter) -> None:
-        self.embedding_requests.append(request)
+    async def _injected_fault(self, request: dict[str, Any], writer: asyncio.StreamWriter) -> bool:
+        """Answer with the first injected fault left for the request's model, if any."""
         model = str(request.get("model", ""))
         for fault in self._faults:
             if fault.remaining > 0 and fault.model in (None, model):
                 fault.remaining -= 1
                 error = {"message": f"injected {fault.status}", "type": "fake", "code": None}
                 await self._json(writer, fault.status, {"error": error})
-                return
+                return True
+        return False
+
+    async def _embeddings(self, request: dict[str, Any], writer: asyncio.StreamWriter) -> None:
+        self.embedding_requests.append(request)
+        if await self._injected_fault(request, writer):
+            return
         inputs = request.get("input", [])
         texts = [inputs] if isinstance(inputs, str) else list(inputs)
         dims = int(request.get("dimensions") or self.embedding_dims)
@@ -240,7 +241,9 @@ class FakeOpenAI:
         tokens = sum(len(str(t).split()) for t in texts)
         usage = {"prompt_tokens": tokens, "total_tokens": tokens}
         await self._json(
-            writer, 200, {"object": "list", "data": data, "model": model, "usage": usage}
+            writer,
+            200,
+            {"object": "list", "data": data, "model": request.get("model", ""), "usage": usage},
         )
 
     async def _json(self, writer: asyncio.StreamWriter, status: int, payload: object) -> None:

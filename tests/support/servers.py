@@ -18,6 +18,7 @@ import psycopg
 import uvicorn
 from starlette.types import ASGIApp
 
+from server.core.settings import Settings
 from server.http.wire import BoundedHttpToolsProtocol
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,6 +29,22 @@ TEST_GRAPHS = ROOT / "tests" / "support" / "graphs" / "langgraph.json"
 NO_RATE_LIMIT_ENV = {"RATE_LIMIT_ENABLED": "false"}
 """Rate limits live in the shared Redis and are keyed per identity: a suite issuing hundreds
 of runs a minute would throttle itself. Tests of the limits turn them on explicitly."""
+
+
+def builtin_settings(database: str, data_dir: Path, **overrides: object) -> Settings:
+    """Settings serving the built-in graphs (`langgraph.json` at the root) offline, on
+    `database`, with embedded data in `data_dir`."""
+    fields: dict[str, object] = {
+        "environment": "test",
+        "database_url": database,
+        "graphs_config": ROOT / "langgraph.json",
+        "embedded_data_dir": data_dir,
+        "log_level": "WARNING",
+        "openai_api_key": None,
+        "openai_base_url": None,
+        **overrides,
+    }
+    return Settings(**fields)
 
 
 def free_port() -> int:

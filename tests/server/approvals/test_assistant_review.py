@@ -16,9 +16,8 @@ import pytest
 import uvicorn
 from langgraph_sdk import get_client
 
-from server.core.settings import ROOT, Settings
 from server.http.app import create_app
-from tests.support.servers import create_database, drop_database
+from tests.support.servers import builtin_settings, create_database, drop_database
 
 REVIEW_CONTEXT = {"confidence_threshold": 1.0, "max_revisions": 0, "human_review": True}
 QUESTION = {"messages": [{"role": "user", "content": "How does Trellis survive a crash?"}]}
@@ -27,15 +26,8 @@ QUESTION = {"messages": [{"role": "user", "content": "How does Trellis survive a
 @pytest.fixture(scope="module")
 async def assistant_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
     database = create_database()
-    settings = Settings(
-        environment="test",
-        database_url=database,
-        graphs_config=ROOT / "langgraph.json",
-        embedded_data_dir=tmp_path_factory.mktemp("trellis-data"),
-        log_level="WARNING",
-        openai_api_key=None,
-        openai_base_url=None,
-        rate_limit_enabled=False,
+    settings = builtin_settings(
+        database, tmp_path_factory.mktemp("trellis-data"), rate_limit_enabled=False
     )
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))

@@ -6,12 +6,12 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 
-import psycopg
 import pytest
 import redis.asyncio as redis
 from langgraph_sdk.client import LangGraphClient
 
 from server.core.settings import Settings
+from tests.support.rows import rows_per_table
 
 
 @pytest.fixture
@@ -19,25 +19,6 @@ async def client_redis(settings: Settings) -> AsyncIterator[redis.Redis]:
     conn = redis.Redis.from_url(settings.redis_url)
     yield conn
     await conn.aclose()
-
-
-def _rows_per_table(settings: Settings, thread_id: str) -> dict[str, int]:
-    """How many rows of the thread each table with a `thread_id` column holds."""
-    with psycopg.connect(settings.psycopg_url, autocommit=True) as conn:
-        tables = conn.execute(
-            "SELECT c.table_name FROM information_schema.columns c "
-            "JOIN information_schema.tables t ON t.table_schema = c.table_schema "
-            "AND t.table_name = c.table_name AND t.table_type = 'BASE TABLE' "
-            "WHERE c.table_schema = current_schema() AND c.column_name = 'thread_id'"
-        ).fetchall()
-        counts = {}
-        for (table,) in tables:
-            row = conn.execute(
-                f'SELECT count(*) FROM "{table}" WHERE thread_id::text = %s', (thread_id,)
-            ).fetchone()
-            assert row is not None
-            counts[table] = int(row[0])
-    return counts
 
 
 async def _redis_keys(conn: redis.Redis, ids: list[str]) -> list[str]:
@@ -65,7 +46,7 @@ async def test_deleting_a_thread_leaves_no_row_and_no_key(
         run_ids.append(str(run["run_id"]))
     # An interrupt leaves an approval row behind too.
     await client.runs.wait(thread_id, "approval", input={"topic": "owls"})
-    counts = _rows_per_table(settings, thread_id)
+    counts = rows_per_table(settings, thread_id)
     for table in ("threads", "runs", "checkpoints", "checkpoint_blobs", "approvals"):
         assert counts[table] > 0, counts
     assert await _redis_keys(client_redis, run_ids)
@@ -74,7 +55,7 @@ async def test_deleting_a_thread_leaves_no_row_and_no_key(
     await client.threads.delete(thread_id)
     took = time.monotonic() - started
 
-    assert _rows_per_table(settings, thread_id) == dict.fromkeys(counts, 0)
+    assert rows_per_table(settings, thread_id) == dict.fromkeys(counts, 0)
     assert await _redis_keys(client_redis, [thread_id, *run_ids]) == []
     assert took < 1.0, took
 

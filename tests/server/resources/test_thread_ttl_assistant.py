@@ -12,23 +12,15 @@ import psycopg
 import pytest
 from langgraph_sdk import get_client
 
-from server.core.settings import ROOT, Settings
 from server.http.app import create_app
-from tests.support.servers import create_database, drop_database, serve_in_loop
+from tests.support.servers import builtin_settings, create_database, drop_database, serve_in_loop
 
 
 @pytest.fixture(scope="module")
 async def served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[str, str]]:
     database = create_database()
-    settings = Settings(
-        environment="test",
-        database_url=database,
-        graphs_config=ROOT / "langgraph.json",
-        embedded_data_dir=tmp_path_factory.mktemp("trellis-data"),
-        log_level="WARNING",
-        openai_api_key=None,
-        openai_base_url=None,
-        thread_sweep_seconds=0.5,
+    settings = builtin_settings(
+        database, tmp_path_factory.mktemp("trellis-data"), thread_sweep_seconds=0.5
     )
     async with serve_in_loop(create_app(settings)) as url:
         yield url, settings.psycopg_url
