@@ -295,10 +295,15 @@ class ThreadService:
             run_ids = await run_rows.ids_for_thread(conn, tid)
             if not await thread_rows.delete_thread(conn, owner=owner, thread_id=tid):
                 return
-            # Its streams, here and in other processes, look again now and end.
-            await run_rows.notify(conn, run_rows.THREAD_RUNS_CHANNEL, str(tid))
+            await self._end_streams(conn, tid)
         self.runs.thread_runs.created(str(tid))
         await self.runs.events.forget(run_ids)
+
+    @staticmethod
+    async def _end_streams(conn: AsyncConnection, thread_id: uuid.UUID) -> None:
+        """Tell the thread's streams, here and in other processes, to look again (on commit):
+        the thread is gone, so they end."""
+        await run_rows.notify(conn, run_rows.THREAD_RUNS_CHANNEL, str(thread_id))
 
     async def prune(self, owner: str, thread_ids: list[str], strategy: TtlStrategy) -> int:
         """Prune the caller's threads among `thread_ids` (others' and unknown ids are not
@@ -384,6 +389,8 @@ class ThreadService:
             run_ids = await run_rows.ids_for_thread(conn, tid)
             if not await thread_rows.delete_thread(conn, owner=owner, thread_id=tid):
                 return False
+            await self._end_streams(conn, tid)
+        self.runs.thread_runs.created(thread_id)
         await self.runs.events.forget(run_ids)
         return True
 
@@ -394,14 +401,13 @@ class ThreadService:
             if not await thread_rows.lock_expired(conn, thread_id):
                 return None
             pruned = await self._prune(conn, thread_id, 1, forks=False)
-            # A thread whose graph is no longer served cannot be pruned safely: its TTL is
-            # dropped (not retried every sweep) until a run on it sets it again.
-            await thread_rows.swept(conn, thread_id, expired=True)
             if pruned is None:
                 log.warning(
                     "expired thread kept whole: its graph is not served",
                     extra={"thread_id": str(thread_id)},
                 )
+            # Also for a thread whose graph is no longer served (it cannot be pruned safely):
+            # its TTL is dropped, not retried every sweep, until a run on it sets it again.
             await thread_rows.swept(conn, thread_id, expired=True)
         return pruned
 

@@ -1,7 +1,8 @@
 """A thread's stream learns of the thread's next run by signal, not by polling: runs created
 in the same process signal it directly, runs created by another API process through
 Postgres NOTIFY (`trellis_thread_runs`, sent by the statement that inserts the run); the
-fallback poll is 30 s, so a stream that sees a run within seconds was told of it."""
+fallback poll is 30 s, so a stream that sees a run within seconds was told of it. A thread
+that goes (deleted, pruned, or expired by its TTL) ends its streams the same way."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 from typing import Any
 
 import psycopg
+import pytest
 from langgraph_sdk import get_client
 
 from server.runs.listener import Listener
@@ -75,14 +77,16 @@ async def test_a_run_created_by_another_process_reaches_the_thread_stream(
             await b.http.client.aclose()
 
 
+@pytest.mark.parametrize("how", ["delete", "prune", "ttl"])
 async def test_a_deleted_threads_stream_ends_without_waiting_for_the_poll(
-    security_db: str,
+    security_db: str, how: str
 ) -> None:
-    settings = security_settings(security_db)
+    settings = security_settings(security_db, thread_sweep_seconds=0.5)
     async with trellis(settings) as url_a, trellis(settings) as url_b:
         a, b = get_client(url=url_a, api_key=None), get_client(url=url_b, api_key=None)
         try:
-            thread = await b.threads.create()
+            ttl = {"strategy": "delete", "ttl": 0.04} if how == "ttl" else None
+            thread = await b.threads.create(ttl=ttl)
             tid = thread["thread_id"]
 
             async def follow() -> list[Any]:
@@ -90,7 +94,11 @@ async def test_a_deleted_threads_stream_ends_without_waiting_for_the_poll(
 
             follower = asyncio.create_task(follow())
             await asyncio.sleep(1.0)
-            await b.threads.delete(tid)
+            if how == "delete":
+                await b.threads.delete(tid)
+            elif how == "prune":
+                assert await b.threads.prune([tid]) == {"pruned_count": 1}
+            # "ttl": the sweeper deletes it about 2.4 s after its creation
             assert await asyncio.wait_for(follower, POLL_SECONDS / 3) == []
         finally:
             await a.http.client.aclose()
