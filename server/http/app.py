@@ -92,6 +92,7 @@ def create_app(settings: Settings, *, worker: bool = True) -> FastAPI:
     custom_app.install_outer(app, custom)
     cors.install(app, settings, http.get("cors"))
     custom_app.install_middleware(app, custom)  # outside CORS, as the official server's
+    custom_app.install_openapi(app, custom)
     if settings.auth_mode == "none":
         app.add_middleware(
             LocalOnly,

@@ -19,6 +19,8 @@ As the official server (`langgraph_api.server`, `langgraph_api.api.load_custom_a
   authentication (`middleware_first`), inside the `AUTH_MODE=none` local-only check, the
   security headers and the request id; its lifespan runs inside Trellis' (after the
   services open); its exception handlers serve its routes.
+* Its routes are in `/openapi.json`, its definitions winning where both define a path's
+  method (the official `merge_openapi_specs`).
 """
 
 from __future__ import annotations
@@ -27,12 +29,14 @@ import importlib
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.authentication import AuthCredentials
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Match
+from starlette.schemas import SchemaGenerator
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.auth.authenticators import REALM, Authenticator, Unauthenticated
@@ -211,6 +215,51 @@ def install_authenticated(app: FastAPI, custom: CustomApp | None) -> None:
             api_routes=lambda: app.router.routes,
             authenticator=app.state.authenticator,
         )
+
+
+def install_openapi(app: FastAPI, custom: CustomApp | None) -> None:
+    """Add the custom app's routes to `/openapi.json`, its definitions winning where both
+    define a path's method, as the official `update_openapi_spec` and
+    `merge_openapi_specs` do: a FastAPI app's own schema, else what Starlette's
+    `SchemaGenerator` reads from its routes' docstrings. Paths it cannot shadow are left out."""
+    if custom is None:
+        return
+    trellis_openapi = app.openapi
+
+    def merged_openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = merge_openapi(trellis_openapi(), custom_openapi(custom))
+        return app.openapi_schema
+
+    app.openapi = merged_openapi  # type: ignore[method-assign]
+
+
+def custom_openapi(custom: CustomApp) -> dict[str, Any]:
+    """The custom app's OpenAPI document, without the paths Trellis keeps for itself."""
+    if isinstance(custom.app, FastAPI):
+        spec = custom.app.openapi()
+    else:
+        generator = SchemaGenerator({"openapi": "3.1.0", "info": {"title": custom.spec}})
+        spec = generator.get_schema(routes=custom.app.routes)
+    paths = spec.get("paths") or {}
+    return {**spec, "paths": {p: v for p, v in paths.items() if p not in custom.unshadowable}}
+
+
+def merge_openapi(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `extra`'s paths (method by method) and components added, `extra` winning."""
+    merged = {**base, "paths": dict(base.get("paths") or {})}
+    for path, methods in (extra.get("paths") or {}).items():
+        merged["paths"][path] = {**merged["paths"].get(path, {}), **methods}
+    components = dict(base.get("components") or {})
+    for kind, entries in (extra.get("components") or {}).items():
+        components[kind] = {**components.get(kind, {}), **entries}
+    if components:
+        merged["components"] = components
+    tags = {tag["name"]: tag for tag in base.get("tags") or []}
+    tags.update({tag["name"]: tag for tag in extra.get("tags") or []})
+    if tags:
+        merged["tags"] = list(tags.values())
+    return merged
 
 
 def install_middleware(app: FastAPI, custom: CustomApp | None) -> None:

@@ -169,6 +169,19 @@ async def test_open_custom_routes_and_disabled_resources(open_url: str) -> None:
         assert (await anon.delete("/hello")).status_code == 405
 
 
+async def test_custom_routes_are_in_the_openapi_document(open_url: str) -> None:
+    async with httpx.AsyncClient(base_url=open_url, timeout=20) as anon:
+        spec = (await anon.get("/openapi.json")).json()
+    paths = spec["paths"]
+    assert set(paths["/hello"]) == {"get", "post"}
+    # The custom /info wins over Trellis' own; the custom /ok is not served, so not listed.
+    assert paths["/info"]["get"]["description"].startswith("Shadows Trellis' `/info`")
+    assert "Cannot shadow" not in str(paths.get("/ok", {}))
+    # Trellis' API is all still there.
+    assert "post" in paths["/threads/{thread_id}/runs/wait"]
+    assert "put" in paths["/store/items"]
+
+
 async def test_startup_lines_name_each_key(
     security_db: str, caplog: pytest.LogCaptureFixture
 ) -> None:
