@@ -53,6 +53,7 @@ UNSHADOWABLE_WITHOUT_META = frozenset({"/ready"})
 shadowed); `/ready` is Trellis' own readiness probe and stays."""
 
 
+OpenAPI = dict[str, Any]  # Any: an OpenAPI document, typed as FastAPI and Starlette type it
 _JS_SUFFIXES = (".js", ".mjs", ".cjs", ".ts", ".mts", ".cts", ".jsx", ".tsx")
 
 
@@ -226,7 +227,7 @@ def install_openapi(app: FastAPI, custom: CustomApp | None) -> None:
         return
     trellis_openapi = app.openapi
 
-    def merged_openapi() -> dict[str, Any]:
+    def merged_openapi() -> OpenAPI:
         if app.openapi_schema is None:
             app.openapi_schema = merge_openapi(trellis_openapi(), custom_openapi(custom))
         return app.openapi_schema
@@ -234,7 +235,7 @@ def install_openapi(app: FastAPI, custom: CustomApp | None) -> None:
     app.openapi = merged_openapi  # type: ignore[method-assign]
 
 
-def custom_openapi(custom: CustomApp) -> dict[str, Any]:
+def custom_openapi(custom: CustomApp) -> OpenAPI:
     """The custom app's OpenAPI document, without the paths Trellis keeps for itself."""
     if isinstance(custom.app, FastAPI):
         spec = custom.app.openapi()
@@ -245,7 +246,7 @@ def custom_openapi(custom: CustomApp) -> dict[str, Any]:
     return {**spec, "paths": {p: v for p, v in paths.items() if p not in custom.unshadowable}}
 
 
-def merge_openapi(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+def merge_openapi(base: OpenAPI, extra: OpenAPI) -> OpenAPI:
     """`base` with `extra`'s paths (method by method) and components added, `extra` winning."""
     merged = {**base, "paths": dict(base.get("paths") or {})}
     for path, methods in (extra.get("paths") or {}).items():
