@@ -21,6 +21,7 @@ __all__ = [
     "THREAD_RUNS_CHANNEL",
     "Completions",
     "ThreadRuns",
+    "first_set",
 ]
 
 # Migration 0004's `trellis_finish_run` names the first two too.
